@@ -1,0 +1,447 @@
+//! The [`Packet`] enum tying the packet types together, the decode entry
+//! point and the encode entry point, with the small value types every packet
+//! shares ([`ProtocolVersion`], [`QoS`], [`DecodeOptions`], [`Decoded`]).
+
+use core::fmt;
+
+use super::ack::PubAck;
+use super::auth::Auth;
+use super::connack::Connack;
+use super::connect::Connect;
+use super::disconnect::Disconnect;
+use super::error::{DecodeError, EncodeError, Violation};
+use super::fixed_header::{FixedHeader, PacketType};
+use super::publish::Publish;
+use super::subscribe::{Suback, Subscribe};
+use super::unsubscribe::{Unsuback, Unsubscribe};
+use super::wire::{self, Reader, Writer};
+
+/// The MQTT protocol version a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProtocolVersion {
+    /// MQTT 3.1.1 (protocol level 4).
+    V311,
+    /// MQTT 5.0 (protocol level 5).
+    V5,
+}
+
+impl ProtocolVersion {
+    /// The protocol level byte CONNECT carries: 4 or 5.
+    pub const fn level(self) -> u8 {
+        match self {
+            Self::V311 => 4,
+            Self::V5 => 5,
+        }
+    }
+
+    pub(crate) const fn is_v5(self) -> bool {
+        matches!(self, Self::V5)
+    }
+}
+
+impl fmt::Display for ProtocolVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::V311 => "MQTT 3.1.1",
+            Self::V5 => "MQTT 5.0",
+        })
+    }
+}
+
+/// Quality of service of a message (3.1.1 §4.3, 5.0 §4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[repr(u8)]
+pub enum QoS {
+    /// At most once (0).
+    #[default]
+    AtMostOnce = 0,
+    /// At least once (1).
+    AtLeastOnce = 1,
+    /// Exactly once (2).
+    ExactlyOnce = 2,
+}
+
+impl QoS {
+    /// The QoS for a two-bit value; 3 is invalid.
+    pub const fn from_bits(bits: u8) -> Result<Self, Violation> {
+        match bits {
+            0 => Ok(Self::AtMostOnce),
+            1 => Ok(Self::AtLeastOnce),
+            2 => Ok(Self::ExactlyOnce),
+            _ => Err(Violation::InvalidQos),
+        }
+    }
+}
+
+/// What decoding needs to know besides the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// The negotiated version. CONNECT carries its own and ignores this;
+    /// a server decoding the first packet of a connection passes
+    /// [`ProtocolVersion::V5`], whose packet types are a superset.
+    pub version: ProtocolVersion,
+    /// The largest packet accepted, fixed header included. Larger packets
+    /// fail with [`DecodeError::PacketTooLarge`] from their fixed header.
+    pub max_packet_size: u32,
+}
+
+impl DecodeOptions {
+    /// The largest packet MQTT can express: 5 header bytes + 268 435 455.
+    pub const PROTOCOL_MAX_PACKET_SIZE: u32 = wire::MAX_VARINT + 5;
+
+    /// Options for `version` with no limit below the protocol's own.
+    pub const fn new(version: ProtocolVersion) -> Self {
+        Self {
+            version,
+            max_packet_size: Self::PROTOCOL_MAX_PACKET_SIZE,
+        }
+    }
+
+    /// The same options with a maximum packet size.
+    pub const fn with_max_packet_size(self, max_packet_size: u32) -> Self {
+        Self {
+            max_packet_size,
+            ..self
+        }
+    }
+}
+
+/// The outcome of a decode that did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decoded<T> {
+    /// A complete value, and how many bytes of the input it took.
+    Complete {
+        /// The decoded value, borrowing from the input.
+        value: T,
+        /// Bytes consumed from the start of the input.
+        len: usize,
+    },
+    /// The input is a valid prefix but too short; nothing was consumed.
+    /// At least `needed` more bytes are required (exact once the fixed
+    /// header is complete, a lower bound before).
+    Incomplete {
+        /// How many more bytes are needed at least.
+        needed: usize,
+    },
+}
+
+/// Any MQTT control packet, borrowing from the bytes it was decoded from (or
+/// from the caller's values, for emit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packet<'a> {
+    /// CONNECT (3.1.1 §3.1, 5.0 §3.1).
+    Connect(Connect<'a>),
+    /// CONNACK (§3.2).
+    Connack(Connack<'a>),
+    /// PUBLISH (§3.3).
+    Publish(Publish<'a>),
+    /// PUBACK (§3.4).
+    Puback(PubAck<'a>),
+    /// PUBREC (§3.5).
+    Pubrec(PubAck<'a>),
+    /// PUBREL (§3.6).
+    Pubrel(PubAck<'a>),
+    /// PUBCOMP (§3.7).
+    Pubcomp(PubAck<'a>),
+    /// SUBSCRIBE (§3.8).
+    Subscribe(Subscribe<'a>),
+    /// SUBACK (§3.9).
+    Suback(Suback<'a>),
+    /// UNSUBSCRIBE (§3.10).
+    Unsubscribe(Unsubscribe<'a>),
+    /// UNSUBACK (§3.11).
+    Unsuback(Unsuback<'a>),
+    /// PINGREQ (§3.12).
+    Pingreq,
+    /// PINGRESP (§3.13).
+    Pingresp,
+    /// DISCONNECT (§3.14; 3.1.1 has no reason code or properties).
+    Disconnect(Disconnect<'a>),
+    /// AUTH (5.0 §3.15 only).
+    Auth(Auth<'a>),
+}
+
+impl<'a> Packet<'a> {
+    /// Decodes one packet from the start of `buf`.
+    ///
+    /// A buffer holding less than a whole packet gives
+    /// [`Decoded::Incomplete`] (never an error, nothing consumed); a complete
+    /// packet gives the packet and its length, and bytes after it are left
+    /// alone. The maximum packet size is enforced from the fixed header.
+    pub fn decode(buf: &'a [u8], opts: &DecodeOptions) -> Result<Decoded<Self>, DecodeError> {
+        let header = match FixedHeader::decode(buf, opts)? {
+            Decoded::Complete { value, .. } => value,
+            Decoded::Incomplete { needed } => return Ok(Decoded::Incomplete { needed }),
+        };
+        let total = header.packet_len();
+        let Some(packet) = buf.get(..total) else {
+            return Ok(Decoded::Incomplete {
+                needed: total.saturating_sub(buf.len()),
+            });
+        };
+        let body = packet
+            .get(usize::from(header.header_len)..)
+            .ok_or(Violation::Truncated)?;
+        let value = Self::decode_body(&header, body, opts.version)?;
+        Ok(Decoded::Complete { value, len: total })
+    }
+
+    /// Decodes the body (the `header.remaining_length` bytes after the fixed
+    /// header) of a packet whose header was decoded with
+    /// [`FixedHeader::decode`]. `body` must be exactly the body.
+    #[inline]
+    pub fn decode_body(
+        header: &FixedHeader,
+        body: &'a [u8],
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
+        if body.len() != header.remaining_length as usize {
+            return Err(Violation::Truncated.into());
+        }
+        let flags = header.flags;
+        let t = header.packet_type;
+        Ok(match t {
+            PacketType::Connect => Self::Connect(Connect::decode(body)?),
+            PacketType::Connack => Self::Connack(Connack::decode(body, version)?),
+            PacketType::Publish => Self::Publish(Publish::decode(flags, body, version)?),
+            PacketType::Puback => Self::Puback(PubAck::decode(t, body, version)?),
+            PacketType::Pubrec => Self::Pubrec(PubAck::decode(t, body, version)?),
+            PacketType::Pubrel => Self::Pubrel(PubAck::decode(t, body, version)?),
+            PacketType::Pubcomp => Self::Pubcomp(PubAck::decode(t, body, version)?),
+            PacketType::Subscribe => Self::Subscribe(Subscribe::decode(body, version)?),
+            PacketType::Suback => Self::Suback(Suback::decode(body, version)?),
+            PacketType::Unsubscribe => Self::Unsubscribe(Unsubscribe::decode(body, version)?),
+            PacketType::Unsuback => Self::Unsuback(Unsuback::decode(body, version)?),
+            PacketType::Pingreq => {
+                Reader::new(body).finish()?;
+                Self::Pingreq
+            }
+            PacketType::Pingresp => {
+                Reader::new(body).finish()?;
+                Self::Pingresp
+            }
+            PacketType::Disconnect => Self::Disconnect(Disconnect::decode(body, version)?),
+            PacketType::Auth => Self::Auth(Auth::decode(body, version)?),
+        })
+    }
+
+    /// The packet's type.
+    pub const fn packet_type(&self) -> PacketType {
+        match self {
+            Self::Connect(_) => PacketType::Connect,
+            Self::Connack(_) => PacketType::Connack,
+            Self::Publish(_) => PacketType::Publish,
+            Self::Puback(_) => PacketType::Puback,
+            Self::Pubrec(_) => PacketType::Pubrec,
+            Self::Pubrel(_) => PacketType::Pubrel,
+            Self::Pubcomp(_) => PacketType::Pubcomp,
+            Self::Subscribe(_) => PacketType::Subscribe,
+            Self::Suback(_) => PacketType::Suback,
+            Self::Unsubscribe(_) => PacketType::Unsubscribe,
+            Self::Unsuback(_) => PacketType::Unsuback,
+            Self::Pingreq => PacketType::Pingreq,
+            Self::Pingresp => PacketType::Pingresp,
+            Self::Disconnect(_) => PacketType::Disconnect,
+            Self::Auth(_) => PacketType::Auth,
+        }
+    }
+
+    /// The version CONNECT is written in is its own; others use `version`.
+    const fn wire_version(&self, version: ProtocolVersion) -> ProtocolVersion {
+        match self {
+            Self::Connect(c) => c.protocol_version,
+            _ => version,
+        }
+    }
+
+    #[inline]
+    fn body_len(&self, version: ProtocolVersion) -> usize {
+        match self {
+            Self::Connect(p) => p.body_len(),
+            Self::Connack(p) => p.body_len(version),
+            Self::Publish(p) => p.body_len(version),
+            Self::Puback(p) | Self::Pubrec(p) | Self::Pubrel(p) | Self::Pubcomp(p) => {
+                p.body_len(version)
+            }
+            Self::Subscribe(p) => p.body_len(version),
+            Self::Suback(p) => p.body_len(version),
+            Self::Unsubscribe(p) => p.body_len(version),
+            Self::Unsuback(p) => p.body_len(version),
+            Self::Pingreq | Self::Pingresp => 0,
+            Self::Disconnect(p) => p.body_len(version),
+            Self::Auth(p) => p.body_len(),
+        }
+    }
+
+    /// The number of bytes [`Packet::encode`] writes for `version` (for
+    /// CONNECT, its own `protocol_version`). Saturates for packets too large
+    /// to encode, which [`Packet::encode`] refuses.
+    pub fn encoded_len(&self, version: ProtocolVersion) -> usize {
+        let body = self.body_len(self.wire_version(version));
+        body.saturating_add(1 + wire::varint_len(body))
+    }
+
+    /// Writes the packet into `buf` and returns its length.
+    ///
+    /// `version` is the negotiated version; CONNECT is written in its own
+    /// `protocol_version`. The packet is checked by the rules the decoder
+    /// applies; what cannot be said in `version` (AUTH, properties or reason
+    /// codes in 3.1.1) is [`EncodeError::NotInVersion`]. A buffer shorter
+    /// than [`Packet::encoded_len`] is [`EncodeError::InsufficientSize`];
+    /// its contents are then unspecified.
+    #[inline]
+    pub fn encode(&self, buf: &mut [u8], version: ProtocolVersion) -> Result<usize, EncodeError> {
+        // One dispatch: each arm measures its body once, `header` writes
+        // the fixed header and hands back a writer sized to the packet.
+        use PacketType as T;
+        let (w, total) = match self {
+            // CONNECT is measured and written in its own version.
+            Self::Connect(p) => {
+                let (mut w, total) = header(buf, T::Connect, fixed(T::Connect), p.body_len())?;
+                p.write_body(&mut w)?;
+                (w, total)
+            }
+            Self::Connack(p) => {
+                let (mut w, total) =
+                    header(buf, T::Connack, fixed(T::Connack), p.body_len(version))?;
+                p.write_body(&mut w, version)?;
+                (w, total)
+            }
+            Self::Publish(p) => {
+                let (mut w, total) = header(buf, T::Publish, p.flags(), p.body_len(version))?;
+                p.write_body(&mut w, version)?;
+                (w, total)
+            }
+            Self::Puback(p) | Self::Pubrec(p) | Self::Pubrel(p) | Self::Pubcomp(p) => {
+                let t = self.packet_type();
+                let (mut w, total) = header(buf, t, fixed(t), p.body_len(version))?;
+                p.write_body(&mut w, t, version)?;
+                (w, total)
+            }
+            Self::Subscribe(p) => {
+                let (mut w, total) =
+                    header(buf, T::Subscribe, fixed(T::Subscribe), p.body_len(version))?;
+                p.write_body(&mut w, version)?;
+                (w, total)
+            }
+            Self::Suback(p) => {
+                let (mut w, total) = header(buf, T::Suback, fixed(T::Suback), p.body_len(version))?;
+                p.write_body(&mut w, version)?;
+                (w, total)
+            }
+            Self::Unsubscribe(p) => {
+                let (mut w, total) = header(
+                    buf,
+                    T::Unsubscribe,
+                    fixed(T::Unsubscribe),
+                    p.body_len(version),
+                )?;
+                p.write_body(&mut w, version)?;
+                (w, total)
+            }
+            Self::Unsuback(p) => {
+                let (mut w, total) =
+                    header(buf, T::Unsuback, fixed(T::Unsuback), p.body_len(version))?;
+                p.write_body(&mut w, version)?;
+                (w, total)
+            }
+            Self::Pingreq => header(buf, T::Pingreq, 0, 0)?,
+            Self::Pingresp => header(buf, T::Pingresp, 0, 0)?,
+            Self::Disconnect(p) => {
+                let (mut w, total) = header(
+                    buf,
+                    T::Disconnect,
+                    fixed(T::Disconnect),
+                    p.body_len(version),
+                )?;
+                p.write_body(&mut w, version)?;
+                (w, total)
+            }
+            Self::Auth(p) => {
+                let (mut w, total) = header(buf, T::Auth, fixed(T::Auth), p.body_len())?;
+                p.write_body(&mut w, version)?;
+                (w, total)
+            }
+        };
+        debug_assert_eq!(w.position(), total, "encoded_len disagrees with encode");
+        let _ = w;
+        Ok(total)
+    }
+}
+
+/// The fixed-header flags of a packet type other than PUBLISH.
+#[inline(always)]
+const fn fixed(packet_type: PacketType) -> u8 {
+    match packet_type.fixed_flags() {
+        Some(flags) => flags,
+        None => 0,
+    }
+}
+
+/// Writes the fixed header of a packet with a body of `body` bytes into
+/// `buf`, and returns a writer for the body over exactly the rest of the
+/// packet, with the packet's total length. The one bounds check that can
+/// fail is here, up front: every later write stays inside `buf[..total]`.
+#[inline(always)]
+fn header(
+    buf: &mut [u8],
+    packet_type: PacketType,
+    flags: u8,
+    body: usize,
+) -> Result<(Writer<'_>, usize), EncodeError> {
+    let Some(body32) = u32::try_from(body).ok().filter(|b| *b <= wire::MAX_VARINT) else {
+        return Err(Violation::RemainingLengthTooLarge { len: body }.into());
+    };
+    let (varint, varint_len) = wire::varint_bytes(body32);
+    let total = 1 + varint_len + body;
+    let buf = buf
+        .get_mut(..total)
+        .ok_or(EncodeError::InsufficientSize { required: total })?;
+    let mut w = Writer::new(buf);
+    let first = ((packet_type as u8) << 4) | flags;
+    let [v0, v1, v2, v3] = varint;
+    match varint_len {
+        1 => w.array([first, v0])?,
+        2 => w.array([first, v0, v1])?,
+        3 => w.array([first, v0, v1, v2])?,
+        _ => w.array([first, v0, v1, v2, v3])?,
+    }
+    Ok((w, total))
+}
+
+macro_rules! from_packet {
+    ($($ty:ident => $variant:ident),*) => {
+        $(impl<'a> From<$ty<'a>> for Packet<'a> {
+            fn from(p: $ty<'a>) -> Self {
+                Self::$variant(p)
+            }
+        })*
+    };
+}
+
+from_packet!(
+    Connect => Connect,
+    Connack => Connack,
+    Publish => Publish,
+    Subscribe => Subscribe,
+    Suback => Suback,
+    Unsubscribe => Unsubscribe,
+    Unsuback => Unsuback,
+    Disconnect => Disconnect,
+    Auth => Auth
+);
+
+/// Checks that 3.1.1 is not asked to carry properties.
+#[inline]
+pub(crate) fn no_properties_in_v311(
+    properties: &super::properties::Properties<'_>,
+    version: ProtocolVersion,
+) -> Result<(), EncodeError> {
+    if !version.is_v5() && !properties.is_empty() {
+        return Err(EncodeError::NotInVersion {
+            what: "properties",
+            version,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! embermq: MQTT 3.1.1 and 5.0 for devices and for the hosts that simulate
+//! them.
+//!
+//! The crate is `#![no_std]`, uses no allocator and no `unsafe`. Its layers,
+//! from the bottom up:
+//!
+//! - [`codec`]: a zero-copy codec for every MQTT 3.1.1 and 5.0 control packet.
+//!   [`codec::Packet::decode`] borrows from the input buffer and reports a
+//!   short one as `Incomplete`; [`codec::FixedHeader::decode`] frames and
+//!   enforces the maximum packet size from the header alone;
+//!   [`codec::Packet::encode`] writes into a buffer the caller lends. Strict
+//!   validation, each rule tied to its spec statement; bad input is an error
+//!   value, never a panic.
+//! - [`topic`]: topic name and filter validation and matching, shared
+//!   subscriptions included.
+//! - [`time`]: the millisecond [`time::Instant`] and [`time::Duration`] the
+//!   sans-IO layers take as input instead of reading a clock.
+//! - [`clock`]: the [`clock::Clock`] trait (now + sleep until) through which
+//!   the async layers read time: embassy-time on devices (feature
+//!   `embassy-time`), tokio's timer on hosts (feature `tokio`).
+//! - [`transport`]: the [`transport::Connector`] trait through which the
+//!   client opens a fresh byte stream (TCP, TLS, WebSocket) per connect,
+//!   with TCP connectors for embassy-net (feature `embassy-net`) and tokio
+//!   (feature `tokio`).
+//!
+//! - `telemetry` (feature `telemetry`): the JSON device model shared by
+//!   the examples, the simulator and the boards (readings, commands, command
+//!   replies) over serde-json-core, written into and read from lent buffers.
+//! - `cloud` (features `cloud-aws`, `cloud-azure`): the AWS IoT Core SigV4
+//!   presigned WebSocket URL and the Azure IoT Hub SAS token, computed on
+//!   the device into lent buffers.
+//!
+//! - [`client`]: the async client over the session: a [`client::Client`]
+//!   handle for any number of tasks (publish with completion tokens,
+//!   subscribe with per-filter results), and the [`client::Connection`]
+//!   driver that connects through a connector, runs the timers, hands
+//!   events to a handler and reconnects with backoff and full jitter. The
+//!   same code runs under embassy and tokio.
+//!
+//! Internal log lines go to `defmt` (feature `defmt`) or `log` (feature
+//! `log`), or nowhere; credentials and payloads are never logged.
+//!
+//! The sans-IO session, the async client and the transports are built on
+//! these in later layers (see `DESIGN.md` in the repository).
+#![no_std]
+#![forbid(unsafe_code)]
+// Nothing reachable from network input may panic: no indexing that can fail,
+// no unwrap/expect on input-derived values. Tests may use them freely.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable
+    )
+)]
+
+#[cfg(any(feature = "std", test))]
+extern crate std;
+
+// Logging macros first: `macro_rules!` are visible only below their module.
+#[macro_use]
+mod fmt;
+
+pub mod client;
+pub mod clock;
+#[cfg(any(feature = "cloud-aws", feature = "cloud-azure"))]
+pub mod cloud;
+pub mod codec;
+pub mod session;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
+pub mod time;
+pub mod topic;
+pub mod transport;
