@@ -1,0 +1,320 @@
+//! Real peers started on free loopback ports for the integration tests:
+//! mosquitto with a TCP and a websockets listener, and a strict Python
+//! `websockets` server. Each peer gets its own temporary directory for its
+//! config, is awaited until it accepts connections, and is killed (and its
+//! directory removed) when the handle drops.
+//!
+//! Not here: brokers other than mosquitto (aedes, rumqttd come later) and
+//! any TLS listener.
+
+use core::net::SocketAddr;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use core::time::Duration;
+use std::io;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+/// The Python with Debian's `python3-websockets` (10.4); the pyenv `python3`
+/// first on PATH does not have it.
+pub const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
+/// A free TCP port on 127.0.0.1 (bound, read, released).
+pub fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A fresh, empty temporary directory for one peer.
+fn temp_dir(tag: &str) -> io::Result<PathBuf> {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("embermq-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Finds `name` on PATH, else at `fallback`.
+fn find_binary(name: &str, fallback: &str) -> io::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    let fallback = Path::new(fallback);
+    if fallback.is_file() {
+        return Ok(fallback.to_path_buf());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{name} not found on PATH nor at {}", fallback.display()),
+    ))
+}
+
+/// Waits until every port accepts a TCP connection, or the child exits, or
+/// `limit` passes.
+fn wait_accepting(child: &mut Child, ports: &[u16], limit: Duration) -> io::Result<()> {
+    let start = Instant::now();
+    for &port in ports {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Err(io::Error::other(format!("peer exited early: {status}")));
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                break;
+            }
+            if start.elapsed() > limit {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("peer not accepting on port {port}"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(())
+}
+
+/// A running peer process; killed and cleaned up on drop.
+#[derive(Debug)]
+struct PeerProcess {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for PeerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A mosquitto broker with an MQTT/TCP and an MQTT/WebSocket listener.
+#[derive(Debug)]
+pub struct Mosquitto {
+    /// The plain MQTT port.
+    pub tcp_port: u16,
+    /// The MQTT-over-WebSocket port.
+    pub ws_port: u16,
+    process: PeerProcess,
+}
+
+impl Mosquitto {
+    /// Starts mosquitto (from PATH or `/usr/sbin/mosquitto`) with anonymous
+    /// access on two free loopback ports.
+    pub fn start() -> io::Result<Self> {
+        let binary = find_binary("mosquitto", "/usr/sbin/mosquitto")?;
+        let dir = temp_dir("mosquitto")?;
+        let (tcp_port, ws_port) = (free_port()?, free_port()?);
+        let config = dir.join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "per_listener_settings false\nallow_anonymous true\npersistence false\n\
+                 log_dest stderr\n\
+                 listener {tcp_port} 127.0.0.1\nprotocol mqtt\n\
+                 listener {ws_port} 127.0.0.1\nprotocol websockets\n"
+            ),
+        )?;
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut process = PeerProcess { child, dir };
+        wait_accepting(
+            &mut process.child,
+            &[tcp_port, ws_port],
+            Duration::from_secs(10),
+        )?;
+        Ok(Self {
+            tcp_port,
+            ws_port,
+            process,
+        })
+    }
+
+    /// The broker's process id (for diagnostics).
+    pub fn pid(&self) -> u32 {
+        self.process.child.id()
+    }
+}
+
+/// The strict Python `websockets` server. It requires masked, well-formed
+/// client frames (websockets fails anything else with a close code), pings
+/// the client first and waits for a matching pong, echoes every message,
+/// and closes with 4002 when it receives the text `close-me`.
+const PYTHON_WS_SERVER: &str = r#"
+import asyncio, sys
+import websockets
+
+async def handler(ws):
+    pong = await ws.ping(b"harness-ping")
+    await asyncio.wait_for(pong, 5)
+    async for msg in ws:
+        if msg == "close-me":
+            await ws.close(4002, "asked")
+            return
+        await ws.send(msg)
+
+async def main():
+    async with websockets.serve(handler, "127.0.0.1", int(sys.argv[1]),
+                                subprotocols=["mqtt"], max_size=None):
+        await asyncio.Future()
+
+asyncio.run(main())
+"#;
+
+/// A strict Python `websockets` 10.4 echo server (see the script above).
+#[derive(Debug)]
+pub struct PythonWsServer {
+    /// The WebSocket port.
+    pub port: u16,
+    _process: PeerProcess,
+}
+
+impl PythonWsServer {
+    /// Starts the server under [`SYSTEM_PYTHON`] on a free loopback port.
+    pub fn start() -> io::Result<Self> {
+        let dir = temp_dir("pyws")?;
+        let script = dir.join("ws_echo.py");
+        std::fs::write(&script, PYTHON_WS_SERVER)?;
+        let port = free_port()?;
+        let child = Command::new(SYSTEM_PYTHON)
+            .arg(&script)
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let mut process = PeerProcess { child, dir };
+        wait_accepting(&mut process.child, &[port], Duration::from_secs(15))?;
+        Ok(Self {
+            port,
+            _process: process,
+        })
+    }
+}
+
+/// A mosquitto broker with persistence on that a test can kill (SIGKILL)
+/// and start again on the same ports with the same database, for
+/// reconnect tests. Persistence saves after every change
+/// (`autosave_on_changes`), so queued QoS 1/2 messages survive a kill -9.
+#[derive(Debug)]
+pub struct RestartableMosquitto {
+    /// The plain MQTT port (the same after a restart).
+    pub tcp_port: u16,
+    /// The MQTT-over-WebSocket port (the same after a restart).
+    pub ws_port: u16,
+    binary: PathBuf,
+    config: PathBuf,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl RestartableMosquitto {
+    /// Starts mosquitto with persistence in its own temporary directory.
+    pub fn start() -> io::Result<Self> {
+        Self::start_with(true)
+    }
+
+    /// Starts mosquitto with persistence on or off (off: a restart forgets
+    /// every session and subscription).
+    pub fn start_with(persistence: bool) -> io::Result<Self> {
+        let binary = find_binary("mosquitto", "/usr/sbin/mosquitto")?;
+        let dir = temp_dir("mosquitto-persist")?;
+        // Started as root, mosquitto drops to user `mosquitto`: it must be
+        // able to write its database here.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
+        }
+        let (tcp_port, ws_port) = (free_port()?, free_port()?);
+        let config = dir.join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "per_listener_settings false\nallow_anonymous true\n\
+                 persistence {persistence}\npersistence_location {}/\n\
+                 autosave_on_changes true\nautosave_interval 1\n\
+                 max_queued_messages 0\n\
+                 log_dest stderr\n\
+                 listener {tcp_port} 127.0.0.1\nprotocol mqtt\n\
+                 listener {ws_port} 127.0.0.1\nprotocol websockets\n",
+                dir.display()
+            ),
+        )?;
+        let mut broker = Self {
+            tcp_port,
+            ws_port,
+            binary,
+            config,
+            dir,
+            child: None,
+        };
+        broker.restart()?;
+        Ok(broker)
+    }
+
+    /// Kills the broker with SIGKILL (no chance to save) and reaps it.
+    pub fn kill(&mut self) -> io::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Starts the broker again (killing it first if it runs) on the same
+    /// ports and database, and waits until it accepts connections.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.kill()?;
+        let start = Instant::now();
+        loop {
+            let mut child = Command::new(&self.binary)
+                .arg("-c")
+                .arg(&self.config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?;
+            match wait_accepting(
+                &mut child,
+                &[self.tcp_port, self.ws_port],
+                Duration::from_secs(10),
+            ) {
+                Ok(()) => {
+                    self.child = Some(child);
+                    return Ok(());
+                }
+                // The old listener's port may linger a moment: try again.
+                Err(e) if start.elapsed() < Duration::from_secs(10) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for RestartableMosquitto {
+    fn drop(&mut self) {
+        let _ = self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,89 @@
+//! The byte-stream view of a connection (the seed's `send()` / `recv()` on
+//! a WebSocket socket): [`WsStream`] implements `embedded_io_async::Read`
+//! and `Write`, which is what the MQTT client runs on (MQTT §6).
+//!
+//! Each `write` sends one data frame (binary by default, text selectable).
+//! `read` yields the payload bytes of data frames regardless of frame and
+//! message boundaries, since an MQTT packet may span frames or several may
+//! share one [MQTT-6.0.0-2]. Control frames are serviced on every read.
+//! A clean close reads as end of file (`Ok(0)`).
+//!
+//! Deliberately not here: buffering of writes (each `write` is one frame;
+//! the MQTT client writes whole packets).
+
+use embedded_io_async::{ErrorType, Read, Write};
+
+use crate::error::Error;
+use crate::frame::Opcode;
+use crate::message::{Role, WsConnection};
+
+/// A WebSocket connection seen as a byte stream.
+pub struct WsStream<'b, T, M> {
+    conn: WsConnection<'b, T, M>,
+    write_opcode: Opcode,
+}
+
+impl<'b, T: Read + Write, M: Role> WsStream<'b, T, M> {
+    /// Wraps a connection; writes send binary frames.
+    pub fn new(conn: WsConnection<'b, T, M>) -> Self {
+        Self {
+            conn,
+            write_opcode: Opcode::Binary,
+        }
+    }
+
+    /// Makes writes send text frames instead of binary (not in MQTT mode,
+    /// where text is forbidden [MQTT-6.0.0-1]).
+    pub fn set_text(&mut self, text: bool) {
+        self.write_opcode = if text && !self.conn.config().mqtt {
+            Opcode::Text
+        } else {
+            Opcode::Binary
+        };
+    }
+
+    /// The connection, for the message API, `service` and `close`.
+    pub fn connection(&mut self) -> &mut WsConnection<'b, T, M> {
+        &mut self.conn
+    }
+
+    /// Unwraps the connection.
+    pub fn into_connection(self) -> WsConnection<'b, T, M> {
+        self.conn
+    }
+}
+
+impl<T: Read + Write, M: Role> ErrorType for WsStream<'_, T, M> {
+    type Error = Error<T::Error>;
+}
+
+impl<T: Read + Write, M: Role> Read for WsStream<'_, T, M> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            match self.conn.recv_msg(buf).await {
+                Ok(info) if info.opcode == Opcode::Close => return Ok(0),
+                Ok(info) if info.len == 0 => continue,
+                Ok(info) => return Ok(info.len),
+                Err(Error::NotConnected) if self.conn.at_clean_end() => return Ok(0),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl<T: Read + Write, M: Role> Write for WsStream<'_, T, M> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.conn.send_data(buf, self.write_opcode).await?;
+        Ok(buf.len())
+    }
+
+    async fn flush(&mut self) -> Result<(), Self::Error> {
+        self.conn.flush().await
+    }
+}
