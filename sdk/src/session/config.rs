@@ -1,0 +1,102 @@
+//! What a [`Session`](super::Session) is built from: identity, credentials,
+//! will, protocol choice, keepalive and every limit.
+
+use crate::codec::{ProtocolVersion, Will};
+use crate::time::Duration;
+
+/// Which protocol version to speak, chosen at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolChoice {
+    /// MQTT 3.1.1 only.
+    V311,
+    /// MQTT 5.0 only.
+    V5,
+    /// MQTT 5.0, falling back to 3.1.1 for the following connects when a
+    /// broker refuses 5.0 with Unsupported Protocol Version (0x84, or the
+    /// 3.1.1 return code 1) or closes the link before its CONNACK.
+    V5WithFallback,
+}
+
+impl ProtocolChoice {
+    pub(crate) const fn first(self) -> ProtocolVersion {
+        match self {
+            Self::V311 => ProtocolVersion::V311,
+            Self::V5 | Self::V5WithFallback => ProtocolVersion::V5,
+        }
+    }
+}
+
+/// What [`Session::publish_with_policy`](super::Session::publish_with_policy)
+/// does when the outbox has no room for a new message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OverflowPolicy {
+    /// Refuse the new message with [`SessionError::OutboxFull`](super::SessionError::OutboxFull).
+    #[default]
+    RejectNew,
+    /// Drop the oldest QoS 0 messages not yet sent (each is reported with
+    /// [`PublishFailure::Dropped`](super::PublishFailure::Dropped)) until the
+    /// new one fits; refuse it if that is not enough.
+    DropOldestQos0,
+}
+
+/// Everything a session needs besides its buffers. Strings are borrowed for
+/// the session's lifetime; nothing is copied.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionConfig<'b> {
+    /// Client identifier. Empty asks the broker to assign one (5.0) or
+    /// requires `clean_start` (3.1.1 [MQTT-3.1.3-7]).
+    pub client_id: &'b str,
+    /// Protocol version(s) to use.
+    pub protocol: ProtocolChoice,
+    /// Clean Start (5.0) / Clean Session (3.1.1) on every CONNECT.
+    pub clean_start: bool,
+    /// Once a connection was accepted, reconnect with Clean Start = 0 even
+    /// if `clean_start` is set: start clean at boot, then resume the session
+    /// after each link loss (5.0 also needs `session_expiry_secs` > 0).
+    pub resume_on_reconnect: bool,
+    /// Keep Alive in seconds; 0 turns the keepalive mechanism off.
+    pub keep_alive_secs: u16,
+    /// How long to wait for PINGRESP after a PINGREQ before declaring the
+    /// link dead. `None` means half the effective keepalive, so a half-open
+    /// link is found within 1.5 × keepalive.
+    pub ping_timeout: Option<Duration>,
+    /// How long to wait for CONNACK after CONNECT was handed out.
+    pub connect_timeout: Duration,
+    /// User Name.
+    pub username: Option<&'b str>,
+    /// Password.
+    pub password: Option<&'b [u8]>,
+    /// Will message (its properties are 5.0 only).
+    pub will: Option<Will<'b>>,
+    /// 5.0 Session Expiry Interval in seconds sent in CONNECT.
+    pub session_expiry_secs: Option<u32>,
+    /// The largest packet we accept. Sent as 5.0 Maximum Packet Size and
+    /// enforced on decode in both versions.
+    pub max_incoming_packet_size: u32,
+    /// Upper bound for the outbound in-flight window, below the `INFLIGHT`
+    /// table size; the broker's Receive Maximum lowers it further.
+    pub max_inflight: u16,
+}
+
+impl<'b> SessionConfig<'b> {
+    /// A configuration with the given client identifier and defaults:
+    /// 5.0, clean start, 60 s keepalive, 10 s connect timeout, no
+    /// credentials, no will, 64 KiB incoming packets.
+    pub const fn new(client_id: &'b str) -> Self {
+        Self {
+            client_id,
+            protocol: ProtocolChoice::V5,
+            clean_start: true,
+            resume_on_reconnect: false,
+            keep_alive_secs: 60,
+            ping_timeout: None,
+            connect_timeout: Duration::from_secs(10),
+            username: None,
+            password: None,
+            will: None,
+            session_expiry_secs: None,
+            max_incoming_packet_size: 65_536,
+            max_inflight: u16::MAX,
+        }
+    }
+}

@@ -1,0 +1,1452 @@
+//! The [`Session`] state machine itself: inputs (`handle_*` and the
+//! application requests), outputs (`poll_*`).
+
+use heapless::{Deque, String, Vec};
+
+use super::config::{OverflowPolicy, ProtocolChoice, SessionConfig};
+use super::error::{ProtocolViolation, SessionError};
+use super::event::{
+    CloseReason, Event, FilterResults, Incoming, MAX_FILTERS_PER_REQUEST, Message, OutgoingMessage,
+    PublishFailure, PublishToken, RequestToken,
+};
+use super::outbox::{HEADER_LEN, Outbox, RecordState};
+use crate::codec::{
+    Connack, Connect, DecodeOptions, Decoded, Disconnect, FixedHeader, Packet, PacketType,
+    Properties, Property, PropertyFields, ProtocolVersion, PubAck, Publish, QoS, ReasonCode,
+    Subscribe, Subscription, SubscriptionOptions, Subscriptions, TopicFilters, Unsubscribe,
+    UserProperty, Will,
+};
+use crate::time::{Duration, Instant};
+use crate::topic;
+
+/// Capacity of the queue of small control packets to send (acks of inbound
+/// messages, PINGREQ). `handle_incoming` answers
+/// [`Incoming::Backpressure`] rather than overflow it.
+pub const CONTROL_QUEUE_LEN: usize = 16;
+/// Capacity of the event queue. `handle_incoming` answers
+/// [`Incoming::Backpressure`] while fewer than [`EVENT_HEADROOM`] slots are
+/// free; publish completions wait in the outbox while it is full.
+pub const EVENT_QUEUE_LEN: usize = 16;
+/// Event slots kept free for the events one input can raise.
+pub const EVENT_HEADROOM: usize = 3;
+/// The longest broker-assigned client identifier kept for reconnects.
+pub const MAX_ASSIGNED_CLIENT_ID_LEN: usize = 64;
+
+/// A control packet waiting to be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Control {
+    Puback(u16),
+    Pubrec(u16),
+    Pubrel(u16, ReasonCode),
+    Pubcomp(u16, ReasonCode),
+    Pingreq,
+}
+
+/// Where the link is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// No transport.
+    Down,
+    /// Transport up, CONNECT not handed out yet.
+    ConnectQueued,
+    /// CONNECT handed out at the instant, no CONNACK yet.
+    AwaitConnack(Instant),
+    /// CONNACK accepted.
+    Up,
+    /// The session wants the driver to close the transport (after sending
+    /// a pending DISCONNECT, if any).
+    Closing,
+}
+
+impl Link {
+    const fn name(self) -> &'static str {
+        match self {
+            Self::Down => "disconnected",
+            Self::ConnectQueued | Self::AwaitConnack(_) => "connecting",
+            Self::Up => "connected",
+            Self::Closing => "closing",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ping {
+    Idle,
+    Queued,
+    Sent(Instant),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RequestKind {
+    Subscribe,
+    Unsubscribe,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Request {
+    packet_id: u16,
+    token: u32,
+    kind: RequestKind,
+    /// Re-subscription after the broker lost the session.
+    restore: bool,
+    sent: bool,
+}
+
+/// One remembered topic filter.
+#[derive(Debug, Clone)]
+struct SubEntry<const FILTER_LEN: usize> {
+    filter: String<FILTER_LEN>,
+    options: SubscriptionOptions,
+    /// Acknowledged by the broker (and to be restored after a session loss).
+    active: bool,
+    /// The request in flight for this filter, if any.
+    pending: Option<(u16, RequestKind)>,
+}
+
+/// What the broker told us in CONNACK (defaults for 3.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrokerLimits {
+    /// Receive Maximum: QoS 1/2 publishes it accepts unacknowledged.
+    pub receive_maximum: u16,
+    /// Maximum Packet Size it accepts.
+    pub maximum_packet_size: u32,
+    /// Maximum QoS it supports.
+    pub maximum_qos: QoS,
+    /// Whether it supports retained messages.
+    pub retain_available: bool,
+    /// Topic Alias Maximum it accepts (not used yet: aliases are not sent).
+    pub topic_alias_maximum: u16,
+}
+
+impl BrokerLimits {
+    const DEFAULT: Self = Self {
+        receive_maximum: u16::MAX,
+        maximum_packet_size: u32::MAX,
+        maximum_qos: QoS::ExactlyOnce,
+        retain_available: true,
+        topic_alias_maximum: 0,
+    };
+}
+
+/// Outcome of trying to send one outbox record.
+enum RecordOutcome {
+    Sent { len: usize, packet_id: u16 },
+    Failed(PublishFailure),
+}
+
+/// The sans-IO MQTT client session: bytes and `now` in; bytes, events and
+/// the next deadline out. See the [module documentation](super) for the
+/// polling order.
+///
+/// - `INFLIGHT`: size of the inbound QoS 2 table and upper bound of the
+///   outbound window (also sent as our 5.0 Receive Maximum).
+/// - `SUBS`: remembered topic filters (and concurrent subscribe /
+///   unsubscribe requests).
+/// - `FILTER_LEN`: the longest topic filter (and aliased topic) stored.
+/// - `ALIASES`: 5.0 topic aliases in each direction (0: none; we then
+///   never send one and advertise Topic Alias Maximum 0).
+pub struct Session<
+    'b,
+    const INFLIGHT: usize,
+    const SUBS: usize,
+    const FILTER_LEN: usize = 128,
+    const ALIASES: usize = 0,
+> {
+    config: SessionConfig<'b>,
+    outbox: Outbox<'b>,
+    link: Link,
+    version: ProtocolVersion,
+    /// Disconnected already reported for the current link.
+    close_reported: bool,
+    /// A CONNACK accepted a connection at least once.
+    accepted_once: bool,
+    /// A Disconnected event that found the queue full.
+    deferred_close: Option<Event>,
+    pending_disconnect: Option<ReasonCode>,
+    control: Deque<Control, CONTROL_QUEUE_LEN>,
+    events: Deque<Event, EVENT_QUEUE_LEN>,
+    inbound_qos2: Vec<u16, INFLIGHT>,
+    subs: Vec<SubEntry<FILTER_LEN>, SUBS>,
+    requests: Vec<Request, SUBS>,
+    next_packet_id: u16,
+    next_token: u32,
+    broker: BrokerLimits,
+    keep_alive: Duration,
+    last_tx: Instant,
+    ping: Ping,
+    restoring: u16,
+    restore_refused: u16,
+    assigned_client_id: String<MAX_ASSIGNED_CLIENT_ID_LEN>,
+    /// Topic aliases we set up on this connection: alias = index + 1.
+    out_aliases: Vec<String<FILTER_LEN>, ALIASES>,
+    /// Topic aliases the broker set up on this connection.
+    in_aliases: Vec<(u16, String<FILTER_LEN>), ALIASES>,
+}
+
+impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, const ALIASES: usize>
+    Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES>
+{
+    /// A session that has never connected, queuing publishes in `outbox`.
+    pub fn new(config: SessionConfig<'b>, outbox: &'b mut [u8]) -> Self {
+        Self {
+            version: config.protocol.first(),
+            config,
+            outbox: Outbox::new(outbox),
+            link: Link::Down,
+            close_reported: false,
+            deferred_close: None,
+            accepted_once: false,
+            pending_disconnect: None,
+            control: Deque::new(),
+            events: Deque::new(),
+            inbound_qos2: Vec::new(),
+            subs: Vec::new(),
+            requests: Vec::new(),
+            next_packet_id: 1,
+            next_token: 1,
+            broker: BrokerLimits::DEFAULT,
+            keep_alive: Duration::from_secs(u64::from(config.keep_alive_secs)),
+            last_tx: Instant::ZERO,
+            ping: Ping::Idle,
+            restoring: 0,
+            restore_refused: 0,
+            assigned_client_id: String::new(),
+            out_aliases: Vec::new(),
+            in_aliases: Vec::new(),
+        }
+    }
+
+    // ----------------------------------------------------------------- state
+
+    /// The protocol version of the current (or next) connection.
+    pub fn version(&self) -> ProtocolVersion {
+        self.version
+    }
+
+    /// Whether CONNACK accepted the current link.
+    pub fn is_connected(&self) -> bool {
+        self.link == Link::Up
+    }
+
+    /// Whether the session wants the driver to close the transport (after
+    /// draining [`poll_transmit`](Self::poll_transmit)).
+    pub fn wants_close(&self) -> bool {
+        self.link == Link::Closing
+    }
+
+    /// The limits from the last CONNACK.
+    pub fn broker_limits(&self) -> BrokerLimits {
+        self.broker
+    }
+
+    /// The effective keepalive (the broker's Server Keep Alive wins).
+    pub fn keep_alive(&self) -> Duration {
+        self.keep_alive
+    }
+
+    /// The client identifier the broker assigned, if any (5.0).
+    pub fn assigned_client_id(&self) -> Option<&str> {
+        (!self.assigned_client_id.is_empty()).then_some(self.assigned_client_id.as_str())
+    }
+
+    /// Bytes of the outbox in use and its capacity.
+    pub fn outbox_usage(&self) -> (usize, usize) {
+        (self.outbox.used(), self.outbox.capacity())
+    }
+
+    /// Messages in the outbox (queued or in flight).
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.offsets().count()
+    }
+
+    /// QoS 1/2 publishes holding a packet identifier (in flight).
+    pub fn inflight(&self) -> usize {
+        self.outbox
+            .offsets()
+            .filter(|&off| self.outbox.meta(off).is_some_and(|m| m.packet_id != 0))
+            .count()
+    }
+
+    /// The remembered filters: filter, options, and whether the broker
+    /// acknowledged it.
+    pub fn subscriptions(&self) -> impl Iterator<Item = (&str, SubscriptionOptions, bool)> + '_ {
+        self.subs
+            .iter()
+            .map(|s| (s.filter.as_str(), s.options, s.active))
+    }
+
+    /// Every packet identifier the session holds (outbox and requests).
+    #[cfg(test)]
+    pub(crate) fn packet_ids_in_use(&self) -> impl Iterator<Item = u16> + '_ {
+        let publishes = self
+            .outbox
+            .offsets()
+            .filter_map(|off| self.outbox.meta(off));
+        publishes
+            .map(|m| m.packet_id)
+            .filter(|&id| id != 0)
+            .chain(self.requests.iter().map(|r| r.packet_id))
+    }
+
+    /// The Clean Start flag of the next (or current) CONNECT.
+    fn clean_start_flag(&self) -> bool {
+        self.config.clean_start && !(self.config.resume_on_reconnect && self.accepted_once)
+    }
+
+    fn window(&self) -> usize {
+        let ours = usize::from(self.config.max_inflight).min(INFLIGHT);
+        ours.min(usize::from(self.broker.receive_maximum))
+    }
+
+    fn ping_timeout(&self) -> Duration {
+        self.config
+            .ping_timeout
+            .unwrap_or(self.keep_alive.mul_div(1, 2))
+    }
+
+    fn decode_options(&self) -> DecodeOptions {
+        DecodeOptions::new(self.version).with_max_packet_size(self.config.max_incoming_packet_size)
+    }
+
+    fn push_event(&mut self, event: Event) {
+        // Inputs keep EVENT_HEADROOM slots free before raising events; the
+        // ones that cannot wait (timeouts, transport loss) may find the
+        // queue full, and then the link's end is kept aside, never lost.
+        if let Err(event) = self.events.push_back(event)
+            && matches!(event, Event::Disconnected { .. })
+        {
+            self.deferred_close = Some(event);
+        }
+    }
+
+    fn events_free(&self) -> usize {
+        EVENT_QUEUE_LEN.saturating_sub(self.events.len())
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        if matches!(self.link, Link::Down | Link::Closing) {
+            return;
+        }
+        self.link = Link::Closing;
+        if !self.close_reported {
+            self.close_reported = true;
+            self.push_event(Event::Disconnected { reason });
+        }
+    }
+
+    /// Closes the link because the broker broke the protocol; 5.0 says why.
+    fn fail(&mut self, code: ReasonCode) {
+        if self.version == ProtocolVersion::V5 && matches!(self.link, Link::Up) {
+            self.pending_disconnect = Some(code);
+        }
+        self.close(CloseReason::ProtocolError(code));
+    }
+
+    fn packet_id_in_use(&self, id: u16) -> bool {
+        self.outbox.find_packet_id(id).is_some() || self.requests.iter().any(|r| r.packet_id == id)
+    }
+
+    fn allocate_packet_id(&mut self) -> Result<u16, SessionError> {
+        for _ in 0..u16::MAX {
+            let id = self.next_packet_id;
+            self.next_packet_id = if id == u16::MAX { 1 } else { id + 1 };
+            if !self.packet_id_in_use(id) {
+                return Ok(id);
+            }
+        }
+        Err(SessionError::PacketIdsExhausted)
+    }
+
+    fn next_token(&mut self) -> u32 {
+        let t = self.next_token;
+        self.next_token = self.next_token.wrapping_add(1);
+        t
+    }
+
+    // ---------------------------------------------------------------- inputs
+
+    /// The transport is up: CONNECT is queued for
+    /// [`poll_transmit`](Self::poll_transmit).
+    pub fn handle_connected(&mut self, now: Instant) -> Result<(), SessionError> {
+        if self.link != Link::Down {
+            return Err(SessionError::InvalidState {
+                state: self.link.name(),
+            });
+        }
+        self.link = Link::ConnectQueued;
+        self.close_reported = false;
+        self.pending_disconnect = None;
+        self.control.clear();
+        self.ping = Ping::Idle;
+        self.last_tx = now;
+        // Topic aliases live for one network connection (5.0 §3.3.2.3.4).
+        self.out_aliases.clear();
+        self.in_aliases.clear();
+        Ok(())
+    }
+
+    /// The transport closed (whoever closed it). Raises
+    /// [`Event::Disconnected`] unless the session already did for this
+    /// link. Unacknowledged work stays queued for the next connection.
+    pub fn handle_disconnected(&mut self, _now: Instant) {
+        if self.link == Link::Down {
+            return;
+        }
+        if matches!(self.link, Link::AwaitConnack(_))
+            && self.config.protocol == ProtocolChoice::V5WithFallback
+        {
+            self.version = ProtocolVersion::V311;
+        }
+        if !self.close_reported {
+            self.close_reported = true;
+            self.push_event(Event::Disconnected {
+                reason: CloseReason::TransportClosed,
+            });
+        }
+        self.link = Link::Down;
+        self.pending_disconnect = None;
+        self.control.clear();
+        self.ping = Ping::Idle;
+    }
+
+    /// Time has passed: sends PINGREQ when the link has been idle in the
+    /// send direction for the keepalive, declares the link dead when
+    /// PINGRESP or CONNACK is late.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.link {
+            Link::AwaitConnack(since) if now >= since + self.config.connect_timeout => {
+                self.close(CloseReason::ConnackTimeout);
+            }
+            Link::Up if self.keep_alive > Duration::ZERO => match self.ping {
+                Ping::Sent(at) if now >= at + self.ping_timeout() => {
+                    self.close(CloseReason::KeepaliveTimeout);
+                }
+                Ping::Idle
+                    if now >= self.last_tx + self.keep_alive
+                        && self.control.push_back(Control::Pingreq).is_ok() =>
+                {
+                    self.ping = Ping::Queued;
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    /// Decodes and handles ONE packet from the front of `bytes`.
+    ///
+    /// An error means the link must be closed: the session has moved to
+    /// closing (5.0: a DISCONNECT with the reason is queued) and raised
+    /// [`Event::Disconnected`].
+    pub fn handle_incoming<'a>(
+        &mut self,
+        bytes: &'a [u8],
+        now: Instant,
+    ) -> Result<Incoming<'a>, SessionError> {
+        let _ = now;
+        if matches!(self.link, Link::Down | Link::Closing) {
+            return Err(SessionError::InvalidState {
+                state: self.link.name(),
+            });
+        }
+        let mut opts = self.decode_options();
+        // A 3.1.1 broker answers a 5.0 CONNECT with a 3.1.1 CONNACK (two
+        // bytes, return code 1): decode that one as 3.1.1.
+        if self.version == ProtocolVersion::V5
+            && matches!(self.link, Link::AwaitConnack(_))
+            && let Ok(Decoded::Complete { value: h, .. }) = FixedHeader::decode(bytes, &opts)
+            && h.packet_type == PacketType::Connack
+            && h.remaining_length == 2
+        {
+            opts.version = ProtocolVersion::V311;
+        }
+        let (packet, len) = match Packet::decode(bytes, &opts) {
+            Ok(Decoded::Complete { value, len }) => (value, len),
+            Ok(Decoded::Incomplete { needed }) => return Ok(Incoming::Incomplete { needed }),
+            Err(e) => {
+                self.fail(e.reason_code());
+                return Err(e.into());
+            }
+        };
+        if self.control.len() + 2 > CONTROL_QUEUE_LEN || self.events_free() < EVENT_HEADROOM {
+            return Ok(Incoming::Backpressure);
+        }
+        let packet_type = packet.packet_type();
+        match self.handle_packet(packet, opts.version, now) {
+            Ok((message, properties)) => Ok(Incoming::Packet {
+                len,
+                packet_type,
+                message,
+                properties,
+            }),
+            Err(v) => {
+                self.fail(v.reason_code());
+                Err(v.into())
+            }
+        }
+    }
+
+    fn handle_packet<'a>(
+        &mut self,
+        packet: Packet<'a>,
+        decoded_as: ProtocolVersion,
+        now: Instant,
+    ) -> Result<(Option<Message<'a>>, Properties<'a>), ProtocolViolation> {
+        let up = self.link == Link::Up;
+        let unexpected = |p: &Packet<'_>| ProtocolViolation::UnexpectedPacket {
+            packet_type: p.packet_type(),
+        };
+        match packet {
+            Packet::Connack(c) if matches!(self.link, Link::AwaitConnack(_)) => {
+                // [MQTT-3.2.2-2] (5.0) / [MQTT-3.2.2-1] (3.1.1): a clean
+                // start never resumes a session.
+                if self.clean_start_flag() && c.session_present {
+                    return Err(ProtocolViolation::SessionPresentOnCleanStart);
+                }
+                self.handle_connack(&c, decoded_as, now);
+                Ok((None, c.properties))
+            }
+            Packet::Publish(p) if up => self.handle_publish(p).map(|m| (m, p.properties)),
+            Packet::Puback(a) if up => {
+                self.handle_puback(&a);
+                Ok((None, a.properties))
+            }
+            Packet::Pubrec(a) if up => {
+                self.handle_pubrec(&a);
+                Ok((None, a.properties))
+            }
+            Packet::Pubrel(a) if up => {
+                let code = match self.inbound_qos2.iter().position(|&id| id == a.packet_id) {
+                    Some(i) => {
+                        self.inbound_qos2.swap_remove(i);
+                        ReasonCode::SUCCESS
+                    }
+                    None => ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+                };
+                let _ = self.control.push_back(Control::Pubcomp(a.packet_id, code));
+                Ok((None, a.properties))
+            }
+            Packet::Pubcomp(a) if up => {
+                self.handle_pubcomp(&a);
+                Ok((None, a.properties))
+            }
+            Packet::Suback(s) if up => {
+                let codes = s.reason_codes;
+                let mut results = FilterResults::EMPTY;
+                for code in codes.iter() {
+                    results.push(code);
+                }
+                self.handle_request_ack(
+                    RequestKind::Subscribe,
+                    s.packet_id,
+                    codes.len(),
+                    &results,
+                )?;
+                Ok((None, s.properties))
+            }
+            Packet::Unsuback(u) if up => {
+                let mut results = FilterResults::EMPTY;
+                let count = if self.version == ProtocolVersion::V5 {
+                    for code in u.reason_codes.iter() {
+                        results.push(code);
+                    }
+                    Some(u.reason_codes.len())
+                } else {
+                    None
+                };
+                self.handle_request_ack(
+                    RequestKind::Unsubscribe,
+                    u.packet_id,
+                    count.unwrap_or(usize::MAX),
+                    &results,
+                )?;
+                Ok((None, u.properties))
+            }
+            Packet::Pingresp if up => {
+                self.ping = Ping::Idle;
+                Ok((None, Properties::NONE))
+            }
+            Packet::Disconnect(d) if self.version == ProtocolVersion::V5 => {
+                self.close(CloseReason::ServerDisconnect(d.reason_code));
+                Ok((None, d.properties))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn handle_connack(&mut self, c: &Connack<'_>, decoded_as: ProtocolVersion, now: Instant) {
+        if c.reason_code != ReasonCode::SUCCESS {
+            let fallback = self.config.protocol == ProtocolChoice::V5WithFallback
+                && self.version == ProtocolVersion::V5
+                && (c.reason_code == ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
+                    || decoded_as == ProtocolVersion::V311);
+            if fallback {
+                self.version = ProtocolVersion::V311;
+            }
+            self.push_event(Event::ConnectRefused {
+                reason: c.reason_code,
+                falling_back_to_v311: fallback,
+            });
+            self.close(CloseReason::ConnectRefused(c.reason_code));
+            return;
+        }
+        let p = &c.properties;
+        self.broker = BrokerLimits {
+            receive_maximum: p.receive_maximum().unwrap_or(u16::MAX),
+            maximum_packet_size: p.maximum_packet_size().unwrap_or(u32::MAX),
+            maximum_qos: p.maximum_qos().unwrap_or(QoS::ExactlyOnce),
+            retain_available: p.retain_available().unwrap_or(true),
+            topic_alias_maximum: p.topic_alias_maximum().unwrap_or(0),
+        };
+        self.keep_alive = Duration::from_secs(u64::from(
+            p.server_keep_alive().unwrap_or(self.config.keep_alive_secs),
+        ));
+        if let Some(id) = p.assigned_client_identifier() {
+            self.assigned_client_id.clear();
+            // Longer identifiers are not kept (documented limit).
+            let _ = self.assigned_client_id.push_str(id);
+        }
+        self.link = Link::Up;
+        self.accepted_once = true;
+        self.last_tx = now.max(self.last_tx);
+        self.ping = Ping::Idle;
+        let mut off = 0;
+        while let Some(m) = self.outbox.meta(off) {
+            if c.session_present {
+                // [MQTT-4.4.0-1]: resend unacknowledged PUBLISH (with DUP,
+                // same id) and PUBREL.
+                match m.state {
+                    RecordState::AwaitAck => self.outbox.set(off, m.packet_id, RecordState::Queued),
+                    RecordState::AwaitPubcomp => {
+                        self.outbox.set(off, m.packet_id, RecordState::PubrelQueued);
+                    }
+                    RecordState::Queued | RecordState::PubrelQueued => {}
+                }
+            } else {
+                // The broker has no state: everything unacknowledged is
+                // sent again as a new publish, nothing is dropped.
+                self.outbox.set(off, 0, RecordState::Queued);
+            }
+            off += m.len;
+        }
+        for r in self.requests.iter_mut() {
+            r.sent = false;
+        }
+        if !c.session_present {
+            self.inbound_qos2.clear();
+            self.queue_restore();
+        }
+        self.push_event(Event::Connected {
+            session_present: c.session_present,
+            version: self.version,
+        });
+    }
+
+    /// Queues SUBSCRIBE requests for every acknowledged filter with no
+    /// request in flight.
+    fn queue_restore(&mut self) {
+        self.restore_refused = 0;
+        loop {
+            let waiting = self.subs.iter().any(|s| s.active && s.pending.is_none());
+            if !waiting || self.requests.is_full() {
+                break;
+            }
+            let Ok(packet_id) = self.allocate_packet_id() else {
+                break;
+            };
+            let mut n = 0;
+            for s in self.subs.iter_mut() {
+                if n < MAX_FILTERS_PER_REQUEST && s.active && s.pending.is_none() {
+                    s.pending = Some((packet_id, RequestKind::Subscribe));
+                    n += 1;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+            let token = self.next_token();
+            let request = Request {
+                packet_id,
+                token,
+                kind: RequestKind::Subscribe,
+                restore: true,
+                sent: false,
+            };
+            if self.requests.push(request).is_ok() {
+                self.restoring = self.restoring.saturating_add(1);
+            }
+        }
+    }
+
+    fn handle_publish<'a>(
+        &mut self,
+        p: Publish<'a>,
+    ) -> Result<Option<Message<'a>>, ProtocolViolation> {
+        let topic_alias = p.properties.topic_alias();
+        if let Some(alias) = topic_alias {
+            self.learn_inbound_alias(alias, p.topic)?;
+        }
+        let message = Message {
+            topic: p.topic,
+            topic_alias,
+            payload: p.payload,
+            qos: p.qos,
+            retain: p.retain,
+            dup: p.dup,
+            properties: p.properties,
+        };
+        match (p.qos, p.packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => {
+                let _ = self.control.push_back(Control::Puback(id));
+                Ok(Some(message))
+            }
+            (QoS::ExactlyOnce, Some(id)) => {
+                // Exactly once: deliver on first receipt, remember the id
+                // until PUBREL (5.0 §4.3.3 method B).
+                let first = !self.inbound_qos2.contains(&id);
+                if first && self.inbound_qos2.push(id).is_err() {
+                    return Err(ProtocolViolation::ReceiveMaximumExceeded);
+                }
+                let _ = self.control.push_back(Control::Pubrec(id));
+                Ok(first.then_some(message))
+            }
+            _ => Ok(Some(message)),
+        }
+    }
+
+    /// 5.0 §3.3.2.3.4: a PUBLISH with a Topic Alias and a topic sets the
+    /// alias; with an empty topic it uses one set before.
+    fn learn_inbound_alias(&mut self, alias: u16, topic: &str) -> Result<(), ProtocolViolation> {
+        if alias == 0 || usize::from(alias) > ALIASES {
+            return Err(ProtocolViolation::TopicAliasInvalid);
+        }
+        let known = self.in_aliases.iter().position(|(a, _)| *a == alias);
+        if topic.is_empty() {
+            return known
+                .map(|_| ())
+                .ok_or(ProtocolViolation::TopicAliasInvalid);
+        }
+        let Ok(stored) = String::try_from(topic) else {
+            // Longer than FILTER_LEN: cannot be remembered (documented limit).
+            return Err(ProtocolViolation::TopicAliasInvalid);
+        };
+        match known.and_then(|i| self.in_aliases.get_mut(i)) {
+            Some(slot) => slot.1 = stored,
+            None => {
+                let _ = self.in_aliases.push((alias, stored));
+            }
+        }
+        Ok(())
+    }
+
+    /// The topic the broker bound to an inbound Topic Alias on this
+    /// connection: for a [`Message`] whose `topic` is empty.
+    pub fn inbound_alias_topic(&self, alias: u16) -> Option<&str> {
+        self.in_aliases
+            .iter()
+            .find(|(a, _)| *a == alias)
+            .map(|(_, t)| t.as_str())
+    }
+
+    fn complete(&mut self, off: usize, token: u32, code: ReasonCode) {
+        self.outbox.remove(off);
+        let result = if code.is_error() {
+            Err(PublishFailure::Rejected(code))
+        } else {
+            Ok(())
+        };
+        self.push_event(Event::PublishComplete {
+            token: PublishToken(token),
+            result,
+        });
+    }
+
+    fn unexpected_ack(&mut self, packet_type: PacketType, packet_id: u16) {
+        self.push_event(Event::UnexpectedAck {
+            packet_type,
+            packet_id,
+        });
+    }
+
+    fn handle_puback(&mut self, a: &PubAck<'_>) {
+        match self.outbox.find_packet_id(a.packet_id) {
+            Some((off, m)) if m.state == RecordState::AwaitAck && m.qos == QoS::AtLeastOnce => {
+                self.complete(off, m.token, a.reason_code);
+            }
+            _ => self.unexpected_ack(PacketType::Puback, a.packet_id),
+        }
+    }
+
+    fn handle_pubrec(&mut self, a: &PubAck<'_>) {
+        match self.outbox.find_packet_id(a.packet_id) {
+            Some((off, m)) if m.qos == QoS::ExactlyOnce && m.state != RecordState::Queued => {
+                if a.reason_code.is_error() {
+                    self.complete(off, m.token, a.reason_code);
+                } else {
+                    self.outbox.set(off, m.packet_id, RecordState::PubrelQueued);
+                }
+            }
+            _ => {
+                // 5.0 §4.3.3: answer with PUBREL 0x92 so the broker can
+                // clear its state.
+                let _ = self.control.push_back(Control::Pubrel(
+                    a.packet_id,
+                    ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+                ));
+                self.unexpected_ack(PacketType::Pubrec, a.packet_id);
+            }
+        }
+    }
+
+    fn handle_pubcomp(&mut self, a: &PubAck<'_>) {
+        match self.outbox.find_packet_id(a.packet_id) {
+            Some((off, m))
+                if matches!(
+                    m.state,
+                    RecordState::AwaitPubcomp | RecordState::PubrelQueued
+                ) =>
+            {
+                self.complete(off, m.token, a.reason_code);
+            }
+            _ => self.unexpected_ack(PacketType::Pubcomp, a.packet_id),
+        }
+    }
+
+    fn handle_request_ack(
+        &mut self,
+        kind: RequestKind,
+        packet_id: u16,
+        received: usize,
+        results: &FilterResults,
+    ) -> Result<(), ProtocolViolation> {
+        let Some(index) = self
+            .requests
+            .iter()
+            .position(|r| r.packet_id == packet_id && r.kind == kind)
+        else {
+            let packet_type = match kind {
+                RequestKind::Subscribe => PacketType::Suback,
+                RequestKind::Unsubscribe => PacketType::Unsuback,
+            };
+            self.unexpected_ack(packet_type, packet_id);
+            return Ok(());
+        };
+        let key = Some((packet_id, kind));
+        let expected = self.subs.iter().filter(|s| s.pending == key).count();
+        // 3.1.1 UNSUBACK carries no codes (`usize::MAX`): all succeeded.
+        let mut results = *results;
+        if received == usize::MAX {
+            for _ in 0..expected {
+                results.push(ReasonCode::SUCCESS);
+            }
+        } else if received != expected {
+            return Err(ProtocolViolation::ReasonCodeCountMismatch { expected, received });
+        }
+        let request = self.requests.remove(index);
+        let mut codes = results.codes().iter();
+        let mut refused = 0u16;
+        self.subs.retain_mut(|s| {
+            if s.pending != key {
+                return true;
+            }
+            s.pending = None;
+            let code = codes.next().copied().unwrap_or(ReasonCode::SUCCESS);
+            match kind {
+                RequestKind::Subscribe if !code.is_error() => {
+                    s.active = true;
+                    s.options.qos = QoS::from_bits(code.0).unwrap_or(s.options.qos);
+                    true
+                }
+                RequestKind::Subscribe => {
+                    refused = refused.saturating_add(1);
+                    false
+                }
+                RequestKind::Unsubscribe => false,
+            }
+        });
+        let token = RequestToken(request.token);
+        if request.restore {
+            self.restoring = self.restoring.saturating_sub(1);
+            self.restore_refused = self.restore_refused.saturating_add(refused);
+            if self.restoring == 0 {
+                self.push_event(Event::SubscriptionsRestored {
+                    refused: self.restore_refused,
+                });
+            }
+        } else {
+            self.push_event(match kind {
+                RequestKind::Subscribe => Event::Subscribed { token, results },
+                RequestKind::Unsubscribe => Event::Unsubscribed { token, results },
+            });
+        }
+        Ok(())
+    }
+
+    // -------------------------------------------------- application requests
+
+    /// Queues a message with [`OverflowPolicy::RejectNew`].
+    pub fn publish(&mut self, msg: &OutgoingMessage<'_>) -> Result<PublishToken, SessionError> {
+        self.publish_with_policy(msg, OverflowPolicy::RejectNew)
+    }
+
+    /// Queues a message in the outbox; it is sent by
+    /// [`poll_transmit`](Self::poll_transmit) when the link and the window
+    /// allow, and completes with [`Event::PublishComplete`].
+    pub fn publish_with_policy(
+        &mut self,
+        msg: &OutgoingMessage<'_>,
+        policy: OverflowPolicy,
+    ) -> Result<PublishToken, SessionError> {
+        topic::validate_name(msg.topic)?;
+        let publish = Publish {
+            dup: false,
+            qos: msg.qos,
+            retain: msg.retain,
+            topic: msg.topic,
+            // A placeholder: the real identifier is chosen at transmit.
+            packet_id: (msg.qos != QoS::AtMostOnce).then_some(u16::MAX),
+            properties: msg.properties,
+            payload: msg.payload,
+        };
+        if msg.properties.topic_alias().is_some() {
+            return Err(SessionError::Encode(
+                crate::codec::EncodeError::NotInVersion {
+                    what: "an application-chosen Topic Alias",
+                    version: ProtocolVersion::V5,
+                },
+            ));
+        }
+        let packet = Packet::Publish(publish);
+        let body_len = packet.encoded_len(ProtocolVersion::V5);
+        let needed = body_len.saturating_add(HEADER_LEN);
+        if needed > self.outbox.free() && policy == OverflowPolicy::DropOldestQos0 {
+            self.drop_oldest_qos0(needed);
+        }
+        let token = self.next_token;
+        let pushed = self.outbox.push(token, msg.qos, body_len, |dst| {
+            packet.encode(dst, ProtocolVersion::V5)
+        })?;
+        if !pushed {
+            return Err(SessionError::OutboxFull {
+                needed,
+                free: self.outbox.free(),
+                capacity: self.outbox.capacity(),
+            });
+        }
+        self.next_token();
+        Ok(PublishToken(token))
+    }
+
+    fn drop_oldest_qos0(&mut self, needed: usize) {
+        let mut off = 0;
+        while self.outbox.free() < needed && self.events_free() > EVENT_HEADROOM {
+            let Some(m) = self.outbox.meta(off) else {
+                break;
+            };
+            if m.qos == QoS::AtMostOnce && m.state == RecordState::Queued {
+                self.outbox.remove(off);
+                self.push_event(Event::PublishComplete {
+                    token: PublishToken(m.token),
+                    result: Err(PublishFailure::Dropped),
+                });
+            } else {
+                off += m.len;
+            }
+        }
+    }
+
+    /// Subscribes to up to [`MAX_FILTERS_PER_REQUEST`] filters. The filters
+    /// are remembered and sent again when a broker has lost the session;
+    /// the result comes as [`Event::Subscribed`].
+    pub fn subscribe(&mut self, subs: &[Subscription<'_>]) -> Result<RequestToken, SessionError> {
+        self.check_request(subs.iter().map(|s| s.filter))?;
+        let new = subs
+            .iter()
+            .filter(|s| !self.subs.iter().any(|e| e.filter.as_str() == s.filter))
+            .count();
+        if self.subs.len() + new > SUBS {
+            return Err(SessionError::SubscriptionTableFull { capacity: SUBS });
+        }
+        let packet_id = self.allocate_packet_id()?;
+        let key = Some((packet_id, RequestKind::Subscribe));
+        for s in subs {
+            match self.subs.iter_mut().find(|e| e.filter.as_str() == s.filter) {
+                Some(e) => {
+                    e.options = s.options;
+                    e.pending = key;
+                }
+                None => {
+                    let filter =
+                        String::try_from(s.filter).map_err(|_| SessionError::FilterTooLong {
+                            len: s.filter.len(),
+                            max: FILTER_LEN,
+                        })?;
+                    let entry = SubEntry {
+                        filter,
+                        options: s.options,
+                        active: false,
+                        pending: key,
+                    };
+                    let _ = self.subs.push(entry);
+                }
+            }
+        }
+        Ok(self.push_request(packet_id, RequestKind::Subscribe))
+    }
+
+    /// Unsubscribes from up to [`MAX_FILTERS_PER_REQUEST`] filters; the
+    /// result comes as [`Event::Unsubscribed`] and the filters are forgotten.
+    pub fn unsubscribe(&mut self, filters: &[&str]) -> Result<RequestToken, SessionError> {
+        self.check_request(filters.iter().copied())?;
+        let new = filters
+            .iter()
+            .filter(|f| !self.subs.iter().any(|e| e.filter.as_str() == **f))
+            .count();
+        if self.subs.len() + new > SUBS {
+            return Err(SessionError::SubscriptionTableFull { capacity: SUBS });
+        }
+        let packet_id = self.allocate_packet_id()?;
+        let key = Some((packet_id, RequestKind::Unsubscribe));
+        for f in filters {
+            match self.subs.iter_mut().find(|e| e.filter.as_str() == *f) {
+                Some(e) => e.pending = key,
+                None => {
+                    let filter = String::try_from(*f).map_err(|_| SessionError::FilterTooLong {
+                        len: f.len(),
+                        max: FILTER_LEN,
+                    })?;
+                    let options = SubscriptionOptions::qos(QoS::AtMostOnce);
+                    let _ = self.subs.push(SubEntry {
+                        filter,
+                        options,
+                        active: false,
+                        pending: key,
+                    });
+                }
+            }
+        }
+        Ok(self.push_request(packet_id, RequestKind::Unsubscribe))
+    }
+
+    fn check_request<'f>(
+        &self,
+        filters: impl Iterator<Item = &'f str> + Clone,
+    ) -> Result<(), SessionError> {
+        let given = filters.clone().count();
+        if given == 0 || given > MAX_FILTERS_PER_REQUEST {
+            return Err(SessionError::FilterCount {
+                given,
+                max: MAX_FILTERS_PER_REQUEST,
+            });
+        }
+        if self.requests.is_full() {
+            return Err(SessionError::SubscriptionTableFull { capacity: SUBS });
+        }
+        for (i, f) in filters.clone().enumerate() {
+            topic::validate_filter(f)?;
+            if f.len() > FILTER_LEN {
+                return Err(SessionError::FilterTooLong {
+                    len: f.len(),
+                    max: FILTER_LEN,
+                });
+            }
+            let busy = self
+                .subs
+                .iter()
+                .any(|e| e.filter.as_str() == f && e.pending.is_some());
+            let repeated = filters.clone().take(i).any(|g| g == f);
+            if busy || repeated {
+                return Err(SessionError::InvalidState {
+                    state: "a request for this topic filter is already in flight",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn push_request(&mut self, packet_id: u16, kind: RequestKind) -> RequestToken {
+        let token = self.next_token();
+        let _ = self.requests.push(Request {
+            packet_id,
+            token,
+            kind,
+            restore: false,
+            sent: false,
+        });
+        RequestToken(token)
+    }
+
+    /// Ends the link politely: a DISCONNECT (Normal disconnection) is
+    /// queued, [`Event::Disconnected`] raised, and the driver closes the
+    /// transport once [`poll_transmit`](Self::poll_transmit) is drained. The
+    /// session (outbox, subscriptions) is kept for the next connect.
+    pub fn disconnect(&mut self) -> Result<(), SessionError> {
+        match self.link {
+            Link::Up => {
+                self.pending_disconnect = Some(ReasonCode::SUCCESS);
+                self.close(CloseReason::ClientRequested);
+                Ok(())
+            }
+            Link::ConnectQueued | Link::AwaitConnack(_) => {
+                self.close(CloseReason::ClientRequested);
+                Ok(())
+            }
+            Link::Down | Link::Closing => Err(SessionError::InvalidState {
+                state: self.link.name(),
+            }),
+        }
+    }
+
+    // --------------------------------------------------------------- outputs
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events
+            .pop_front()
+            .or_else(|| self.deferred_close.take())
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) wants to be called
+    /// next, if at all.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.link {
+            Link::AwaitConnack(since) => Some(since + self.config.connect_timeout),
+            Link::Up if self.keep_alive > Duration::ZERO => match self.ping {
+                Ping::Idle => Some(self.last_tx + self.keep_alive),
+                Ping::Sent(at) => Some(at + self.ping_timeout()),
+                Ping::Queued => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Writes the next packet to send into `buf` and returns its length, or
+    /// `None` when there is nothing to send now. A buffer too small for the
+    /// packet gives [`SessionError::Encode`] with
+    /// [`EncodeError::InsufficientSize`](crate::codec::EncodeError::InsufficientSize)
+    /// and leaves it queued.
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Result<Option<usize>, SessionError> {
+        let sent = match self.link {
+            Link::Down | Link::AwaitConnack(_) => None,
+            Link::ConnectQueued => {
+                let len = self.encode_connect(buf)?;
+                self.link = Link::AwaitConnack(now);
+                Some(len)
+            }
+            Link::Closing => match self.pending_disconnect {
+                Some(reason_code) => {
+                    let d = Disconnect {
+                        reason_code,
+                        properties: Properties::NONE,
+                    };
+                    let len = Packet::Disconnect(d).encode(buf, self.version)?;
+                    self.pending_disconnect = None;
+                    Some(len)
+                }
+                None => None,
+            },
+            Link::Up => self.transmit_up(now, buf)?,
+        };
+        if sent.is_some() {
+            self.last_tx = now;
+        }
+        Ok(sent)
+    }
+
+    fn encode_connect(&self, buf: &mut [u8]) -> Result<usize, SessionError> {
+        let v5 = self.version == ProtocolVersion::V5;
+        let fields = PropertyFields {
+            session_expiry_interval: self.config.session_expiry_secs,
+            receive_maximum: u16::try_from(INFLIGHT)
+                .ok()
+                .filter(|&n| n > 0 && n < u16::MAX),
+            maximum_packet_size: Some(self.config.max_incoming_packet_size),
+            topic_alias_maximum: u16::try_from(ALIASES).ok().filter(|&n| n > 0),
+            ..PropertyFields::NONE
+        };
+        let will = self.config.will.map(|w| {
+            if v5 {
+                w
+            } else {
+                Will {
+                    properties: Properties::NONE,
+                    ..w
+                }
+            }
+        });
+        let connect = Connect {
+            protocol_version: self.version,
+            clean_start: self.clean_start_flag(),
+            keep_alive: self.config.keep_alive_secs,
+            client_id: self.assigned_client_id().unwrap_or(self.config.client_id),
+            will,
+            username: self.config.username,
+            password: self.config.password,
+            properties: if v5 {
+                Properties::from_fields(&fields)
+            } else {
+                Properties::NONE
+            },
+        };
+        Ok(Packet::Connect(connect).encode(buf, self.version)?)
+    }
+
+    fn transmit_up(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<usize>, SessionError> {
+        let version = self.version;
+        if let Some(&control) = self.control.front() {
+            let packet = match control {
+                Control::Puback(id) => Packet::Puback(PubAck::new(id)),
+                Control::Pubrec(id) => Packet::Pubrec(PubAck::new(id)),
+                Control::Pubrel(id, code) => Packet::Pubrel(ack_with(id, code, version)),
+                Control::Pubcomp(id, code) => Packet::Pubcomp(ack_with(id, code, version)),
+                Control::Pingreq => Packet::Pingreq,
+            };
+            let len = packet.encode(buf, version)?;
+            self.control.pop_front();
+            if control == Control::Pingreq {
+                self.ping = Ping::Sent(now);
+            }
+            return Ok(Some(len));
+        }
+        if let Some(len) = self.transmit_request(buf)? {
+            return Ok(Some(len));
+        }
+        self.transmit_record(buf)
+    }
+
+    fn transmit_request(&mut self, buf: &mut [u8]) -> Result<Option<usize>, SessionError> {
+        let Some(index) = self.requests.iter().position(|r| !r.sent) else {
+            return Ok(None);
+        };
+        let Some(&request) = self.requests.get(index) else {
+            return Ok(None);
+        };
+        let key = Some((request.packet_id, request.kind));
+        let len = match request.kind {
+            RequestKind::Subscribe => {
+                let mut list: Vec<Subscription<'_>, MAX_FILTERS_PER_REQUEST> = Vec::new();
+                for s in self.subs.iter().filter(|s| s.pending == key) {
+                    let _ = list.push(Subscription {
+                        filter: s.filter.as_str(),
+                        options: s.options,
+                    });
+                }
+                let packet = Packet::Subscribe(Subscribe {
+                    packet_id: request.packet_id,
+                    properties: Properties::NONE,
+                    subscriptions: Subscriptions::from_slice(&list),
+                });
+                packet.encode(buf, self.version)?
+            }
+            RequestKind::Unsubscribe => {
+                let mut list: Vec<&str, MAX_FILTERS_PER_REQUEST> = Vec::new();
+                for s in self.subs.iter().filter(|s| s.pending == key) {
+                    let _ = list.push(s.filter.as_str());
+                }
+                let packet = Packet::Unsubscribe(Unsubscribe {
+                    packet_id: request.packet_id,
+                    properties: Properties::NONE,
+                    filters: TopicFilters::from_slice(&list),
+                });
+                packet.encode(buf, self.version)?
+            }
+        };
+        if let Some(r) = self.requests.get_mut(index) {
+            r.sent = true;
+        }
+        Ok(Some(len))
+    }
+
+    /// Sends the first record that can go, in FIFO order: a PUBREL, a
+    /// resend (DUP) or a new publish while the window has room. A new QoS
+    /// 1/2 publish that does not fit the window stops the scan, so order is
+    /// kept.
+    fn transmit_record(&mut self, buf: &mut [u8]) -> Result<Option<usize>, SessionError> {
+        let version = self.version;
+        let mut inflight = self.inflight();
+        let window = self.window();
+        let mut off = 0;
+        while let Some(m) = self.outbox.meta(off) {
+            match m.state {
+                RecordState::PubrelQueued => {
+                    let ack = PubAck::new(m.packet_id);
+                    let len = Packet::Pubrel(ack).encode(buf, version)?;
+                    self.outbox.set(off, m.packet_id, RecordState::AwaitPubcomp);
+                    return Ok(Some(len));
+                }
+                RecordState::AwaitAck | RecordState::AwaitPubcomp => {
+                    off += m.len;
+                    continue;
+                }
+                RecordState::Queued => {}
+            }
+            if self.events_free() == 0 {
+                // Completions need an event slot: wait for poll_event.
+                return Ok(None);
+            }
+            let resend = m.packet_id != 0;
+            let packet_id = if m.qos == QoS::AtMostOnce || resend {
+                m.packet_id
+            } else if inflight >= window {
+                return Ok(None);
+            } else {
+                self.allocate_packet_id()?
+            };
+            let outcome = self.encode_record(off, packet_id, resend, buf)?;
+            match outcome {
+                RecordOutcome::Sent { len, packet_id } => {
+                    if m.qos == QoS::AtMostOnce {
+                        self.outbox.remove(off);
+                        self.push_event(Event::PublishComplete {
+                            token: PublishToken(m.token),
+                            result: Ok(()),
+                        });
+                    } else {
+                        self.outbox.set(off, packet_id, RecordState::AwaitAck);
+                    }
+                    return Ok(Some(len));
+                }
+                RecordOutcome::Failed(failure) => {
+                    if resend {
+                        inflight = inflight.saturating_sub(1);
+                    }
+                    self.outbox.remove(off);
+                    self.push_event(Event::PublishComplete {
+                        token: PublishToken(m.token),
+                        result: Err(failure),
+                    });
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn encode_record(
+        &mut self,
+        off: usize,
+        packet_id: u16,
+        dup: bool,
+        buf: &mut [u8],
+    ) -> Result<RecordOutcome, SessionError> {
+        let version = self.version;
+        let max = self.broker.maximum_packet_size;
+        let fits = |size: usize| u32::try_from(size).is_ok_and(|s| s <= max);
+        let stored = match Packet::decode(
+            self.outbox.body(off),
+            &DecodeOptions::new(ProtocolVersion::V5),
+        ) {
+            Ok(Decoded::Complete {
+                value: Packet::Publish(p),
+                ..
+            }) => p,
+            // Our own encoding always decodes; treat anything else as lost.
+            _ => return Ok(RecordOutcome::Failed(PublishFailure::Dropped)),
+        };
+        if stored.qos > self.broker.maximum_qos {
+            return Ok(RecordOutcome::Failed(PublishFailure::QosNotSupported));
+        }
+        if stored.retain && !self.broker.retain_available {
+            return Ok(RecordOutcome::Failed(PublishFailure::RetainNotSupported));
+        }
+        let plain = Publish {
+            dup,
+            packet_id: (stored.qos != QoS::AtMostOnce).then_some(packet_id),
+            properties: if version == ProtocolVersion::V5 {
+                stored.properties
+            } else {
+                Properties::NONE
+            },
+            ..stored
+        };
+        // 5.0 outbound Topic Alias: reuse one, or set one up while the
+        // table (ours and the broker's Topic Alias Maximum) has room.
+        let limit = usize::from(self.broker.topic_alias_maximum).min(ALIASES);
+        if version == ProtocolVersion::V5 && limit > 0 {
+            let known = self
+                .out_aliases
+                .iter()
+                .position(|t| t.as_str() == stored.topic);
+            let slot = match known {
+                Some(i) => Some((i, false)),
+                None if self.out_aliases.len() < limit && stored.topic.len() <= FILTER_LEN => {
+                    Some((self.out_aliases.len(), true))
+                }
+                None => None,
+            };
+            let mut users: Vec<UserProperty<'_>, MAX_USER_PROPERTIES> = Vec::new();
+            if let Some((index, set_up)) = slot
+                && let Ok(alias) = u16::try_from(index + 1)
+                && let Some(fields) = fields_with_alias(&stored.properties, alias, &mut users)
+            {
+                let aliased = Publish {
+                    topic: if set_up { stored.topic } else { "" },
+                    properties: Properties::from_fields(&fields),
+                    ..plain
+                };
+                let packet = Packet::Publish(aliased);
+                if fits(packet.encoded_len(version)) {
+                    let len = packet.encode(buf, version)?;
+                    if set_up && let Ok(topic) = String::try_from(stored.topic) {
+                        let _ = self.out_aliases.push(topic);
+                    }
+                    return Ok(RecordOutcome::Sent { len, packet_id });
+                }
+            }
+        }
+        let packet = Packet::Publish(plain);
+        let size = packet.encoded_len(version);
+        if !fits(size) {
+            return Ok(RecordOutcome::Failed(PublishFailure::PacketTooLarge {
+                size,
+                max,
+            }));
+        }
+        let len = packet.encode(buf, version)?;
+        Ok(RecordOutcome::Sent { len, packet_id })
+    }
+}
+
+/// The most user properties a stored message may carry and still be sent
+/// with a Topic Alias (they are re-lent from a stack array); messages with
+/// more go without an alias.
+const MAX_USER_PROPERTIES: usize = 16;
+
+/// The properties of a stored PUBLISH plus a Topic Alias, as fields for
+/// emit. `None` if they cannot be rebuilt (too many user properties).
+fn fields_with_alias<'u, 'p: 'u>(
+    props: &Properties<'p>,
+    alias: u16,
+    users: &'u mut Vec<UserProperty<'p>, MAX_USER_PROPERTIES>,
+) -> Option<PropertyFields<'u>> {
+    let mut f = PropertyFields {
+        topic_alias: Some(alias),
+        ..PropertyFields::NONE
+    };
+    for p in props.iter() {
+        match p {
+            Property::PayloadFormatIndicator(v) => f.payload_format_indicator = Some(v),
+            Property::MessageExpiryInterval(v) => f.message_expiry_interval = Some(v),
+            Property::ContentType(v) => f.content_type = Some(v),
+            Property::ResponseTopic(v) => f.response_topic = Some(v),
+            Property::CorrelationData(v) => f.correlation_data = Some(v),
+            Property::UserProperty(u) => users.push(u).ok()?,
+            // Nothing else is valid in an outbound PUBLISH we stored.
+            _ => return None,
+        }
+    }
+    let users: &'u Vec<UserProperty<'p>, MAX_USER_PROPERTIES> = users;
+    f.user_properties = users.as_slice();
+    Some(f)
+}
+
+fn ack_with(packet_id: u16, code: ReasonCode, version: ProtocolVersion) -> PubAck<'static> {
+    let mut ack = PubAck::new(packet_id);
+    if version == ProtocolVersion::V5 {
+        ack.reason_code = code;
+    }
+    ack
+}

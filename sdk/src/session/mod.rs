@@ -1,0 +1,119 @@
+//! The sans-IO MQTT client session: the protocol state machine between the
+//! codec and the async client. Bytes and `now` go in; bytes to send, events
+//! and the next deadline come out. No I/O, no clock, no allocation: the
+//! outbox lives in a buffer the caller lends, every table is sized by const
+//! generics, and every limit is reported with a typed error when hit.
+//!
+//! # What it implements
+//!
+//! - CONNECT / CONNACK in MQTT 3.1.1 or 5.0, chosen at run time, with an
+//!   optional fall-back to 3.1.1 ([`ProtocolChoice::V5WithFallback`]);
+//!   clean start, session present, will, user name and password, refusals
+//!   as [`Event::ConnectRefused`] (3.1.1 §3.1–3.2, 5.0 §3.1–3.2).
+//! - Keepalive: PINGREQ only after the keepalive has passed with nothing
+//!   sent; no PINGRESP within the ping timeout closes the link with
+//!   [`CloseReason::KeepaliveTimeout`] (§3.1.2.10, §3.12, §3.13). The 5.0
+//!   Server Keep Alive replaces ours.
+//! - QoS 0/1/2 outbound flows (§4.3) with a window bounded by `INFLIGHT`,
+//!   [`SessionConfig::max_inflight`] and the broker's Receive Maximum
+//!   (5.0 §4.9); packet identifiers never reused while in use (§2.2.1).
+//! - QoS 0/1/2 inbound flows; QoS 2 delivered exactly once (method B of
+//!   5.0 §4.3.3: the identifier is remembered from PUBLISH to PUBREL).
+//! - SUBSCRIBE / UNSUBSCRIBE with per-filter results; filters remembered
+//!   and sent again when the broker lost the session.
+//! - Reconnect: with the session present, unacknowledged PUBLISH resent
+//!   with DUP and PUBREL resent [MQTT-4.4.0-1]; without it, every
+//!   unacknowledged message is sent again as a new publish.
+//! - MQTT 5.0: both Maximum Packet Sizes (an outbound message over the
+//!   broker's is failed alone with [`PublishFailure::PacketTooLarge`]),
+//!   Receive Maximum both ways, Maximum QoS, Retain Available, Server Keep
+//!   Alive, Assigned Client Identifier (reused on reconnect), Session
+//!   Expiry Interval, publish properties (message expiry, user properties,
+//!   response topic, correlation data) carried through, reason codes in
+//!   events, reason strings and other properties returned borrowed from the
+//!   input by [`Session::handle_incoming`], server DISCONNECT.
+//!
+//! # Example
+//!
+//! ```
+//! use embermq::codec::QoS;
+//! use embermq::session::{Event, Incoming, OutgoingMessage, Session, SessionConfig};
+//! use embermq::time::Instant;
+//!
+//! let mut outbox = [0u8; 1024];
+//! // INFLIGHT = 8, SUBS = 4 (FILTER_LEN = 128, ALIASES = 0 by default).
+//! let mut s: Session<'_, 8, 4> = Session::new(SessionConfig::new("dev-1"), &mut outbox);
+//! let token = s.publish(&OutgoingMessage::new("sensors/t", b"21.5", QoS::AtLeastOnce))?;
+//! let now = Instant::from_millis(0);
+//! s.handle_connected(now)?;
+//! let mut tx = [0u8; 256];
+//! let n = s.poll_transmit(now, &mut tx)?.expect("CONNECT");
+//! assert_eq!(tx[0], 0x10); // CONNECT; nothing else before CONNACK
+//! assert_eq!(s.poll_transmit(now, &mut tx)?, None);
+//! // The broker accepts (5.0 CONNACK, no properties) ...
+//! let connack = [0x20, 0x03, 0x00, 0x00, 0x00];
+//! assert!(matches!(s.handle_incoming(&connack, now)?, Incoming::Packet { len: 5, .. }));
+//! assert!(matches!(s.poll_event(), Some(Event::Connected { session_present: false, .. })));
+//! // ... then the queued PUBLISH goes out with packet id 1, and its PUBACK completes it.
+//! let n = s.poll_transmit(now, &mut tx)?.expect("PUBLISH");
+//! assert_eq!(tx[0], 0x32);
+//! s.handle_incoming(&[0x40, 0x02, 0x00, 0x01], now)?;
+//! assert_eq!(s.poll_event(), Some(Event::PublishComplete { token, result: Ok(()) }));
+//! # let _ = n;
+//! # Ok::<(), embermq::session::SessionError>(())
+//! ```
+//!
+//! # Polling order for a driver
+//!
+//! ```text
+//! on transport up:     handle_connected(now)
+//! loop {
+//!     while let Some(n) = poll_transmit(now, &mut tx)? { write tx[..n] }
+//!     while let Some(ev) = poll_event() { deliver ev }
+//!     if wants_close() { close transport; handle_disconnected(now); break }
+//!     wait for: bytes readable | poll_timeout() | application request
+//!     bytes:   loop handle_incoming(&rx[..filled], now):
+//!                Packet { len, message, .. } => deliver message; drop len bytes
+//!                Incomplete { .. }           => read more
+//!                Backpressure                => drain poll_transmit/poll_event first
+//!                Err(_)                      => drain poll_transmit (a 5.0 DISCONNECT
+//!                                               may be queued), close, handle_disconnected
+//!     timeout: handle_timeout(now)
+//!     closed by peer: handle_disconnected(now); break
+//! }
+//! ```
+//!
+//! Transmit before reading again: acknowledgements of inbound messages are
+//! queued and [`Incoming::Backpressure`] is answered once the queue is
+//! nearly full.
+//!
+//! Topic aliases both ways when `ALIASES > 0` (see [`Session`]).
+//!
+//! # What it does not do (yet)
+//!
+//! AUTH / enhanced authentication, replacement of outbound topic aliases
+//! once the table is full,
+//! subscription identifiers, request/response information, decrementing
+//! Message Expiry while a message waits, sending anything before CONNACK,
+//! persistence of the outbox across restarts (the `Store` trait), and
+//! reconnect backoff (the async client's job).
+
+mod config;
+mod error;
+mod event;
+mod machine;
+mod outbox;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{OverflowPolicy, ProtocolChoice, SessionConfig};
+pub use error::{ProtocolViolation, SessionError};
+pub use event::{
+    CloseReason, Event, FilterResults, Incoming, MAX_FILTERS_PER_REQUEST, Message, OutgoingMessage,
+    PublishFailure, PublishToken, RequestToken,
+};
+pub use machine::{
+    BrokerLimits, CONTROL_QUEUE_LEN, EVENT_HEADROOM, EVENT_QUEUE_LEN, MAX_ASSIGNED_CLIENT_ID_LEN,
+    Session,
+};
