@@ -21,8 +21,17 @@
 //! - [`transport`]: the [`transport::Connector`] trait through which the
 //!   client opens a fresh byte stream (TCP, TLS, WebSocket) per connect,
 //!   with TCP connectors for embassy-net (feature `embassy-net`) and tokio
-//!   (feature `tokio`).
-//!
+//!   (feature `tokio`). The WebSocket connector is `embermq_ws::WsConnector`.
+//! - [`session`]: the sans-IO MQTT state machine: bytes and `now` in; bytes
+//!   to send, events and the next deadline out. QoS 0/1/2 flows, keepalive,
+//!   in-flight window, resend on resume, resubscribe, v5 topic aliases and
+//!   limits, over a bounded outbox in a lent buffer.
+//! - [`client`]: the async client over the session: a [`client::Client`]
+//!   handle for any number of tasks (publish with completion tokens,
+//!   subscribe with per-filter results), and the [`client::Connection`]
+//!   driver that connects through a connector, runs the timers, hands
+//!   events to a handler and reconnects with backoff and full jitter. The
+//!   same code runs under embassy and tokio.
 //! - `telemetry` (feature `telemetry`): the JSON device model shared by
 //!   the examples, the simulator and the boards (readings, commands, command
 //!   replies) over serde-json-core, written into and read from lent buffers.
@@ -30,18 +39,8 @@
 //!   presigned WebSocket URL and the Azure IoT Hub SAS token, computed on
 //!   the device into lent buffers.
 //!
-//! - [`client`]: the async client over the session: a [`client::Client`]
-//!   handle for any number of tasks (publish with completion tokens,
-//!   subscribe with per-filter results), and the [`client::Connection`]
-//!   driver that connects through a connector, runs the timers, hands
-//!   events to a handler and reconnects with backoff and full jitter. The
-//!   same code runs under embassy and tokio.
-//!
 //! Internal log lines go to `defmt` (feature `defmt`) or `log` (feature
 //! `log`), or nowhere; credentials and payloads are never logged.
-//!
-//! The sans-IO session, the async client and the transports are built on
-//! these in later layers (see `DESIGN.md` in the repository).
 #![no_std]
 #![forbid(unsafe_code)]
 // Nothing reachable from network input may panic: no indexing that can fail,

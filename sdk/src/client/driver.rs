@@ -1,0 +1,472 @@
+//! The driver: [`Connection::run`] connects, pumps bytes between the
+//! transport and the session, fires the session's timers, hands events to
+//! the handler and reconnects with backoff.
+//!
+//! The polling order is the session's (see [`crate::session`]): transmit
+//! everything, drain the events, close when the session asks, handle one
+//! buffered packet, and only then wait for the transport, the deadline or
+//! queued work. The clock is read here and nowhere else in the client.
+
+use core::pin::pin;
+
+use embassy_futures::select::{Either, Either3, select, select3};
+use embassy_sync::blocking_mutex::raw::RawMutex;
+use embedded_io_async::{Error as _, Read, Write};
+
+use super::state::Outcome;
+use super::{Backoff, ClientError, ClientState, Event, EventHandler};
+use crate::clock::Clock;
+use crate::session::{self, CloseReason, Incoming};
+use crate::time::Duration;
+use crate::transport::Connector;
+
+/// The driver's settings besides the session's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// Reconnect spacing and the number of attempts.
+    pub backoff: Backoff,
+    /// The longest one connect attempt (DNS, TCP, TLS, WebSocket upgrade)
+    /// may take. CONNACK is bounded separately by the session's
+    /// `connect_timeout`.
+    pub connect_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// [`Backoff::DEFAULT`] and a 10 s connect timeout.
+    pub const DEFAULT: ClientConfig = ClientConfig {
+        backoff: Backoff::DEFAULT,
+        connect_timeout: Duration::from_secs(10),
+    };
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// How one link ended. Deliberately not generic over the connector's
+/// error, so no type naming `C::Error` is held across the link's awaits
+/// (it only makes rustc's `Send` reasoning harder).
+enum LinkEnd {
+    /// The link closed (by either side, or on an I/O error); the session
+    /// has been told. `accepted`: CONNACK had accepted it.
+    Closed {
+        accepted: bool,
+        failure: ClientError,
+    },
+    /// Unrecoverable: the lent buffers cannot carry the traffic.
+    Fatal(ClientError),
+}
+
+/// The driver of one client: owns the connector, the clock, the RNG for
+/// jitter and the lent receive and transmit buffers, and borrows the shared
+/// [`ClientState`].
+pub struct Connection<
+    's,
+    'b,
+    M: RawMutex,
+    C,
+    K,
+    R,
+    const INFLIGHT: usize,
+    const SUBS: usize,
+    const FILTER_LEN: usize = 128,
+    const ALIASES: usize = 0,
+> {
+    state: &'s ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES>,
+    connector: C,
+    clock: K,
+    rng: R,
+    rx: &'s mut [u8],
+    tx: &'s mut [u8],
+    config: ClientConfig,
+}
+
+impl<
+    's,
+    'b,
+    M: RawMutex,
+    C: Connector,
+    K: Clock,
+    R: rand_core::RngCore,
+    const INFLIGHT: usize,
+    const SUBS: usize,
+    const FILTER_LEN: usize,
+    const ALIASES: usize,
+> Connection<'s, 'b, M, C, K, R, INFLIGHT, SUBS, FILTER_LEN, ALIASES>
+{
+    /// A driver for `state` over `connector`.
+    ///
+    /// `rx` must hold the largest packet the broker may send (keep the
+    /// session's `max_incoming_packet_size` at or below its length); `tx`
+    /// the largest packet we send (CONNECT with its will, or a PUBLISH).
+    pub fn new(
+        state: &'s ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES>,
+        connector: C,
+        clock: K,
+        rng: R,
+        rx: &'s mut [u8],
+        tx: &'s mut [u8],
+        config: ClientConfig,
+    ) -> Self {
+        Self {
+            state,
+            connector,
+            clock,
+            rng,
+            rx,
+            tx,
+            config,
+        }
+    }
+
+    /// The connector (e.g. to change its settings before [`run`](Self::run)).
+    pub fn connector_mut(&mut self) -> &mut C {
+        &mut self.connector
+    }
+
+    /// Runs the client until [`Client::stop`](super::Client::stop) (then
+    /// `Ok(())`), until the [`Backoff::max_attempts`] reconnect attempts
+    /// after a failure failed too (then the last failure), or until a lent
+    /// buffer proves too small (then that error).
+    ///
+    /// Every event goes to `handler`, in order.
+    ///
+    /// On tokio's multi-threaded runtime, spawn the future `run` returns
+    /// directly (`tokio::spawn(conn.run(handler))`): wrapped in another
+    /// `async` block, rustc currently cannot prove it `Send` for a connector
+    /// that carries a lifetime such as `WsConnector<'b, ..>` ("implementation
+    /// of `Connector` is not general enough").
+    ///
+    /// Cancellation: dropping the future drops the link abruptly (no
+    /// DISCONNECT, so the broker publishes the will). The session stays in
+    /// the [`ClientState`], ready for a new `Connection`: unacknowledged
+    /// messages stay in the outbox, subscriptions in their table.
+    pub async fn run<H: EventHandler>(self, mut handler: H) -> Result<(), ClientError<C::Error>> {
+        let handler = &mut handler;
+        let Self {
+            state,
+            mut connector,
+            clock,
+            mut rng,
+            rx,
+            tx,
+            config,
+        } = self;
+        let (clock, rng) = (&clock, &mut rng);
+        // A run dropped mid-link left the session up: start from down.
+        state.with(|sh| sh.session.handle_disconnected(clock.now()));
+        let mut failures: u32 = 0;
+        loop {
+            if state.with(|sh| sh.stop) {
+                break;
+            }
+            let deadline = clock.now() + config.connect_timeout;
+            // Connect, bounded by the timeout; a stop request abandons it.
+            let opened = {
+                let mut connect = pin!(connector.connect());
+                loop {
+                    match select3(
+                        connect.as_mut(),
+                        clock.sleep_until(deadline),
+                        state.work.wait(),
+                    )
+                    .await
+                    {
+                        Either3::First(result) => break Some(Either::First(result)),
+                        Either3::Second(()) => break Some(Either::Second(())),
+                        Either3::Third(()) if state.with(|sh| sh.stop) => break None,
+                        // Work queued meanwhile goes out once connected.
+                        Either3::Third(()) => {}
+                    }
+                }
+            };
+            let Some(opened) = opened else { break };
+            let failure = match opened {
+                Either::First(Ok(mut transport)) => {
+                    debug!("transport open");
+                    let end = serve(state, &mut transport, clock, rx, tx, handler).await;
+                    drop(transport);
+                    state.with(|sh| sh.session.handle_disconnected(clock.now()));
+                    drain_events(state, handler).await;
+                    match end {
+                        LinkEnd::Fatal(e) => return Err(e.with_connector_error()),
+                        LinkEnd::Closed { accepted, failure } => {
+                            if accepted {
+                                failures = 0;
+                            }
+                            failure.with_connector_error()
+                        }
+                    }
+                }
+                Either::First(Err(e)) => {
+                    debug!("connect failed");
+                    ClientError::Connect(e)
+                }
+                Either::Second(()) => {
+                    debug!("connect timed out");
+                    ClientError::ConnectTimeout
+                }
+            };
+            if state.with(|sh| sh.stop) {
+                break;
+            }
+            failures = failures.saturating_add(1);
+            if config
+                .backoff
+                .max_attempts
+                .is_some_and(|max| failures > max)
+            {
+                return Err(failure);
+            }
+            // Not held across the awaits below (see `LinkEnd`).
+            drop(failure);
+            let delay = config.backoff.delay(failures, rng);
+            info!(
+                "reconnecting in {} ms (attempt {})",
+                delay.as_millis(),
+                failures
+            );
+            handler
+                .on_event(Event::Reconnecting {
+                    attempt: failures,
+                    delay,
+                })
+                .await;
+            let until = clock.now() + delay;
+            // Sleep, but wake early for a stop request.
+            loop {
+                match select(clock.sleep_until(until), state.work.wait()).await {
+                    Either::First(()) => break,
+                    Either::Second(()) if state.with(|sh| sh.stop) => break,
+                    Either::Second(()) => {}
+                }
+            }
+        }
+        // Stopped: the link (if any) was closed politely in `serve`.
+        drain_events(state, handler).await;
+        Ok(())
+    }
+}
+
+/// Hands every queued session event to the handler, completing tracked
+/// tokens on the way, then wakes publishers waiting for outbox room.
+async fn drain_events<
+    M: RawMutex,
+    H: EventHandler,
+    const I: usize,
+    const S: usize,
+    const F: usize,
+    const A: usize,
+>(
+    state: &ClientState<'_, M, I, S, F, A>,
+    handler: &mut H,
+) -> Drained {
+    let mut drained = Drained::default();
+    loop {
+        let event = state.with(|sh| {
+            let event = sh.session.poll_event()?;
+            match event {
+                session::Event::PublishComplete { token, result } => {
+                    sh.completions.complete(token.0, Outcome::Publish(result));
+                }
+                session::Event::Subscribed { token, results }
+                | session::Event::Unsubscribed { token, results } => {
+                    sh.completions.complete(token.0, Outcome::Filters(results));
+                }
+                _ => {}
+            }
+            Some(event)
+        });
+        let Some(event) = event else { break };
+        match event {
+            session::Event::Connected { .. } => drained.accepted = true,
+            session::Event::Disconnected { reason } => drained.closed = Some(reason),
+            _ => {}
+        }
+        handler.on_event(Event::from_session(event)).await;
+    }
+    state.with(|sh| sh.outbox_waiters.wake());
+    drained
+}
+
+/// What [`drain_events`] saw.
+#[derive(Default)]
+struct Drained {
+    /// CONNACK accepted the link.
+    accepted: bool,
+    /// The session reported the link over, with this reason.
+    closed: Option<CloseReason>,
+}
+
+/// Writes everything the session has to send.
+async fn transmit<
+    M: RawMutex,
+    T: Write,
+    K: Clock,
+    const I: usize,
+    const S: usize,
+    const F: usize,
+    const A: usize,
+>(
+    state: &ClientState<'_, M, I, S, F, A>,
+    transport: &mut T,
+    clock: &K,
+    tx: &mut [u8],
+) -> Result<(), LinkError> {
+    let mut wrote = false;
+    loop {
+        let next = state.with(|sh| sh.session.poll_transmit(clock.now(), tx));
+        match next {
+            Ok(Some(n)) => {
+                let bytes = tx.get(..n).unwrap_or(&[]);
+                transport
+                    .write_all(bytes)
+                    .await
+                    .map_err(|e| LinkError::Io(e.kind()))?;
+                wrote = true;
+            }
+            Ok(None) => break,
+            Err(e) => return Err(LinkError::Fatal(ClientError::Session(e))),
+        }
+    }
+    if wrote {
+        transport
+            .flush()
+            .await
+            .map_err(|e| LinkError::Io(e.kind()))?;
+    }
+    Ok(())
+}
+
+enum LinkError {
+    Io(embedded_io_async::ErrorKind),
+    Fatal(ClientError),
+}
+
+/// Serves one open transport until it closes.
+async fn serve<
+    M: RawMutex,
+    T: Read + Write,
+    K: Clock,
+    H: EventHandler,
+    const I: usize,
+    const S: usize,
+    const F: usize,
+    const A: usize,
+>(
+    state: &ClientState<'_, M, I, S, F, A>,
+    transport: &mut T,
+    clock: &K,
+    rx: &mut [u8],
+    tx: &mut [u8],
+    handler: &mut H,
+) -> LinkEnd {
+    if let Err(e) = state.with(|sh| sh.session.handle_connected(clock.now())) {
+        return LinkEnd::Fatal(ClientError::Session(e));
+    }
+    let mut accepted = false;
+    let mut filled = 0usize;
+    // Why the link ended: an I/O error, else what the session said.
+    let mut io_failure = None;
+    let mut closed = None;
+    loop {
+        match transmit(state, transport, clock, tx).await {
+            Ok(()) => {}
+            Err(LinkError::Io(kind)) => {
+                io_failure = Some(kind);
+                break;
+            }
+            Err(LinkError::Fatal(e)) => return LinkEnd::Fatal(e),
+        }
+        let drained = drain_events(state, handler).await;
+        accepted |= drained.accepted;
+        closed = drained.closed.or(closed);
+        let (wants_close, stop, up) =
+            state.with(|sh| (sh.session.wants_close(), sh.stop, sh.session.is_connected()));
+        if wants_close {
+            break;
+        }
+        if stop {
+            // A polite DISCONNECT (or none before CONNACK), then close.
+            if state.with(|sh| sh.session.disconnect()).is_err() || !up {
+                break;
+            }
+            continue;
+        }
+        if filled > 0 {
+            let bytes = rx.get(..filled).unwrap_or(&[]);
+            match state.with(|sh| sh.session.handle_incoming(bytes, clock.now())) {
+                Ok(Incoming::Packet { len, message, .. }) => {
+                    if let Some(mut message) = message {
+                        // 5.0 §3.3.2.3.4: a PUBLISH that carries only a
+                        // Topic Alias gets the topic the alias stands for.
+                        let mut aliased = heapless::String::<F>::new();
+                        if message.topic.is_empty()
+                            && let Some(alias) = message.topic_alias
+                        {
+                            state.with(|sh| {
+                                if let Some(topic) = sh.session.inbound_alias_topic(alias) {
+                                    let _ = aliased.push_str(topic);
+                                }
+                            });
+                            message.topic = aliased.as_str();
+                        }
+                        handler.on_event(Event::Message(message)).await;
+                    }
+                    let len = len.min(filled);
+                    rx.copy_within(len..filled, 0);
+                    filled -= len;
+                    continue;
+                }
+                // Transmit and drain, then parse again.
+                Ok(Incoming::Backpressure) => continue,
+                Ok(Incoming::Incomplete { needed }) => {
+                    if filled == rx.len() {
+                        let e = ClientError::RxBufferTooSmall {
+                            needed: filled.saturating_add(needed),
+                            capacity: rx.len(),
+                        };
+                        // Best effort: the session closes the link politely.
+                        let _ = state.with(|sh| sh.session.disconnect());
+                        let _ = transmit(state, transport, clock, tx).await;
+                        return LinkEnd::Fatal(e);
+                    }
+                }
+                Err(_e) => {
+                    // The session has moved to closing (5.0: a DISCONNECT
+                    // with the reason is queued); the loop sends it and
+                    // closes.
+                    warn!("closing the link: received packet rejected");
+                    continue;
+                }
+            }
+        }
+        // Wait for bytes, the session's deadline, or queued work.
+        let deadline = state.with(|sh| sh.session.poll_timeout());
+        let timer = async {
+            match deadline {
+                Some(at) => clock.sleep_until(at).await,
+                None => core::future::pending().await,
+            }
+        };
+        let free = rx.get_mut(filled..).unwrap_or(&mut []);
+        match select3(transport.read(free), timer, state.work.wait()).await {
+            Either3::First(Ok(0)) => break,
+            Either3::First(Ok(n)) => filled = filled.saturating_add(n).min(rx.len()),
+            Either3::First(Err(e)) => {
+                io_failure = Some(e.kind());
+                break;
+            }
+            Either3::Second(()) => state.with(|sh| sh.session.handle_timeout(clock.now())),
+            Either3::Third(()) => {}
+        }
+    }
+    let failure = match (io_failure, closed) {
+        (Some(kind), _) => ClientError::Io(kind),
+        (None, Some(reason)) => ClientError::Link(reason),
+        (None, None) => ClientError::Link(CloseReason::TransportClosed),
+    };
+    LinkEnd::Closed { accepted, failure }
+}
