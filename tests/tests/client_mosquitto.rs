@@ -569,15 +569,15 @@ async fn broker_killed_and_restarted_mid_stream_every_qos1_message_delivered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn broker_killed_and_restarted_mid_stream_qos2_none_duplicated() {
+async fn broker_killed_and_restarted_mid_stream_qos2_every_message_once() {
     kill_and_restart_mid_stream(QoS::ExactlyOnce).await;
 }
 
-/// 1,000 messages to self at `qos` through a mosquitto with persistence,
+/// 10,000 messages to self at `qos` through a mosquitto with persistence,
 /// killed (-9) and restarted after a third: every message arrives; at
 /// QoS 2 none twice.
 async fn kill_and_restart_mid_stream(qos: QoS) {
-    const COUNT: u32 = 1000;
+    const COUNT: u32 = 10_000;
     let mut broker = RestartableMosquitto::start().unwrap();
     // QoS 2 over 5.0, where a broker that forgot a message can say so
     // (PUBCOMP: Packet Identifier not found); QoS 1 over 3.1.1.
@@ -607,17 +607,6 @@ async fn kill_and_restart_mid_stream(qos: QoS) {
         while distinct < COUNT {
             let next = tokio::time::timeout(Duration::from_secs(5), events.recv()).await;
             let Ok(next) = next else {
-                // QoS 2 promises "none duplicated", not "none lost", here.
-                // Observed (traced): after the restart mosquitto 2.0.11
-                // resends its unacknowledged PUBLISHes with DUP, then sends
-                // one NEW message (DUP 0) under a packet id whose flow it
-                // forgot in the kill but we still hold awaiting PUBREL;
-                // method B ([MQTT-4.3.3]) makes the receiver treat it as a
-                // duplicate, so exactly that one message is lost although
-                // its publish completed with PUBCOMP.
-                if qos == QoS::ExactlyOnce && killed && publisher.is_finished() {
-                    break;
-                }
                 let missing: Vec<usize> =
                     (0..COUNT as usize).filter(|i| !seen[*i]).take(20).collect();
                 panic!(
@@ -667,12 +656,12 @@ async fn kill_and_restart_mid_stream(qos: QoS) {
             drops >= 1 && resumed >= 1,
             "drops {drops} resumed {resumed}"
         );
-        let lost = COUNT - distinct;
-        if lost > 0 {
-            eprintln!("QoS 2: {lost} message(s) of the kill window lost (see above)");
-        }
-        // Only the broker's kill window, never the stream's tail.
-        assert!(lost <= 20, "{lost} lost");
+        // Every message arrived (the loop only ends at COUNT distinct).
+        // At QoS 2 this needs the session's fingerprint check: the restarted
+        // mosquitto 2.0.11 resends its unacknowledged PUBLISHes with DUP and
+        // then reuses, for a NEW message (DUP 0), a packet id whose flow it
+        // forgot in the kill but we still hold awaiting PUBREL (traced);
+        // treating that as a redelivery would lose the message.
         assert!(killed);
         publisher.await.unwrap();
         st.client().stop();

@@ -165,7 +165,9 @@ pub struct Session<
     pending_disconnect: Option<ReasonCode>,
     control: Deque<Control, CONTROL_QUEUE_LEN>,
     events: Deque<Event, EVENT_QUEUE_LEN>,
-    inbound_qos2: Vec<u16, INFLIGHT>,
+    /// Inbound QoS 2 messages delivered and awaiting PUBREL: the packet id
+    /// and a fingerprint of the message (see [`message_fingerprint`]).
+    inbound_qos2: Vec<(u16, u32), INFLIGHT>,
     subs: Vec<SubEntry<FILTER_LEN>, SUBS>,
     requests: Vec<Request, SUBS>,
     next_packet_id: u16,
@@ -516,7 +518,11 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                 Ok((None, a.properties))
             }
             Packet::Pubrel(a) if up => {
-                let code = match self.inbound_qos2.iter().position(|&id| id == a.packet_id) {
+                let code = match self
+                    .inbound_qos2
+                    .iter()
+                    .position(|&(id, _)| id == a.packet_id)
+                {
                     Some(i) => {
                         self.inbound_qos2.swap_remove(i);
                         ReasonCode::SUCCESS
@@ -702,13 +708,35 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 // Exactly once: deliver on first receipt, remember the id
-                // until PUBREL (5.0 §4.3.3 method B).
-                let first = !self.inbound_qos2.contains(&id);
-                if first && self.inbound_qos2.push(id).is_err() {
-                    return Err(ProtocolViolation::ReceiveMaximumExceeded);
-                }
+                // until PUBREL (5.0 §4.3.3 method B) [MQTT-4.3.3-2].
+                //
+                // A PUBLISH under a held id is a redelivery only if it is
+                // the same message. A broker that lost its state (mosquitto
+                // restored from an older snapshot after kill -9) can reuse
+                // a held id for a different message; suppressing that one
+                // would lose it. The fingerprint tells the two apart, so a
+                // redelivery is still delivered once and a new message
+                // under a reused id is delivered too.
+                let resolved_topic = match (p.topic, topic_alias) {
+                    ("", Some(alias)) => self.inbound_alias_topic(alias).unwrap_or(""),
+                    (topic, _) => topic,
+                };
+                let fingerprint = message_fingerprint(resolved_topic, p.payload);
+                let deliver = match self.inbound_qos2.iter_mut().find(|(held, _)| *held == id) {
+                    Some((_, held)) if *held == fingerprint => false,
+                    Some((_, held)) => {
+                        *held = fingerprint;
+                        true
+                    }
+                    None => {
+                        if self.inbound_qos2.push((id, fingerprint)).is_err() {
+                            return Err(ProtocolViolation::ReceiveMaximumExceeded);
+                        }
+                        true
+                    }
+                };
                 let _ = self.control.push_back(Control::Pubrec(id));
-                Ok(first.then_some(message))
+                Ok(deliver.then_some(message))
             }
             _ => Ok(Some(message)),
         }
@@ -1449,4 +1477,20 @@ fn ack_with(packet_id: u16, code: ReasonCode, version: ProtocolVersion) -> PubAc
         ack.reason_code = code;
     }
     ack
+}
+
+/// A 32-bit FNV-1a fingerprint of an inbound message (topic, a separator
+/// that cannot occur in a topic, payload), kept per held QoS 2 packet id so
+/// that a redelivery can be told apart from a different message that reuses
+/// the id. Four bytes per in-flight slot; not a cryptographic hash (a broker
+/// gains nothing by forging a collision that makes us drop its message).
+fn message_fingerprint(topic: &str, payload: &[u8]) -> u32 {
+    const OFFSET: u32 = 0x811c_9dc5;
+    const PRIME: u32 = 0x0100_0193;
+    topic
+        .as_bytes()
+        .iter()
+        .chain(core::iter::once(&0u8))
+        .chain(payload)
+        .fold(OFFSET, |h, &b| (h ^ u32::from(b)).wrapping_mul(PRIME))
 }

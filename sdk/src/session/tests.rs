@@ -667,6 +667,43 @@ fn mqtt_4_3_3_inbound_qos2_delivered_once_despite_redelivery() {
 }
 
 #[test]
+fn mqtt_4_3_3_2_held_id_reused_for_a_different_message_is_delivered_not_lost() {
+    // A broker that lost its state (mosquitto restored from an older
+    // snapshot after kill -9 does this) sends a new message, DUP=0, under a
+    // packet id we still hold awaiting PUBREL. It is not a redelivery
+    // [MQTT-3.3.1-1: a redelivery carries DUP=1 and the same message], so it
+    // must reach the application; an identical redelivery still must not
+    // [MQTT-4.3.3-2].
+    let mut p = Pair::new(config(ProtocolChoice::V5), None);
+    p.connect();
+    // Our PUBREC for "first" is lost, so the broker never sends PUBREL and
+    // id 11 stays held on our side.
+    p.b.drop_next(Dir::ToBroker, PacketType::Pubrec);
+    p.b.send_publish("in/q2", b"first", QoS::ExactlyOnce, 11, false);
+    p.pump();
+    assert_eq!(p.got.len(), 1);
+    // The broker reuses id 11 for a different message.
+    p.b.drop_next(Dir::ToBroker, PacketType::Pubrec);
+    p.b.send_publish("in/q2", b"second", QoS::ExactlyOnce, 11, false);
+    p.pump();
+    assert_eq!(
+        p.got.len(),
+        2,
+        "a different message under the held id is delivered"
+    );
+    assert_eq!(p.got[1].payload, b"second".to_vec());
+    // Its own redelivery (same message, DUP=1) is still suppressed.
+    p.b.send_publish("in/q2", b"second", QoS::ExactlyOnce, 11, true);
+    p.pump();
+    assert_eq!(
+        p.got.len(),
+        2,
+        "an identical redelivery is not handed out again"
+    );
+    assert_eq!(p.b.count(Dir::ToBroker, PacketType::Pubcomp), 1);
+}
+
+#[test]
 fn mqtt_4_3_3_inbound_qos2_pubrec_lost_then_reconnect_delivers_once() {
     let mut p = Pair::new(persistent(ProtocolChoice::V5), None);
     p.connect();
