@@ -4,8 +4,9 @@
 //! config, is awaited until it accepts connections, and is killed (and its
 //! directory removed) when the handle drops.
 //!
-//! Not here: brokers other than mosquitto (aedes, rumqttd come later) and
-//! any TLS listener.
+//! Also aedes (Node, `tests/peers`), which reports its own ports.
+//!
+//! Not here: rumqttd (comes later) and any TLS listener.
 
 use core::net::SocketAddr;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -316,5 +317,118 @@ impl Drop for RestartableMosquitto {
     fn drop(&mut self) {
         let _ = self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An aedes broker (Node, MQTT 3.1.1 only) with an MQTT/TCP and an
+/// MQTT/WebSocket listener, run from `tests/peers/aedes-broker.js`. The
+/// script picks free ports itself and reports them on stdout; it exits when
+/// its stdin closes, so it dies with the test process even on a crash.
+#[derive(Debug)]
+pub struct Aedes {
+    /// The plain MQTT port.
+    pub tcp_port: u16,
+    /// The MQTT-over-WebSocket port (any path).
+    pub ws_port: u16,
+    child: Child,
+}
+
+impl Aedes {
+    /// Starts `node tests/peers/aedes-broker.js` (node from PATH or
+    /// `/usr/bin/node`) and waits until both listeners accept. Fails with
+    /// a clear message when `tests/peers/node_modules` is missing.
+    pub fn start() -> io::Result<Self> {
+        use std::io::BufRead;
+        let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers");
+        if !peers.join("node_modules").join("aedes").is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "aedes is not installed: run `npm ci` in {}",
+                    peers.display()
+                ),
+            ));
+        }
+        let node = find_binary("node", "/usr/bin/node")?;
+        let mut child = Command::new(node)
+            .arg(peers.join("aedes-broker.js"))
+            .current_dir(&peers)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let Some(stdout) = child.stdout.take() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::other("aedes: no stdout pipe"));
+        };
+        // Read the ports line on a thread so a silent script cannot hang
+        // the test; the thread ends when the pipe closes.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = tx.send(
+                std::io::BufReader::new(stdout)
+                    .read_line(&mut line)
+                    .map(|_| line),
+            );
+        });
+        let ports = match rx.recv_timeout(Duration::from_secs(15)) {
+            Ok(Ok(line)) => parse_aedes_ports(&line),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "aedes did not report its ports",
+            )),
+        };
+        let (tcp_port, ws_port) = match ports {
+            Ok(ports) => ports,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+        };
+        let mut broker = Self {
+            tcp_port,
+            ws_port,
+            child,
+        };
+        wait_accepting(
+            &mut broker.child,
+            &[tcp_port, ws_port],
+            Duration::from_secs(10),
+        )?;
+        Ok(broker)
+    }
+
+    /// The broker's process id (for diagnostics).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// Parses the script's `{"tcp":N,"ws":M}` line.
+fn parse_aedes_ports(line: &str) -> io::Result<(u16, u16)> {
+    let bad = || io::Error::other(format!("aedes: unexpected ports line {line:?}"));
+    let field = |name: &str| -> io::Result<u16> {
+        let key = format!("\"{name}\":");
+        let start = line.find(&key).ok_or_else(bad)? + key.len();
+        let digits: String = line
+            .get(start..)
+            .ok_or_else(bad)?
+            .trim_start()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().map_err(|_| bad())
+    };
+    Ok((field("tcp")?, field("ws")?))
+}
+
+impl Drop for Aedes {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
