@@ -428,8 +428,13 @@ async fn serve<
                             needed: filled.saturating_add(needed),
                             capacity: rx.len(),
                         };
-                        // Best effort: the session closes the link politely.
-                        let _ = state.with(|sh| sh.session.disconnect());
+                        // 5.0: DISCONNECT 0x95 (Packet too large) tells the
+                        // broker why and keeps the will; a normal DISCONNECT
+                        // would make it discard the will.
+                        state.with(|sh| {
+                            sh.session
+                                .close_with_error(crate::codec::ReasonCode::PACKET_TOO_LARGE)
+                        });
                         let _ = transmit(state, transport, clock, tx).await;
                         return LinkEnd::Fatal(e);
                     }

@@ -1125,6 +1125,17 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         }
     }
 
+    /// Ends the link because this side cannot take what the broker sent
+    /// (the driver's receive buffer is smaller than a packet): in 5.0 a
+    /// DISCONNECT with `code` is queued (e.g. 0x95 Packet too large; not
+    /// 0x00, which would make the broker discard the will), and
+    /// [`Event::Disconnected`] carries [`CloseReason::ProtocolError`] with
+    /// the same code. 3.1.1 has no reason to send: the link just closes.
+    /// The session (outbox, subscriptions) is kept for the next connect.
+    pub fn close_with_error(&mut self, code: ReasonCode) {
+        self.fail(code);
+    }
+
     // --------------------------------------------------------------- outputs
 
     /// The next event, if any.
