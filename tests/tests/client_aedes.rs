@@ -9,27 +9,21 @@
 //! unacceptable protocol version), so these tests connect with 3.1.1, and
 //! one proves that `V5WithFallback` lands on 3.1.1 against it.
 
-use core::future::Future;
-use core::time::Duration;
+mod support;
+use support::*;
 
-use embermq::client::{
-    Backoff, Client, ClientConfig, ClientError, ClientState, Connection, CriticalSectionRawMutex,
-    Event,
-};
+use embermq::client::{ClientError, Connection, Event};
 use embermq::clock::TokioClock;
-use embermq::codec::{ProtocolVersion, QoS, ReasonCode, Subscription, SubscriptionOptions};
+use embermq::codec::{ProtocolVersion, QoS, ReasonCode};
 use embermq::session::{
     CloseReason, Event as SessionEvent, OutgoingMessage, ProtocolChoice, SessionConfig,
 };
 use embermq::transport::TokioTcpConnector;
 use embermq_tests::peers::Aedes;
-use embermq_ws::{Buffers, WsConnector};
+use embermq_ws::WsConnector;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
-
-type State = ClientState<'static, CriticalSectionRawMutex, 16, 8>;
-type Handle = Client<'static, 'static, CriticalSectionRawMutex, 16, 8>;
 
 /// The default buffer size (outbox, rx, tx, WebSocket buffers).
 const SMALL: usize = 4096;
@@ -57,29 +51,6 @@ enum Seen {
         falling_back_to_v311: bool,
     },
     Other,
-}
-
-fn leak(len: usize) -> &'static mut [u8] {
-    Box::leak(vec![0u8; len].into_boxed_slice())
-}
-
-fn leak_str(s: String) -> &'static str {
-    Box::leak(s.into_boxed_str())
-}
-
-fn state(config: SessionConfig<'static>, outbox: usize) -> &'static State {
-    Box::leak(Box::new(ClientState::new(config, leak(outbox))))
-}
-
-fn fast_reconnect() -> ClientConfig {
-    ClientConfig {
-        backoff: Backoff {
-            base: embermq::time::Duration::from_millis(50),
-            cap: embermq::time::Duration::from_millis(400),
-            max_attempts: None,
-        },
-        connect_timeout: embermq::time::Duration::from_secs(5),
-    }
 }
 
 /// Spawns the driver for `state` over `connector` with rx and tx buffers of
@@ -136,25 +107,10 @@ fn forward(tx: UnboundedSender<Seen>) -> impl FnMut(Event<'_>) + Send {
     }
 }
 
-fn tcp(port: u16) -> TokioTcpConnector {
-    TokioTcpConnector::new("127.0.0.1", port)
-}
-
 /// A WebSocket connector whose buffers are `buf` bytes and which accepts
 /// messages up to `buf` bytes.
-fn ws(port: u16, buf: usize) -> WsConnector<'static, TokioTcpConnector, StdRng> {
-    WsConnector::new(
-        tcp(port),
-        "127.0.0.1",
-        Some(port),
-        "/mqtt",
-        Buffers {
-            rx: leak(buf),
-            tx: leak(buf),
-        },
-        StdRng::seed_from_u64(11),
-    )
-    .with_max_message_len(buf as u64)
+fn ws_big(port: u16, buf: usize) -> WsConnector<'static, TokioTcpConnector, StdRng> {
+    ws(port, buf).with_max_message_len(buf as u64)
 }
 
 fn config(id: &str, protocol: ProtocolChoice) -> SessionConfig<'static> {
@@ -162,13 +118,6 @@ fn config(id: &str, protocol: ProtocolChoice) -> SessionConfig<'static> {
     c.protocol = protocol;
     c.max_incoming_packet_size = SMALL as u32;
     c
-}
-
-/// Runs `f` with an overall limit so no test hangs.
-async fn within<T>(secs: u64, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .expect("test exceeded its time limit")
 }
 
 async fn connected(events: &mut UnboundedReceiver<Seen>) -> (bool, ProtocolVersion) {
@@ -194,13 +143,6 @@ async fn message(events: &mut UnboundedReceiver<Seen>) -> (String, Vec<u8>, QoS,
         {
             return (topic, payload, qos, retain);
         }
-    }
-}
-
-fn sub(filter: &str, qos: QoS) -> Subscription<'_> {
-    Subscription {
-        filter,
-        options: SubscriptionOptions::qos(qos),
     }
 }
 
@@ -247,7 +189,7 @@ async fn mqtt_6_qos_0_1_2_to_self_over_websocket_v311() {
     let broker = Aedes::start().unwrap();
     let st = state(config("self-ws", ProtocolChoice::V311), SMALL);
     within(20, async {
-        let (driver, mut events) = spawn_driver!(st, ws(broker.ws_port, SMALL));
+        let (driver, mut events) = spawn_driver!(st, ws_big(broker.ws_port, SMALL));
         publish_to_self_on(st.client(), &mut events).await;
         driver.await.unwrap().unwrap();
     })
@@ -298,7 +240,7 @@ async fn mqtt_3_3_1_3_retained_message_delivered_to_a_later_subscriber() {
     let broker = Aedes::start().unwrap();
     let a = state(config("retain-a", ProtocolChoice::V311), SMALL);
     within(20, async {
-        let (driver_a, mut events_a) = spawn_driver!(a, ws(broker.ws_port, SMALL));
+        let (driver_a, mut events_a) = spawn_driver!(a, ws_big(broker.ws_port, SMALL));
         connected(&mut events_a).await;
         let mut msg = OutgoingMessage::new("r/x", b"kept", QoS::AtLeastOnce);
         msg.retain = true;
@@ -357,7 +299,7 @@ async fn one_mib_payload_at_qos_1_over_websocket_arrives_intact() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
     within(60, async {
-        let (driver, mut events) = spawn_driver!(st, ws(broker.ws_port, BIG_BUF), BIG_BUF);
+        let (driver, mut events) = spawn_driver!(st, ws_big(broker.ws_port, BIG_BUF), BIG_BUF);
         connected(&mut events).await;
         st.client()
             .subscribe(&[sub("big/#", QoS::AtLeastOnce)])

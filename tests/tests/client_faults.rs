@@ -16,12 +16,12 @@
 
 extern crate alloc;
 
-use core::future::Future;
+mod support;
+use support::*;
+
 use core::time::Duration;
 
-use embermq::client::{
-    Backoff, ClientConfig, ClientError, ClientState, Connection, CriticalSectionRawMutex, Event,
-};
+use embermq::client::{Backoff, ClientConfig, ClientError, ClientState, Connection, Event};
 use embermq::clock::TokioClock;
 use embermq::codec::{
     Connack, DecodeOptions, Decoded, Packet, PacketType, Properties, ProtocolVersion, PubAck,
@@ -34,8 +34,6 @@ use rand::rngs::StdRng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::task::JoinHandle;
-
-type State = ClientState<'static, CriticalSectionRawMutex, 16, 8>;
 
 /// An event copied out of the driver.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,10 +58,6 @@ enum Seen {
 enum Got {
     Disconnect(ReasonCode),
     Other(PacketType),
-}
-
-fn leak(len: usize) -> &'static mut [u8] {
-    Box::leak(vec![0u8; len].into_boxed_slice())
 }
 
 fn state(protocol: ProtocolChoice, max_incoming: u32) -> &'static State {
@@ -137,13 +131,6 @@ fn forward(tx: UnboundedSender<Seen>) -> impl FnMut(Event<'_>) + Send {
         };
         let _ = tx.send(seen);
     }
-}
-
-/// Runs `f` with an overall limit so no test hangs.
-async fn within<T>(secs: u64, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .expect("test exceeded its time limit")
 }
 
 /// All events left once the driver has ended.

@@ -6,28 +6,24 @@
 
 extern crate alloc;
 
+mod support;
+use support::*;
+
 use alloc::sync::Arc;
-use core::future::Future;
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 
 use embermq::client::{
-    Backoff, Client, ClientConfig, ClientError, ClientState, Connection, CriticalSectionRawMutex,
-    Event,
+    ClientConfig, ClientError, ClientState, Connection, CriticalSectionRawMutex, Event,
 };
 use embermq::clock::TokioClock;
-use embermq::codec::{ProtocolVersion, QoS, ReasonCode, Subscription, SubscriptionOptions, Will};
+use embermq::codec::{ProtocolVersion, QoS, ReasonCode, Will};
 use embermq::session::{CloseReason, OutgoingMessage, ProtocolChoice, SessionConfig};
-use embermq::transport::TokioTcpConnector;
 use embermq_tests::peers::{Mosquitto, RestartableMosquitto};
-use embermq_ws::{Buffers, WsConnector};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::task::JoinHandle;
-
-type State = ClientState<'static, CriticalSectionRawMutex, 16, 8>;
-type Handle = Client<'static, 'static, CriticalSectionRawMutex, 16, 8>;
 
 /// 5.0 properties copied out: response topic, correlation data, user
 /// properties.
@@ -53,29 +49,6 @@ enum Seen {
     PublishFailed(embermq::session::PublishFailure),
     Restored(u16),
     Other,
-}
-
-fn leak(len: usize) -> &'static mut [u8] {
-    Box::leak(vec![0u8; len].into_boxed_slice())
-}
-
-fn leak_str(s: String) -> &'static str {
-    Box::leak(s.into_boxed_str())
-}
-
-fn state(config: SessionConfig<'static>, outbox: usize) -> &'static State {
-    Box::leak(Box::new(ClientState::new(config, leak(outbox))))
-}
-
-fn fast_reconnect() -> ClientConfig {
-    ClientConfig {
-        backoff: Backoff {
-            base: embermq::time::Duration::from_millis(50),
-            cap: embermq::time::Duration::from_millis(400),
-            max_attempts: None,
-        },
-        connect_timeout: embermq::time::Duration::from_secs(5),
-    }
 }
 
 /// The driver future for `state` over `connector`, its events sent to
@@ -147,36 +120,11 @@ fn forward(tx: UnboundedSender<Seen>) -> impl FnMut(Event<'_>) + Send {
     }
 }
 
-fn tcp(port: u16) -> TokioTcpConnector {
-    TokioTcpConnector::new("127.0.0.1", port)
-}
-
-fn ws(port: u16) -> WsConnector<'static, TokioTcpConnector, StdRng> {
-    WsConnector::new(
-        tcp(port),
-        "127.0.0.1",
-        Some(port),
-        "/mqtt",
-        Buffers {
-            rx: leak(4096),
-            tx: leak(4096),
-        },
-        StdRng::seed_from_u64(11),
-    )
-}
-
 fn config(id: &str, protocol: ProtocolChoice) -> SessionConfig<'static> {
     let mut c = SessionConfig::new(leak_str(format!("{id}-{}", std::process::id())));
     c.protocol = protocol;
     c.max_incoming_packet_size = 4096;
     c
-}
-
-/// Runs `f` with an overall limit so no test hangs.
-async fn within<T>(secs: u64, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .expect("test exceeded its time limit")
 }
 
 /// The next event that `pick` accepts (others are skipped).
@@ -217,13 +165,6 @@ async fn message(events: &mut UnboundedReceiver<Seen>) -> (String, Vec<u8>, QoS,
     .await
 }
 
-fn sub(filter: &str, qos: QoS) -> Subscription<'_> {
-    Subscription {
-        filter,
-        options: SubscriptionOptions::qos(qos),
-    }
-}
-
 /// Which transport a test drives.
 #[derive(Clone, Copy)]
 enum Via {
@@ -243,7 +184,7 @@ async fn publish_to_self(via: Via, protocol: ProtocolChoice, expect: ProtocolVer
                 driver.await.unwrap().unwrap();
             }
             Via::Ws(port) => {
-                let (driver, mut events) = spawn_driver!(st, ws(port), fast_reconnect());
+                let (driver, mut events) = spawn_driver!(st, ws(port, 4096), fast_reconnect());
                 publish_to_self_on(st.client(), &mut events, expect).await;
                 driver.await.unwrap().unwrap();
             }
@@ -854,7 +795,7 @@ async fn a_connect_that_never_finishes_is_bounded_by_the_connect_timeout() {
     let mut cfg = fast_reconnect();
     cfg.connect_timeout = embermq::time::Duration::from_millis(300);
     cfg.backoff.max_attempts = Some(1);
-    let (driver, mut events) = spawn_driver!(st, ws(port), cfg);
+    let (driver, mut events) = spawn_driver!(st, ws(port, 4096), cfg);
     within(20, async {
         let err = driver.await.unwrap().unwrap_err();
         assert!(matches!(err, ClientError::ConnectTimeout), "{err:?}");
@@ -869,7 +810,7 @@ async fn stop_abandons_a_pending_connect_and_run_returns_ok() {
     let st = state(config("stop-connect", ProtocolChoice::V5), 512);
     let mut cfg = fast_reconnect();
     cfg.connect_timeout = embermq::time::Duration::from_secs(60);
-    let (driver, _events) = spawn_driver!(st, ws(port), cfg);
+    let (driver, _events) = spawn_driver!(st, ws(port, 4096), cfg);
     within(10, async {
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!driver.is_finished());
