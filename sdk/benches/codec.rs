@@ -3,22 +3,32 @@
 //! Decode and encode of PUBLISH (QoS 1, 64 B, 1 KiB and 64 KiB payloads),
 //! CONNECT (will, username, password) and SUBSCRIBE (four filters). Both
 //! codecs work on the very same bytes: mqttbytes encodes each packet once,
-//! embermq decodes those bytes (and must give back the same length), and
-//! each side's encode starts from its own in-memory packet. A last group
+//! embermq decodes those bytes (and must give back the same length). For
+//! encode, embermq's packet borrows every topic, string and payload from
+//! mqttbytes' own packet, so both encoders copy from the same memory, and
+//! embermq's output must equal mqttbytes' byte for byte. A last group
 //! compares topic-filter validation (`embermq::topic::validate_filter`
 //! against `mqttbytes::valid_filter`, which checks less: see
 //! tests/differential_topic.rs).
 //!
+//! What each encoder does per call: embermq `Packet::encode` into a reused
+//! `&mut [u8]` of the packet's length, checking every rule the decoder
+//! applies (topic name or filters, U+0000, packet identifier, lengths);
+//! mqttbytes `Publish/Connect/Subscribe::write` into a reused `BytesMut`
+//! (cleared, capacity kept), checking nothing but the remaining length and
+//! (PUBLISH) a zero packet identifier.
+//!
 //! Fairness: mqttbytes decodes from a `BytesMut`; filling it (a copy of the
 //! packet) is batch setup and is not timed, just as embermq's input buffer
-//! is already filled. Each encoder writes into a buffer reused across
-//! iterations.
+//! is already filled.
 //!
 //! After criterion's own report, a table prints bytes/s for both and the
 //! ratio embermq / mqttbytes (>1 means embermq is faster), read back from
 //! criterion's estimates (the mean).
 //!
-//! Run: `cargo bench -p embermq --bench codec -- --warm-up-time 1 --measurement-time 2`
+//! Run: `cargo bench -p embermq --bench codec -- --warm-up-time 1 --measurement-time 3`
+//!
+//! Instruction counts (noise-free, for callgrind): see [`count_only`].
 
 use core::hint::black_box;
 use std::path::PathBuf;
@@ -26,7 +36,8 @@ use std::path::PathBuf;
 use bytes::BytesMut;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
 use embermq::codec::{
-    DecodeOptions, Decoded, Packet, ProtocolVersion, Subscribe, Subscription, Subscriptions,
+    Connect, DecodeOptions, Decoded, Packet, Properties, ProtocolVersion, Publish, Subscribe,
+    Subscription, SubscriptionOptions, Will,
 };
 use embermq::topic;
 use mqttbytes::QoS;
@@ -141,21 +152,8 @@ fn bench(c: &mut Criterion, cases: &[Case]) {
 
         let mut group = c.benchmark_group(format!("{}_encode", case.group));
         group.throughput(Throughput::Bytes(len as u64));
-        // Encode starts from the packet as an application builds it: plain
-        // fields, and for SUBSCRIBE a slice of subscriptions (a decoded view
-        // would make the encoder re-read the received bytes instead).
-        let (decoded, _) = embermq_decode(&case.wire);
-        let subscriptions: Vec<Subscription<'_>> = match decoded {
-            Packet::Subscribe(s) => s.subscriptions.iter().collect(),
-            _ => Vec::new(),
-        };
-        let packet = match decoded {
-            Packet::Subscribe(s) => Packet::Subscribe(Subscribe {
-                subscriptions: Subscriptions::from_slice(&subscriptions),
-                ..s
-            }),
-            other => other,
-        };
+        let mut storage = Vec::new();
+        let packet = encode_packet(&case.mqttbytes, &mut storage);
         let mut out = vec![0u8; len];
         assert_eq!(
             packet
@@ -293,12 +291,142 @@ fn human_rate(bytes_per_s: f64) -> String {
     }
 }
 
+fn qos(q: QoS) -> embermq::codec::QoS {
+    match q {
+        QoS::AtMostOnce => embermq::codec::QoS::AtMostOnce,
+        QoS::AtLeastOnce => embermq::codec::QoS::AtLeastOnce,
+        QoS::ExactlyOnce => embermq::codec::QoS::ExactlyOnce,
+    }
+}
+
+/// The embermq packet for encode, as an application builds it (plain
+/// fields; for SUBSCRIBE a slice of subscriptions, which `storage`
+/// holds), borrowing every string and payload from mqttbytes' own packet:
+/// both encoders copy from the very same bytes at the very same addresses.
+fn encode_packet<'a>(mb: &'a mb::Packet, storage: &'a mut Vec<Subscription<'a>>) -> Packet<'a> {
+    match mb {
+        mb::Packet::Publish(p) => Packet::Publish(Publish {
+            dup: p.dup,
+            qos: qos(p.qos),
+            retain: p.retain,
+            topic: &p.topic,
+            packet_id: (p.qos != QoS::AtMostOnce).then_some(p.pkid),
+            properties: Properties::NONE,
+            payload: &p.payload,
+        }),
+        mb::Packet::Connect(c) => Packet::Connect(Connect {
+            clean_start: c.clean_session,
+            keep_alive: c.keep_alive,
+            will: c.last_will.as_ref().map(|w| Will {
+                topic: &w.topic,
+                payload: &w.message,
+                qos: qos(w.qos),
+                retain: w.retain,
+                properties: Properties::NONE,
+            }),
+            username: c.login.as_ref().map(|l| l.username.as_str()),
+            password: c.login.as_ref().map(|l| l.password.as_bytes()),
+            ..Connect::new(ProtocolVersion::V311, &c.client_id)
+        }),
+        mb::Packet::Subscribe(s) => {
+            storage.extend(s.filters.iter().map(|f| Subscription {
+                filter: &f.path,
+                options: SubscriptionOptions::qos(qos(f.qos)),
+            }));
+            Packet::Subscribe(Subscribe::new(s.pkid, storage))
+        }
+        _ => unreachable!("only the benchmarked packets"),
+    }
+}
+
+/// Instruction-count mode, for callgrind: with `CODEC_BENCH_ONLY` set to
+/// `<group>/<param>/<embermq|mqttbytes>` (e.g. `publish_encode/64B/embermq`)
+/// and `CODEC_BENCH_ITERS` to a count, runs just that operation that many
+/// times, the same work criterion times, and skips criterion (except that
+/// mqttbytes' decode here includes filling its `BytesMut`, which criterion
+/// leaves out as setup). Two runs under `valgrind --tool=callgrind` with
+/// different counts give the instructions per operation as the difference
+/// of the totals divided by the difference of the counts (setup cancels
+/// out).
+fn count_only(cases: &[Case]) -> bool {
+    let Ok(only) = std::env::var("CODEC_BENCH_ONLY") else {
+        return false;
+    };
+    let iters: u64 = std::env::var("CODEC_BENCH_ITERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    let case = cases
+        .iter()
+        .find(|c| only.starts_with(c.group) && only.split('/').nth(1) == Some(c.param.as_str()))
+        .expect("CODEC_BENCH_ONLY names a case");
+    let side = only.rsplit('/').next().unwrap_or_default();
+    // With `CODEC_BENCH_MIN_OF` = k, the loop runs k times and the fastest
+    // run's ns per operation is printed: a quick figure that load from other
+    // processes can only make slower, never faster.
+    let runs: u32 = std::env::var("CODEC_BENCH_MIN_OF")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let mut best = f64::INFINITY;
+    for _ in 0..runs {
+        let start = std::time::Instant::now();
+        run_op(case, only.as_str(), side, iters);
+        best = best.min(start.elapsed().as_secs_f64() * 1e9 / iters as f64);
+    }
+    if runs > 1 {
+        println!("{only}: {best:.2} ns/op (fastest of {runs} runs of {iters})");
+    }
+    true
+}
+
+/// One operation of [`count_only`], `iters` times.
+fn run_op(case: &Case, only: &str, side: &str, iters: u64) {
+    let op = only.split('/').next().unwrap_or_default();
+    let wire = &case.wire[..];
+    match (op.ends_with("_encode"), side) {
+        (false, "embermq") => {
+            for _ in 0..iters {
+                black_box(embermq_decode(black_box(wire)));
+            }
+        }
+        (false, _) => {
+            for _ in 0..iters {
+                let mut stream = BytesMut::from(wire);
+                black_box(mb::read(&mut stream, usize::MAX).expect("mqttbytes decodes"));
+            }
+        }
+        (true, "embermq") => {
+            let mut storage = Vec::new();
+            let packet = encode_packet(&case.mqttbytes, &mut storage);
+            let mut out = vec![0u8; wire.len()];
+            for _ in 0..iters {
+                black_box(
+                    black_box(&packet)
+                        .encode(black_box(&mut out), ProtocolVersion::V311)
+                        .expect("encodes"),
+                );
+            }
+        }
+        (true, _) => {
+            let mut buf = BytesMut::with_capacity(wire.len());
+            for _ in 0..iters {
+                buf.clear();
+                black_box(mb_encode(black_box(&case.mqttbytes), &mut buf));
+            }
+        }
+    }
+}
+
 fn main() {
+    let cases = cases();
+    if count_only(&cases) {
+        return;
+    }
     let dir = criterion_dir();
     let mut c = Criterion::default()
         .output_directory(&dir)
         .configure_from_args();
-    let cases = cases();
     bench(&mut c, &cases);
     bench_topic(&mut c);
     c.final_summary();

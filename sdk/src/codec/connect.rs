@@ -181,7 +181,9 @@ impl<'a> Connect<'a> {
         }
         if let Some(will) = &self.will {
             no_properties_in_v311(&will.properties, version)?;
-            topic_syntax::check_name(will.topic)?;
+            if !topic_syntax::is_valid_name(will.topic) {
+                topic_syntax::check_name(will.topic)?;
+            }
             flags |= flag::WILL | ((will.qos as u8) << flag::WILL_QOS_SHIFT);
             if will.retain {
                 flags |= flag::WILL_RETAIN;

@@ -113,9 +113,10 @@
 //! emit (compare [`Packet::encoded_len`]), or pick client identifiers. It
 //! does not check 5.0's SHOULD-level string rules (control characters,
 //! non-characters) nor validate a payload marked UTF-8. Topic names and
-//! filters are validated with [`crate::topic`] (PUBLISH topic names through
-//! a one-pass fast path with the same rules); matching lives there too. MQTT 3.1
-//! ("MQIsdp", level 3) is refused. See `docs/codec.md` for the full list of
+//! filters are validated with [`crate::topic`]'s rules (through one-pass
+//! fast paths for valid names and unshared filters, checked against
+//! [`crate::topic`] by tests; see `docs/codec.md`); matching lives there
+//! too. MQTT 3.1 ("MQIsdp", level 3) is refused. See `docs/codec.md` for the full list of
 //! checks.
 
 mod ack;

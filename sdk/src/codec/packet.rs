@@ -291,82 +291,95 @@ impl<'a> Packet<'a> {
     /// its contents are then unspecified.
     #[inline]
     pub fn encode(&self, buf: &mut [u8], version: ProtocolVersion) -> Result<usize, EncodeError> {
-        // One dispatch: each arm measures its body once, `header` writes
-        // the fixed header and hands back a writer sized to the packet.
-        use PacketType as T;
-        let (w, total) = match self {
-            // CONNECT is measured and written in its own version.
-            Self::Connect(p) => {
-                let (mut w, total) = header(buf, T::Connect, fixed(T::Connect), p.body_len())?;
-                p.write_body(&mut w)?;
-                (w, total)
-            }
-            Self::Connack(p) => {
-                let (mut w, total) =
-                    header(buf, T::Connack, fixed(T::Connack), p.body_len(version))?;
-                p.write_body(&mut w, version)?;
-                (w, total)
-            }
-            Self::Publish(p) => {
-                let (mut w, total) = header(buf, T::Publish, p.flags(), p.body_len(version))?;
-                p.write_body(&mut w, version)?;
-                (w, total)
-            }
+        // One dispatch into one small encoder per packet type, each kept
+        // out of line: a single function with every arm inlined saves and
+        // restores every register and sets up a large frame on every call,
+        // whichever packet it writes.
+        match self {
+            Self::Connect(p) => encode_connect(p, buf),
+            Self::Connack(p) => encode_connack(p, buf, version),
+            Self::Publish(p) => p.encode(buf, version),
             Self::Puback(p) | Self::Pubrec(p) | Self::Pubrel(p) | Self::Pubcomp(p) => {
-                let t = self.packet_type();
-                let (mut w, total) = header(buf, t, fixed(t), p.body_len(version))?;
-                p.write_body(&mut w, t, version)?;
-                (w, total)
+                encode_ack(p, self.packet_type(), buf, version)
             }
-            Self::Subscribe(p) => {
-                let (mut w, total) =
-                    header(buf, T::Subscribe, fixed(T::Subscribe), p.body_len(version))?;
-                p.write_body(&mut w, version)?;
-                (w, total)
-            }
-            Self::Suback(p) => {
-                let (mut w, total) = header(buf, T::Suback, fixed(T::Suback), p.body_len(version))?;
-                p.write_body(&mut w, version)?;
-                (w, total)
-            }
-            Self::Unsubscribe(p) => {
-                let (mut w, total) = header(
-                    buf,
-                    T::Unsubscribe,
-                    fixed(T::Unsubscribe),
-                    p.body_len(version),
-                )?;
-                p.write_body(&mut w, version)?;
-                (w, total)
-            }
-            Self::Unsuback(p) => {
-                let (mut w, total) =
-                    header(buf, T::Unsuback, fixed(T::Unsuback), p.body_len(version))?;
-                p.write_body(&mut w, version)?;
-                (w, total)
-            }
-            Self::Pingreq => header(buf, T::Pingreq, 0, 0)?,
-            Self::Pingresp => header(buf, T::Pingresp, 0, 0)?,
-            Self::Disconnect(p) => {
-                let (mut w, total) = header(
-                    buf,
-                    T::Disconnect,
-                    fixed(T::Disconnect),
-                    p.body_len(version),
-                )?;
-                p.write_body(&mut w, version)?;
-                (w, total)
-            }
-            Self::Auth(p) => {
-                let (mut w, total) = header(buf, T::Auth, fixed(T::Auth), p.body_len())?;
-                p.write_body(&mut w, version)?;
-                (w, total)
-            }
-        };
-        debug_assert_eq!(w.position(), total, "encoded_len disagrees with encode");
-        let _ = w;
-        Ok(total)
+            Self::Subscribe(p) => encode_subscribe(p, buf, version),
+            Self::Suback(p) => encode_suback(p, buf, version),
+            Self::Unsubscribe(p) => encode_unsubscribe(p, buf, version),
+            Self::Unsuback(p) => encode_unsuback(p, buf, version),
+            Self::Pingreq => encode_empty(buf, PacketType::Pingreq),
+            Self::Pingresp => encode_empty(buf, PacketType::Pingresp),
+            Self::Disconnect(p) => encode_disconnect(p, buf, version),
+            Self::Auth(p) => encode_auth(p, buf, version),
+        }
     }
+}
+
+/// Each encoder measures its body once; `header` writes the fixed header
+/// and hands back a writer over exactly the rest of the packet.
+macro_rules! encoder {
+    ($name:ident, $ty:ident, $t:ident, |$p:ident, $w:ident, $version:ident| len: $len:expr, write: $write:expr) => {
+        #[inline(never)]
+        fn $name(
+            $p: &$ty<'_>,
+            buf: &mut [u8],
+            $version: ProtocolVersion,
+        ) -> Result<usize, EncodeError> {
+            let (mut $w, total) = header(buf, PacketType::$t, fixed(PacketType::$t), $len)?;
+            $write?;
+            debug_assert_eq!($w.position(), total, "encoded_len disagrees with encode");
+            Ok(total)
+        }
+    };
+}
+
+encoder!(encode_connack, Connack, Connack, |p, w, version|
+    len: p.body_len(version), write: p.write_body(&mut w, version));
+encoder!(encode_subscribe, Subscribe, Subscribe, |p, w, version|
+    len: p.body_len(version), write: p.write_body(&mut w, version));
+encoder!(encode_suback, Suback, Suback, |p, w, version|
+    len: p.body_len(version), write: p.write_body(&mut w, version));
+encoder!(encode_unsubscribe, Unsubscribe, Unsubscribe, |p, w, version|
+    len: p.body_len(version), write: p.write_body(&mut w, version));
+encoder!(encode_unsuback, Unsuback, Unsuback, |p, w, version|
+    len: p.body_len(version), write: p.write_body(&mut w, version));
+encoder!(encode_disconnect, Disconnect, Disconnect, |p, w, version|
+    len: p.body_len(version), write: p.write_body(&mut w, version));
+encoder!(encode_auth, Auth, Auth, |p, w, version|
+    len: p.body_len(), write: p.write_body(&mut w, version));
+
+/// CONNECT is measured and written in its own version.
+#[inline(never)]
+fn encode_connect(p: &Connect<'_>, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    let (mut w, total) = header(
+        buf,
+        PacketType::Connect,
+        fixed(PacketType::Connect),
+        p.body_len(),
+    )?;
+    p.write_body(&mut w)?;
+    debug_assert_eq!(w.position(), total, "encoded_len disagrees with encode");
+    Ok(total)
+}
+
+/// PUBACK, PUBREC, PUBREL and PUBCOMP share a layout.
+#[inline(never)]
+fn encode_ack(
+    p: &PubAck<'_>,
+    t: PacketType,
+    buf: &mut [u8],
+    version: ProtocolVersion,
+) -> Result<usize, EncodeError> {
+    let (mut w, total) = header(buf, t, fixed(t), p.body_len(version))?;
+    p.write_body(&mut w, t, version)?;
+    debug_assert_eq!(w.position(), total, "encoded_len disagrees with encode");
+    Ok(total)
+}
+
+/// PINGREQ and PINGRESP: a fixed header with no body.
+#[inline(never)]
+fn encode_empty(buf: &mut [u8], t: PacketType) -> Result<usize, EncodeError> {
+    let (_, total) = header(buf, t, 0, 0)?;
+    Ok(total)
 }
 
 /// The fixed-header flags of a packet type other than PUBLISH.
@@ -383,7 +396,7 @@ const fn fixed(packet_type: PacketType) -> u8 {
 /// packet, with the packet's total length. The one bounds check that can
 /// fail is here, up front: every later write stays inside `buf[..total]`.
 #[inline(always)]
-fn header(
+pub(crate) fn header(
     buf: &mut [u8],
     packet_type: PacketType,
     flags: u8,

@@ -765,6 +765,15 @@ impl<'a> Properties<'a> {
         }
     }
 
+    /// Whether this is an empty received block or [`Properties::NONE`]:
+    /// a cheap test for the encoders' 3.1.1 fast paths (lent
+    /// [`PropertyFields`] answer `false` even when empty; those paths then
+    /// fall back to the full check).
+    #[inline(always)]
+    pub(crate) fn is_none(&self) -> bool {
+        matches!(self.0, Repr::Raw(bytes) if bytes.is_empty())
+    }
+
     /// Every property, lazily, in wire order (for received properties) or
     /// identifier order followed by user properties and subscription
     /// identifiers (for [`PropertyFields`]).

@@ -9,7 +9,7 @@ use super::fixed_header::PacketType;
 use super::packet::{ProtocolVersion, QoS, no_properties_in_v311};
 use super::properties::{Properties, PropertyContext};
 use super::topic_syntax;
-use super::wire::{Reader, Writer};
+use super::wire::{MAX_VARINT, Reader, copy_into, varint_bytes};
 
 const CTX: PropertyContext = PropertyContext::Packet(PacketType::Publish);
 
@@ -103,34 +103,112 @@ impl<'a> Publish<'a> {
         2 + self.topic.len() + id + props + self.payload.len()
     }
 
-    #[inline]
-    pub(crate) fn write_body(
+    /// Writes the whole packet (fixed header included) into `buf`: what
+    /// [`Packet::encode`](super::Packet::encode) does for a PUBLISH.
+    ///
+    /// A 3.1.1 PUBLISH (the common case on devices, and one without
+    /// properties) takes a lean path: the same checks as
+    /// [`Publish::encode_any`], as yes/no tests, then the writes. Anything
+    /// that fails a test, and every 5.0 PUBLISH, goes through
+    /// [`Publish::encode_any`], which also names the error.
+    #[inline(never)]
+    pub(crate) fn encode(
         &self,
-        w: &mut Writer<'_>,
+        buf: &mut [u8],
         version: ProtocolVersion,
-    ) -> Result<(), EncodeError> {
+    ) -> Result<usize, EncodeError> {
+        if version.is_v5() || !self.properties.is_none() {
+            return self.encode_any(buf, version);
+        }
+        let packet_id = match (self.qos, self.packet_id, self.dup) {
+            (QoS::AtMostOnce, None, false) => None,
+            (QoS::AtLeastOnce | QoS::ExactlyOnce, Some(id), _) if id != 0 => Some(id),
+            _ => return self.encode_any(buf, version),
+        };
+        if !topic_syntax::is_valid_name(self.topic) {
+            return self.encode_any(buf, version);
+        }
+        let topic = self.topic.as_bytes();
+        let id_len = if packet_id.is_some() { 2 } else { 0 };
+        let body = 2 + topic.len() + id_len + self.payload.len();
+        let Some(body32) = u32::try_from(body).ok().filter(|b| *b <= MAX_VARINT) else {
+            return Err(Violation::RemainingLengthTooLarge { len: body }.into());
+        };
+        let ([v0, v1, v2, v3], varint_len) = varint_bytes(body32);
+        let header_len = 1 + varint_len;
+        let total = header_len + body;
+        let out = buf
+            .get_mut(..total)
+            .ok_or(EncodeError::InsufficientSize { required: total })?;
+        // The fixed header as one 5-byte store (a PUBLISH is at least 5
+        // bytes: header 2, topic length 2, a topic of at least 1); the
+        // body is written from `header_len` on, over whatever of the five
+        // the header did not use.
+        if let Some(head) = out.first_chunk_mut::<5>() {
+            *head = [0x30 | self.flags(), v0, v1, v2, v3];
+        }
+        // Every split below fits: `out` is exactly `total` bytes.
+        let rest = out.get_mut(header_len..).unwrap_or_default();
+        let Some((topic_len, rest)) = rest.split_first_chunk_mut::<2>() else {
+            return Err(EncodeError::InsufficientSize { required: total });
+        };
+        // At most 65 535 bytes (`is_valid_name`).
+        *topic_len = (topic.len() as u16).to_be_bytes();
+        let Some((topic_out, rest)) = rest.split_at_mut_checked(topic.len()) else {
+            return Err(EncodeError::InsufficientSize { required: total });
+        };
+        copy_into(topic_out, topic);
+        let rest = match packet_id {
+            Some(id) => match rest.split_first_chunk_mut::<2>() {
+                Some((id_out, rest)) => {
+                    *id_out = id.to_be_bytes();
+                    rest
+                }
+                None => return Err(EncodeError::InsufficientSize { required: total }),
+            },
+            None => rest,
+        };
+        // What is left is exactly the payload's length.
+        copy_into(rest, self.payload);
+        Ok(total)
+    }
+
+    /// Any PUBLISH in any version: every check with its error, then the
+    /// writes. Every check comes first; then the fixed header claims the
+    /// packet's exact length of `buf` (the one bounds check that can fail)
+    /// and the fields are copied in.
+    #[inline(never)]
+    fn encode_any(&self, buf: &mut [u8], version: ProtocolVersion) -> Result<usize, EncodeError> {
         if self.dup && self.qos == QoS::AtMostOnce {
             return Err(Violation::DupWithQos0.into());
         }
-        no_properties_in_v311(&self.properties, version)?;
+        let props_len = if version.is_v5() {
+            self.properties.encoded_len()
+        } else {
+            no_properties_in_v311(&self.properties, version)?;
+            0
+        };
         check_topic(self.topic, &self.properties, version)?;
-        let packet_id = match (self.qos, self.packet_id) {
-            (QoS::AtMostOnce, None) => None,
-            (QoS::AtLeastOnce | QoS::ExactlyOnce, Some(0)) => {
+        let id_len = match (self.qos, self.packet_id) {
+            (QoS::AtMostOnce, None) => 0,
+            (QoS::AtLeastOnce | QoS::ExactlyOnce, Some(id)) if id != 0 => 2,
+            (QoS::AtLeastOnce | QoS::ExactlyOnce, Some(_)) => {
                 return Err(Violation::ZeroPacketId.into());
             }
-            (QoS::AtLeastOnce | QoS::ExactlyOnce, Some(id)) => Some(id),
             _ => return Err(Violation::PacketIdMismatch.into()),
         };
-        // `check_topic` has refused U+0000 already (and `&str` is UTF-8).
+        let body = 2 + self.topic.len() + id_len + props_len + self.payload.len();
+        let (mut w, total) = super::packet::header(buf, PacketType::Publish, self.flags(), body)?;
+        // `check_topic` has refused U+0000 (and `&str` is UTF-8).
         w.utf8_checked(self.topic)?;
-        if let Some(id) = packet_id {
+        if let Some(id) = self.packet_id {
             w.u16(id)?;
         }
         if version.is_v5() {
-            self.properties.write(w, CTX)?;
+            self.properties.write(&mut w, CTX)?;
         }
-        w.bytes(self.payload)
+        w.bytes(self.payload)?;
+        Ok(total)
     }
 }
 
@@ -147,4 +225,50 @@ fn check_topic(
         return Ok(());
     }
     topic_syntax::check_name(topic)
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate alloc;
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn qos() -> impl Strategy<Value = QoS> {
+        prop_oneof![
+            Just(QoS::AtMostOnce),
+            Just(QoS::AtLeastOnce),
+            Just(QoS::ExactlyOnce)
+        ]
+    }
+
+    proptest! {
+        /// The 3.1.1 fast path and the general encoder agree on every
+        /// PUBLISH, valid or not ([MQTT-3.3.2-2] wildcards, [MQTT-1.5.3-2]
+        /// U+0000, [MQTT-4.7.3-1] empty topic, [MQTT-2.3.1-1] packet
+        /// identifiers, [MQTT-3.3.1-2] DUP with QoS 0) and on every buffer
+        /// length: the same result, and the same bytes when it succeeds.
+        #[test]
+        fn mqtt_3_3_fast_path_agrees_with_general_encoder(
+            topic in "[a-z/+#\\x00]{0,40}",
+            qos in qos(),
+            packet_id in proptest::option::of(0u16..4),
+            dup: bool,
+            retain: bool,
+            payload in proptest::collection::vec(any::<u8>(), 0..200),
+            short_by in 0usize..3,
+        ) {
+            let p = Publish { dup, qos, retain, topic: &topic, packet_id, properties: Properties::NONE, payload: &payload };
+            let len = p.body_len(ProtocolVersion::V311) + 1 + crate::codec::wire::varint_len(p.body_len(ProtocolVersion::V311));
+            let size = len.saturating_sub(short_by);
+            let mut fast = alloc::vec![0u8; size];
+            let mut general = alloc::vec![0u8; size];
+            let a = p.encode(&mut fast, ProtocolVersion::V311);
+            let b = p.encode_any(&mut general, ProtocolVersion::V311);
+            prop_assert_eq!(&a, &b);
+            if a.is_ok() {
+                prop_assert_eq!(fast, general);
+            }
+        }
+    }
 }

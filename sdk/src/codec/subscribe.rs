@@ -75,17 +75,26 @@ impl SubscriptionOptions {
         })
     }
 
+    #[inline(always)]
     fn to_byte(self, version: ProtocolVersion) -> Result<u8, EncodeError> {
+        if !version.is_v5() {
+            // 3.1.1 carries the QoS alone: the other options must be at
+            // their defaults (the 3.1.1 behaviour).
+            if self.no_local
+                || self.retain_as_published
+                || self.retain_handling != RetainHandling::SendAtSubscribe
+            {
+                return Err(EncodeError::NotInVersion {
+                    what: "5.0 subscription options",
+                    version,
+                });
+            }
+            return Ok(self.qos as u8);
+        }
         let byte = (self.qos as u8)
             | (u8::from(self.no_local) << 2)
             | (u8::from(self.retain_as_published) << 3)
             | ((self.retain_handling as u8) << 4);
-        if !version.is_v5() && byte & 0b1111_1100 != 0 {
-            return Err(EncodeError::NotInVersion {
-                what: "5.0 subscription options",
-                version,
-            });
-        }
         Ok(byte)
     }
 }
@@ -101,6 +110,7 @@ pub struct Subscription<'a> {
 
 impl Subscription<'_> {
     /// [MQTT-4.7.1-*], 5.0 [MQTT-3.8.3-4].
+    #[inline(always)]
     fn check(&self) -> Result<(), Violation> {
         topic_syntax::check_filter(self.filter)?;
         if self.options.no_local && topic_syntax::is_shared(self.filter) {
@@ -300,7 +310,11 @@ impl<'a> Subscribe<'a> {
         if self.packet_id == 0 {
             return Err(Violation::ZeroPacketId.into());
         }
-        if self.subscriptions.is_empty() {
+        let empty = match self.subscriptions.0 {
+            SubsRepr::Slice(s) => s.is_empty(),
+            SubsRepr::Raw { bytes, .. } => bytes.is_empty(),
+        };
+        if empty {
             return Err(Violation::NoTopicFilters.into());
         }
         no_properties_in_v311(&self.properties, version)?;
@@ -308,13 +322,26 @@ impl<'a> Subscribe<'a> {
         if version.is_v5() {
             self.properties.write(w, SUBSCRIBE)?;
         }
-        for s in self.subscriptions.iter() {
+        let write = |w: &mut Writer<'_>, s: &Subscription<'_>| {
             s.check()?;
             // `check` has refused U+0000 (and `&str` is UTF-8).
-            w.utf8_checked(s.filter)?;
-            w.u8(s.options.to_byte(version)?)?;
+            w.binary_then_u8(s.filter.as_bytes(), s.options.to_byte(version)?)
+        };
+        match self.subscriptions.0 {
+            // What an application builds: walked as a plain slice.
+            SubsRepr::Slice(subs) => {
+                for s in subs {
+                    if !topic_syntax::is_plain_filter(s.filter) {
+                        // A shared subscription, or an error to name.
+                        s.check()?;
+                    }
+                    // Checked for U+0000 (and `&str` is UTF-8).
+                    w.binary_then_u8(s.filter.as_bytes(), s.options.to_byte(version)?)?;
+                }
+                Ok(())
+            }
+            SubsRepr::Raw { .. } => self.subscriptions.iter().try_for_each(|s| write(w, &s)),
         }
-        Ok(())
     }
 }
 

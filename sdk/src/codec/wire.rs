@@ -64,28 +64,38 @@ pub(crate) const fn varint_len(value: usize) -> usize {
 }
 
 /// Whether `bytes` hold a zero byte: 16-byte blocks the compiler
-/// vectorises, the last block overlapping the one before (strings in MQTT
-/// are short, and a call into `memchr` costs more than the scan).
-#[inline]
+/// vectorises, the first block taken with the last, which overlaps it or
+/// the blocks between (strings in MQTT are short, and a call into
+/// `memchr` costs more than the scan); 8 to 15 bytes as two overlapping
+/// `u64` words (SWAR). The loop keeps each block whole (see
+/// `topic_syntax::has_nul_or_wildcard`).
+#[inline(always)]
 pub(crate) fn has_nul(bytes: &[u8]) -> bool {
+    #[inline(always)]
     fn block(block: &[u8; 16]) -> bool {
         block.iter().fold(false, |acc, &b| acc | (b == 0))
     }
     /// The classic has-zero-byte test on a word: a byte borrows only if
     /// it was zero (or a lower byte borrowed, which needs a zero below).
+    #[inline(always)]
     fn word_has_zero(x: u64) -> bool {
         x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080 != 0
     }
-    let Some(last) = bytes.last_chunk::<16>() else {
-        // 8 to 15 bytes: two overlapping words.
+    let (Some(first), Some(last)) = (bytes.first_chunk::<16>(), bytes.last_chunk::<16>()) else {
         if let (Some(first), Some(last)) = (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
             return word_has_zero(u64::from_le_bytes(*first))
                 | word_has_zero(u64::from_le_bytes(*last));
         }
         return bytes.iter().fold(false, |acc, &b| acc | (b == 0));
     };
+    let mut found = block(first) | block(last);
     let (blocks, _) = bytes.as_chunks::<16>();
-    blocks.iter().any(block) || block(last)
+    let mut rest = blocks.get(1..).unwrap_or_default();
+    while let (false, Some((b, tail))) = (found, rest.split_first()) {
+        found = block(b);
+        rest = tail;
+    }
+    found
 }
 
 /// Checks that `bytes` are a well-formed UTF-8 string without U+0000.
@@ -211,6 +221,43 @@ pub(crate) const fn varint_bytes(value: u32) -> ([u8; 4], usize) {
     }
 }
 
+/// Copies `src` into `dst` (of the same length). Strings and payloads in
+/// MQTT are mostly short: from 8 to 64 bytes the copy is two overlapping
+/// fixed-size moves inline, which costs less than the call into `memcpy`
+/// (and its own dispatch on the length) that `copy_from_slice` makes.
+#[inline(always)]
+pub(crate) fn copy_into(dst: &mut [u8], src: &[u8]) {
+    /// The first and the last `N` bytes (overlapping when `len < 2N`).
+    /// Both halves are loaded before either is stored, as `memcpy` does:
+    /// a load issued after a store to an address that matches it modulo
+    /// 4 KiB waits for that store on x86 (4K aliasing), and whether the
+    /// destination and source line up that way depends on where the
+    /// allocator put them.
+    #[inline(always)]
+    fn ends<const N: usize>(dst: &mut [u8], src: &[u8]) {
+        if let (Some(first), Some(last)) = (src.first_chunk::<N>(), src.last_chunk::<N>()) {
+            let (first, last) = (*first, *last);
+            if let Some(d) = dst.first_chunk_mut::<N>() {
+                *d = first;
+            }
+            if let Some(d) = dst.last_chunk_mut::<N>() {
+                *d = last;
+            }
+        }
+    }
+    let n = src.len();
+    if n != dst.len() {
+        // Not reached: callers pass a destination of the source's length.
+        return;
+    }
+    match n {
+        8..=15 => ends::<8>(dst, src),
+        16..=32 => ends::<16>(dst, src),
+        33..=64 => ends::<32>(dst, src),
+        _ => dst.copy_from_slice(src),
+    }
+}
+
 /// A cursor filling a lent buffer.
 ///
 /// Each write checks once that its whole chunk fits (one comparison) and
@@ -223,18 +270,18 @@ pub(crate) struct Writer<'a> {
 }
 
 impl<'a> Writer<'a> {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(buf: &'a mut [u8]) -> Self {
         Self { rest: buf, pos: 0 }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) const fn position(&self) -> usize {
         self.pos
     }
 
     /// The next `n` bytes of the buffer, or the size the write needed.
-    #[inline]
+    #[inline(always)]
     fn take(&mut self, n: usize) -> Result<&'a mut [u8], EncodeError> {
         let rest = core::mem::take(&mut self.rest);
         if rest.len() < n {
@@ -257,7 +304,7 @@ impl<'a> Writer<'a> {
     }
 
     /// The next `N` bytes as an array.
-    #[inline]
+    #[inline(always)]
     fn chunk<const N: usize>(&mut self) -> Result<&'a mut [u8; N], EncodeError> {
         let rest = core::mem::take(&mut self.rest);
         if rest.len() < N {
@@ -279,38 +326,38 @@ impl<'a> Writer<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn bytes(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
-        self.take(bytes.len())?.copy_from_slice(bytes);
+        copy_into(self.take(bytes.len())?, bytes);
         Ok(())
     }
 
     /// A fixed-size group of bytes, copied without a call to `memcpy`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn array<const N: usize>(&mut self, bytes: [u8; N]) -> Result<(), EncodeError> {
         *self.chunk::<N>()? = bytes;
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn u8(&mut self, value: u8) -> Result<(), EncodeError> {
         *self.chunk::<1>()? = [value];
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn u16(&mut self, value: u16) -> Result<(), EncodeError> {
         *self.chunk::<2>()? = value.to_be_bytes();
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn u32(&mut self, value: u32) -> Result<(), EncodeError> {
         *self.chunk::<4>()? = value.to_be_bytes();
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn varint(&mut self, value: usize) -> Result<(), EncodeError> {
         let value = u32::try_from(value)
             .ok()
@@ -321,21 +368,38 @@ impl<'a> Writer<'a> {
     }
 
     /// Two-byte length, then the bytes, with one bounds check.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn binary(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
         let len = u16::try_from(bytes.len())
             .map_err(|_| Violation::StringTooLong { len: bytes.len() })?;
         let dst = self.take(2 + bytes.len())?;
         if let Some((prefix, body)) = dst.split_first_chunk_mut::<2>() {
             *prefix = len.to_be_bytes();
-            body.copy_from_slice(bytes);
+            copy_into(body, bytes);
+        }
+        Ok(())
+    }
+
+    /// Two-byte length, the bytes, then one more byte (a SUBSCRIBE filter
+    /// and its options), with one bounds check.
+    #[inline(always)]
+    pub(crate) fn binary_then_u8(&mut self, bytes: &[u8], last: u8) -> Result<(), EncodeError> {
+        let len = u16::try_from(bytes.len())
+            .map_err(|_| Violation::StringTooLong { len: bytes.len() })?;
+        let dst = self.take(3 + bytes.len())?;
+        if let Some((prefix, rest)) = dst.split_first_chunk_mut::<2>() {
+            *prefix = len.to_be_bytes();
+            if let Some((body, [tail])) = rest.split_last_chunk_mut::<1>() {
+                copy_into(body, bytes);
+                *tail = last;
+            }
         }
         Ok(())
     }
 
     /// A length-prefixed string; refuses U+0000 as the receiver would (a
     /// `&str` is well-formed UTF-8 already, so it is not checked again).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn utf8(&mut self, s: &str) -> Result<(), EncodeError> {
         if has_nul(s.as_bytes()) {
             return Err(Violation::NullCharacter.into());
@@ -345,7 +409,7 @@ impl<'a> Writer<'a> {
 
     /// A length-prefixed string the caller has checked for U+0000 already
     /// (topic names, in the same pass as their wildcards).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn utf8_checked(&mut self, s: &str) -> Result<(), EncodeError> {
         self.binary(s.as_bytes())
     }
@@ -453,6 +517,18 @@ mod tests {
                     assert!(has_nul(&bytes), "len {len} at {at} fill {fill:#x}");
                 }
             }
+        }
+    }
+
+    /// The inline copy gives the source back at every length of each of
+    /// its paths (bytes, two words, two 16- and 32-byte blocks, `memcpy`).
+    #[test]
+    fn copy_into_copies_every_length() {
+        for len in 0..140usize {
+            let src: alloc::vec::Vec<u8> = (0..len).map(|i| (i * 7 + 1) as u8).collect();
+            let mut dst = alloc::vec![0u8; len];
+            copy_into(&mut dst, &src);
+            assert_eq!(dst, src, "len {len}");
         }
     }
 
