@@ -21,11 +21,17 @@
 //! - [`transport`]: the [`transport::Connector`] trait through which the
 //!   client opens a fresh byte stream (TCP, TLS, WebSocket) per connect,
 //!   with TCP connectors for embassy-net (feature `embassy-net`) and tokio
-//!   (feature `tokio`). The WebSocket connector is `embermq_ws::WsConnector`.
+//!   (feature `tokio`), and TLS over any connector: rustls on hosts
+//!   (feature `rustls`) and embedded-tls on devices (feature
+//!   `embedded-tls`, no allocator, caller-lent record buffers). The
+//!   WebSocket connector is `embermq_ws::WsConnector`.
 //! - [`session`]: the sans-IO MQTT state machine: bytes and `now` in; bytes
 //!   to send, events and the next deadline out. QoS 0/1/2 flows, keepalive,
 //!   in-flight window, resend on resume, resubscribe, v5 topic aliases and
 //!   limits, over a bounded outbox in a lent buffer.
+//! - [`store`]: the [`store::Store`] trait that makes the outbox's QoS ≥ 1
+//!   messages durable across restarts (flash on devices, `FileStore` behind
+//!   feature `std`); [`store::NoStore`] by default.
 //! - [`client`]: the async client over the session: a [`client::Client`]
 //!   handle for any number of tasks (publish with completion tokens,
 //!   subscribe with per-filter results), and the [`client::Connection`]
@@ -69,6 +75,7 @@ pub mod clock;
 pub mod cloud;
 pub mod codec;
 pub mod session;
+pub mod store;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 pub mod time;

@@ -17,6 +17,7 @@ use super::state::Outcome;
 use super::{Backoff, ClientError, ClientState, Event, EventHandler};
 use crate::clock::Clock;
 use crate::session::{self, CloseReason, Incoming};
+use crate::store::{NoStore, Store};
 use crate::time::Duration;
 use crate::transport::Connector;
 
@@ -73,8 +74,9 @@ pub struct Connection<
     const SUBS: usize,
     const FILTER_LEN: usize = 128,
     const ALIASES: usize = 0,
+    St: Store = NoStore,
 > {
-    state: &'s ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES>,
+    state: &'s ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St>,
     connector: C,
     clock: K,
     rng: R,
@@ -94,15 +96,20 @@ impl<
     const SUBS: usize,
     const FILTER_LEN: usize,
     const ALIASES: usize,
-> Connection<'s, 'b, M, C, K, R, INFLIGHT, SUBS, FILTER_LEN, ALIASES>
+    St: Store,
+> Connection<'s, 'b, M, C, K, R, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St>
 {
     /// A driver for `state` over `connector`.
     ///
     /// `rx` must hold the largest packet the broker may send (keep the
     /// session's `max_incoming_packet_size` at or below its length); `tx`
     /// the largest packet we send (CONNECT with its will, or a PUBLISH).
+    ///
+    /// The session is told `tx`'s size, so a publish that can never fit it
+    /// is refused when queued, and a queued one that does not fit fails
+    /// alone ([`PublishFailure::TransmitBufferTooSmall`](crate::session::PublishFailure::TransmitBufferTooSmall)).
     pub fn new(
-        state: &'s ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES>,
+        state: &'s ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St>,
         connector: C,
         clock: K,
         rng: R,
@@ -110,6 +117,7 @@ impl<
         tx: &'s mut [u8],
         config: ClientConfig,
     ) -> Self {
+        state.with(|sh| sh.session.set_transmit_capacity(tx.len()));
         Self {
             state,
             connector,
@@ -133,6 +141,11 @@ impl<
     ///
     /// Every event goes to `handler`, in order.
     ///
+    /// With a durable [`Store`], its records are replayed into the outbox
+    /// first (unless a publish did it already); a failed replay is
+    /// returned as [`ClientError::Store`]. Acknowledged messages are
+    /// removed from the store as their acknowledgements arrive.
+    ///
     /// On tokio's multi-threaded runtime, spawn the future `run` returns
     /// directly (`tokio::spawn(conn.run(handler))`): wrapped in another
     /// `async` block, rustc currently cannot prove it `Send` for a connector
@@ -143,7 +156,10 @@ impl<
     /// DISCONNECT, so the broker publishes the will). The session stays in
     /// the [`ClientState`], ready for a new `Connection`: unacknowledged
     /// messages stay in the outbox, subscriptions in their table.
-    pub async fn run<H: EventHandler>(self, mut handler: H) -> Result<(), ClientError<C::Error>> {
+    pub async fn run<H: EventHandler>(
+        self,
+        mut handler: H,
+    ) -> Result<(), ClientError<C::Error, St::Error>> {
         let handler = &mut handler;
         let Self {
             state,
@@ -157,6 +173,13 @@ impl<
         let (clock, rng) = (&clock, &mut rng);
         // A run dropped mid-link left the session up: start from down.
         state.with(|sh| sh.session.handle_disconnected(clock.now()));
+        if St::DURABLE {
+            let mut slot = state.store.lock().await;
+            state
+                .ensure_replayed(&mut slot)
+                .await
+                .map_err(ClientError::Store)?;
+        }
         let mut failures: u32 = 0;
         loop {
             if state.with(|sh| sh.stop) {
@@ -177,8 +200,11 @@ impl<
                         Either3::First(result) => break Some(Either::First(result)),
                         Either3::Second(()) => break Some(Either::Second(())),
                         Either3::Third(()) if state.with(|sh| sh.stop) => break None,
-                        // Work queued meanwhile goes out once connected.
-                        Either3::Third(()) => {}
+                        // Work queued meanwhile goes out once connected;
+                        // messages with an expiry are stamped now.
+                        Either3::Third(()) => {
+                            state.with(|sh| sh.session.handle_timeout(clock.now()));
+                        }
                     }
                 }
             };
@@ -191,12 +217,14 @@ impl<
                     state.with(|sh| sh.session.handle_disconnected(clock.now()));
                     drain_events(state, handler).await;
                     match end {
-                        LinkEnd::Fatal(e) => return Err(e.with_connector_error()),
+                        LinkEnd::Fatal(e) => {
+                            return Err(e.with_connector_error().with_store_error());
+                        }
                         LinkEnd::Closed { accepted, failure } => {
                             if accepted {
                                 failures = 0;
                             }
-                            failure.with_connector_error()
+                            failure.with_connector_error().with_store_error()
                         }
                     }
                 }
@@ -235,12 +263,20 @@ impl<
                 })
                 .await;
             let until = clock.now() + delay;
-            // Sleep, but wake early for a stop request.
+            // Sleep, but wake early for a stop request, and for the
+            // session's deadlines (a queued message's expiry): new
+            // messages are stamped and lapsed ones failed while down.
             loop {
-                match select(clock.sleep_until(until), state.work.wait()).await {
-                    Either::First(()) => break,
+                let wake = state
+                    .with(|sh| sh.session.poll_timeout())
+                    .map_or(until, |at| at.min(until));
+                match select(clock.sleep_until(wake), state.work.wait()).await {
+                    Either::First(()) if clock.now() >= until => break,
                     Either::Second(()) if state.with(|sh| sh.stop) => break,
-                    Either::Second(()) => {}
+                    Either::First(()) | Either::Second(()) => {
+                        state.with(|sh| sh.session.handle_timeout(clock.now()));
+                        drain_events(state, handler).await;
+                    }
                 }
             }
         }
@@ -259,8 +295,9 @@ async fn drain_events<
     const S: usize,
     const F: usize,
     const A: usize,
+    St: Store,
 >(
-    state: &ClientState<'_, M, I, S, F, A>,
+    state: &ClientState<'_, M, I, S, F, A, St>,
     handler: &mut H,
 ) -> Drained {
     let mut drained = Drained::default();
@@ -288,7 +325,31 @@ async fn drain_events<
         handler.on_event(Event::from_session(event)).await;
     }
     state.with(|sh| sh.outbox_waiters.wake());
+    if St::DURABLE {
+        remove_stored(state).await;
+    }
     drained
+}
+
+/// Removes the durable copies of messages that finished. A failure is
+/// logged: the message may then be sent again after a restart (a
+/// duplicate, never a loss).
+async fn remove_stored<
+    M: RawMutex,
+    const I: usize,
+    const S: usize,
+    const F: usize,
+    const A: usize,
+    St: Store,
+>(
+    state: &ClientState<'_, M, I, S, F, A, St>,
+) {
+    while let Some(key) = state.with(|sh| sh.session.poll_store_removal()) {
+        let mut slot = state.store.lock().await;
+        if slot.store.remove(key).await.is_err() {
+            warn!("store: removing an acknowledged message failed");
+        }
+    }
 }
 
 /// What [`drain_events`] saw.
@@ -309,8 +370,9 @@ async fn transmit<
     const S: usize,
     const F: usize,
     const A: usize,
+    St: Store,
 >(
-    state: &ClientState<'_, M, I, S, F, A>,
+    state: &ClientState<'_, M, I, S, F, A, St>,
     transport: &mut T,
     clock: &K,
     tx: &mut [u8],
@@ -355,8 +417,9 @@ async fn serve<
     const S: usize,
     const F: usize,
     const A: usize,
+    St: Store,
 >(
-    state: &ClientState<'_, M, I, S, F, A>,
+    state: &ClientState<'_, M, I, S, F, A, St>,
     transport: &mut T,
     clock: &K,
     rx: &mut [u8],
@@ -367,7 +430,10 @@ async fn serve<
         return LinkEnd::Fatal(ClientError::Session(e));
     }
     let mut accepted = false;
+    // Received bytes are `rx[start..filled]`: handled packets advance
+    // `start`, and the rest moves to the front once, before the next read.
     let mut filled = 0usize;
+    let mut start = 0usize;
     // Why the link ended: an I/O error, else what the session said.
     let mut io_failure = None;
     let mut closed = None;
@@ -395,8 +461,8 @@ async fn serve<
             }
             continue;
         }
-        if filled > 0 {
-            let bytes = rx.get(..filled).unwrap_or(&[]);
+        if start < filled {
+            let bytes = rx.get(start..filled).unwrap_or(&[]);
             match state.with(|sh| sh.session.handle_incoming(bytes, clock.now())) {
                 Ok(Incoming::Packet { len, message, .. }) => {
                     if let Some(mut message) = message {
@@ -415,15 +481,13 @@ async fn serve<
                         }
                         handler.on_event(Event::Message(message)).await;
                     }
-                    let len = len.min(filled);
-                    rx.copy_within(len..filled, 0);
-                    filled -= len;
+                    start = start.saturating_add(len).min(filled);
                     continue;
                 }
                 // Transmit and drain, then parse again.
                 Ok(Incoming::Backpressure) => continue,
                 Ok(Incoming::Incomplete { needed }) => {
-                    if filled == rx.len() {
+                    if start == 0 && filled == rx.len() {
                         let e = ClientError::RxBufferTooSmall {
                             needed: filled.saturating_add(needed),
                             capacity: rx.len(),
@@ -447,6 +511,11 @@ async fn serve<
                     continue;
                 }
             }
+        }
+        if start > 0 {
+            rx.copy_within(start..filled, 0);
+            filled -= start;
+            start = 0;
         }
         // Wait for bytes, the session's deadline, or queued work.
         let deadline = state.with(|sh| sh.session.poll_timeout());

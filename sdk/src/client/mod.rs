@@ -9,11 +9,22 @@
 //!   never held across an `.await`. Put it on the stack or in a `static`.
 //! - [`Client`]: a `Copy` handle for any number of tasks:
 //!   [`publish`](Client::publish) (waits for outbox room),
+//!   [`publish_with`](Client::publish_with) and `publish_json` (feature
+//!   `telemetry`; the payload is written straight into the outbox),
 //!   [`try_publish`](Client::try_publish) (never waits; explicit
 //!   [`OverflowPolicy`](crate::session::OverflowPolicy)),
 //!   [`completion`](Client::completion) (PUBACK / PUBCOMP or the failure),
-//!   [`subscribe`](Client::subscribe) / [`unsubscribe`](Client::unsubscribe)
-//!   (per-filter results), [`stop`](Client::stop).
+//!   [`status`](Client::status) / [`is_pending`](Client::is_pending)
+//!   (without waiting), [`subscribe`](Client::subscribe) /
+//!   [`unsubscribe`](Client::unsubscribe) (per-filter results),
+//!   [`stop`](Client::stop).
+//! - MQTT 5.0 enhanced authentication: an
+//!   [`Authenticator`](crate::session::Authenticator) lent with
+//!   [`ClientState::set_authenticator`], re-authentication with
+//!   [`Client::reauthenticate`].
+//! - A durable [`Store`](crate::store::Store) for the outbox's QoS 1/2
+//!   messages ([`ClientState::with_store`]): persisted before they are sent,
+//!   removed when acknowledged, replayed into the outbox after a restart.
 //! - [`Connection`]: the driver. [`Connection::run`] owns the connector, the
 //!   [`Clock`](crate::clock::Clock), the RNG and the lent receive and
 //!   transmit buffers; it connects (each attempt bounded by
@@ -26,12 +37,15 @@
 //!
 //! A [`Connector`](crate::transport::Connector)'s transport may borrow the
 //! connector (a WebSocket stream borrows its buffers), so the transport can
-//! only live in the driver's own stack frame, across reconnects; a
-//! `next_event(&mut self)` method would need the driver to keep it in a
-//! struct beside the connector it borrows. `run` therefore calls the
-//! handler (taken by value) with each event; the handler may `.await` (a
-//! type implementing [`EventHandler`]) or be a plain closure
-//! `FnMut(Event<'_>)`.
+//! only live in the driver's own future, across reconnects; a
+//! `next_event(&mut self)` method would need a struct holding both the
+//! connector and the transport that borrows it (self-referential: `unsafe`
+//! or an allocator, both forbidden here), and a queue in between would copy
+//! every payload out of the receive buffer. `run` therefore calls the
+//! handler (taken by value) with each event, topic and payload borrowed
+//! from the receive buffer; the handler may `.await` (a type implementing
+//! [`EventHandler`]) or be a plain closure `FnMut(Event<'_>)`. A pull API
+//! is a channel filled by the handler.
 //!
 //! # Waking and deadlock freedom
 //!
@@ -69,9 +83,9 @@
 //!
 //! # Not here (yet)
 //!
-//! A durable outbox (`Store` trait), and sending while a read is in
-//! progress (the driver alternates; a queued request interrupts the read,
-//! which is cancel-safe).
+//! Sending while a read is in progress (the driver alternates; a queued request
+//! interrupts the read, which is cancel-safe); `try_publish` of QoS 1/2
+//! into a durable store (it needs the awaited persist).
 
 mod backoff;
 mod driver;
@@ -82,7 +96,7 @@ use core::fmt;
 pub use backoff::Backoff;
 pub use driver::{ClientConfig, Connection};
 pub use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, NoopRawMutex, RawMutex};
-pub use state::{Client, ClientState, TRACKED_COMPLETIONS};
+pub use state::{Client, ClientState, TRACKED_COMPLETIONS, TokenStatus};
 
 use crate::codec::ProtocolVersion;
 use crate::session::{self, CloseReason, Message, PublishFailure, PublishToken, SessionError};
@@ -174,10 +188,11 @@ impl<F: FnMut(Event<'_>)> EventHandler for F {
 
 /// Why a client call or the driver failed. `E` is the connector's error
 /// (it appears only from [`Connection::run`]; the [`Client`] handle's
-/// calls use the default, uninhabited `E`).
+/// calls use the default, uninhabited `E`); `S` is the durable
+/// [`Store`](crate::store::Store)'s error (uninhabited without a store).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ClientError<E = core::convert::Infallible> {
+pub enum ClientError<E = core::convert::Infallible, S = core::convert::Infallible> {
     /// The connector could not open a transport (returned as the last
     /// failure once the [`Backoff::max_attempts`] retries failed too).
     Connect(E),
@@ -204,18 +219,44 @@ pub enum ClientError<E = core::convert::Infallible> {
     /// than the last [`TRACKED_COMPLETIONS`] tracked tokens, or already
     /// awaited.
     TokenNotTracked,
+    /// The durable store failed: replaying it, or persisting this message
+    /// (which was then not queued: nothing is lost silently).
+    Store(S),
+    /// [`Client::try_publish`] cannot persist a QoS 1/2 message in a
+    /// durable store without waiting: use [`Client::publish`].
+    StoreNeedsAwait,
 }
 
-impl<E> From<SessionError> for ClientError<E> {
+impl<E, S> From<SessionError> for ClientError<E, S> {
     fn from(e: SessionError) -> Self {
         Self::Session(e)
     }
 }
 
-impl ClientError {
+impl<E> ClientError<E> {
+    /// The same error with a store error type (errors that carry none).
+    pub fn with_store_error<S>(self) -> ClientError<E, S> {
+        match self {
+            Self::Connect(e) => ClientError::Connect(e),
+            Self::ConnectTimeout => ClientError::ConnectTimeout,
+            Self::Io(k) => ClientError::Io(k),
+            Self::Link(r) => ClientError::Link(r),
+            Self::Session(e) => ClientError::Session(e),
+            Self::RxBufferTooSmall { needed, capacity } => {
+                ClientError::RxBufferTooSmall { needed, capacity }
+            }
+            Self::Publish(p) => ClientError::Publish(p),
+            Self::TokenNotTracked => ClientError::TokenNotTracked,
+            Self::Store(never) => match never {},
+            Self::StoreNeedsAwait => ClientError::StoreNeedsAwait,
+        }
+    }
+}
+
+impl<S> ClientError<core::convert::Infallible, S> {
     /// The same error with a connector error type (the handle's errors
     /// never carry one).
-    pub fn with_connector_error<E>(self) -> ClientError<E> {
+    pub fn with_connector_error<E>(self) -> ClientError<E, S> {
         match self {
             Self::Connect(never) => match never {},
             Self::ConnectTimeout => ClientError::ConnectTimeout,
@@ -227,11 +268,13 @@ impl ClientError {
             }
             Self::Publish(p) => ClientError::Publish(p),
             Self::TokenNotTracked => ClientError::TokenNotTracked,
+            Self::Store(e) => ClientError::Store(e),
+            Self::StoreNeedsAwait => ClientError::StoreNeedsAwait,
         }
     }
 }
 
-impl<E: fmt::Display> fmt::Display for ClientError<E> {
+impl<E: fmt::Display, S: fmt::Display> fmt::Display for ClientError<E, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Connect(e) => write!(f, "connect failed: {e}"),
@@ -245,15 +288,22 @@ impl<E: fmt::Display> fmt::Display for ClientError<E> {
             ),
             Self::Publish(p) => write!(f, "publish failed: {p}"),
             Self::TokenNotTracked => f.write_str("token not in the completion table"),
+            Self::Store(e) => write!(f, "durable store failed: {e}"),
+            Self::StoreNeedsAwait => f.write_str(
+                "a QoS 1/2 message needs the awaited publish to be persisted in the store",
+            ),
         }
     }
 }
 
-impl<E: core::error::Error + 'static> core::error::Error for ClientError<E> {
+impl<E: core::error::Error + 'static, S: core::error::Error + 'static> core::error::Error
+    for ClientError<E, S>
+{
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             Self::Connect(e) => Some(e),
             Self::Session(e) => Some(e),
+            Self::Store(e) => Some(e),
             _ => None,
         }
     }
@@ -263,13 +313,61 @@ impl<E: core::error::Error + 'static> core::error::Error for ClientError<E> {
 mod tests {
     use super::*;
 
+    /// The memory budget in docs/client.md: `size_of` of the client's
+    /// parts for typical const parameters (run with `--nocapture` to see
+    /// them). The lent buffers come on top. Fails if a part outgrows its
+    /// documented budget.
+    #[test]
+    fn memory_budget_of_the_client_parts() {
+        use crate::session::Session;
+        use core::mem::size_of;
+        type Cs = CriticalSectionRawMutex;
+        let rows = [
+            (
+                "Session<16, 8>",
+                size_of::<Session<'static, 16, 8>>(),
+                2_900,
+            ),
+            (
+                "Session<4, 2, 64>",
+                size_of::<Session<'static, 4, 2, 64>>(),
+                1_650,
+            ),
+            (
+                "ClientState<Cs, 16, 8>",
+                size_of::<ClientState<'static, Cs, 16, 8>>(),
+                3_700,
+            ),
+            (
+                "ClientState<Cs, 4, 2, 64>",
+                size_of::<ClientState<'static, Cs, 4, 2, 64>>(),
+                2_450,
+            ),
+            (
+                "Client<Cs, 16, 8> (handle)",
+                size_of::<Client<'static, 'static, Cs, 16, 8>>(),
+                8,
+            ),
+            // Zero-sized connector, clock and RNG: the driver's own fields.
+            (
+                "Connection<Cs, (), (), (), 16, 8>",
+                size_of::<Connection<'static, 'static, Cs, (), (), (), 16, 8>>(),
+                80,
+            ),
+        ];
+        for (name, size, budget) in rows {
+            std::println!("{name:<32} {size:>6} bytes (budget {budget})");
+            assert!(size <= budget, "{name} is {size} bytes, budget {budget}");
+        }
+    }
+
     #[test]
     fn errors_display_and_chain_their_source() {
         use core::error::Error;
         let e: ClientError<SessionError> = ClientError::Connect(SessionError::PacketIdsExhausted);
         assert!(std::format!("{e}").contains("connect failed"));
         assert!(e.source().is_some());
-        let handle_error = ClientError::Publish(PublishFailure::Dropped);
+        let handle_error: ClientError = ClientError::Publish(PublishFailure::Dropped);
         assert_eq!(
             handle_error.with_connector_error::<SessionError>(),
             ClientError::Publish(PublishFailure::Dropped)

@@ -7,22 +7,29 @@
 //! deadlock on it. A task that must wait (outbox full, completion not yet
 //! in) registers its waker under the same lock and is woken by the driver.
 //! The driver itself is woken by a [`Signal`] when work is queued.
+//!
+//! The durable [`Store`] (if any) sits behind an `embassy_sync` async
+//! mutex: a publisher holds it across the `persist` await, the driver
+//! across a `remove`; neither waits for the other while holding it.
 
 use core::cell::RefCell;
+use core::convert::Infallible;
 use core::future::poll_fn;
 use core::task::{Context, Poll};
 
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::blocking_mutex::raw::RawMutex;
+use embassy_sync::mutex::Mutex as AsyncMutex;
 use embassy_sync::signal::Signal;
 use embassy_sync::waitqueue::{MultiWakerRegistration, WakerRegistration};
 
 use super::ClientError;
-use crate::codec::Subscription;
+use crate::codec::{QoS, Subscription};
 use crate::session::{
-    FilterResults, OutgoingMessage, OverflowPolicy, PublishFailure, PublishToken, Session,
-    SessionConfig, SessionError,
+    Authenticator, FilterResults, OutgoingMessage, OverflowPolicy, PublishFailure, PublishState,
+    PublishToken, Session, SessionConfig, SessionError,
 };
+use crate::store::{NoStore, Store};
 
 /// Completions (publish or subscribe/unsubscribe results) kept for awaiting
 /// callers. A caller that awaits more tokens at once than this sees the
@@ -103,6 +110,24 @@ impl Completions {
         }
     }
 
+    /// Stops tracking `token` (its publish was withdrawn).
+    fn untrack(&mut self, token: u32) {
+        if let Some(slot) = self.slots.iter_mut().find(|s| s.used && s.token == token) {
+            slot.used = false;
+            slot.done = None;
+            slot.waker.wake();
+        }
+    }
+
+    /// The outcome of `token` if it is tracked and finished, without
+    /// taking it.
+    fn peek(&self, token: u32) -> Option<Option<Outcome>> {
+        self.slots
+            .iter()
+            .find(|s| s.used && s.token == token)
+            .map(|s| s.done)
+    }
+
     fn poll(&mut self, token: u32, cx: &mut Context<'_>) -> Poll<Result<Outcome, ClientError>> {
         let Some(slot) = self.slots.iter_mut().find(|s| s.used && s.token == token) else {
             return Poll::Ready(Err(ClientError::TokenNotTracked));
@@ -144,6 +169,9 @@ pub(crate) struct Shared<
 /// `M = CriticalSectionRawMutex` it is `Sync`, so the handles may be used
 /// from any thread of a multi-threaded runtime; with `NoopRawMutex` it is
 /// for one executor thread only.
+///
+/// `St` is the durable [`Store`] of the outbox's QoS 1/2 messages
+/// ([`NoStore`] by default: RAM only; see [`with_store`](Self::with_store)).
 pub struct ClientState<
     'b,
     M: RawMutex,
@@ -151,10 +179,21 @@ pub struct ClientState<
     const SUBS: usize,
     const FILTER_LEN: usize = 128,
     const ALIASES: usize = 0,
+    St: Store = NoStore,
 > {
     pub(crate) shared: Mutex<M, RefCell<Shared<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES>>>,
     /// Work was queued (or stop requested): the driver should look.
     pub(crate) work: Signal<M, ()>,
+    pub(crate) store: AsyncMutex<M, StoreSlot<St>>,
+}
+
+/// The store and what the client knows about it.
+pub(crate) struct StoreSlot<St> {
+    pub(crate) store: St,
+    /// Its records were replayed into the outbox.
+    replayed: bool,
+    /// The key of the next persist.
+    next_key: u32,
 }
 
 impl<
@@ -164,11 +203,32 @@ impl<
     const SUBS: usize,
     const FILTER_LEN: usize,
     const ALIASES: usize,
-> ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES>
+> ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, NoStore>
 {
     /// A client state for `config`, queuing publishes in the lent `outbox`
-    /// (its size bounds the bytes of queued and in-flight messages).
+    /// (its size bounds the bytes of queued and in-flight messages). The
+    /// outbox lives in RAM only; see [`with_store`](Self::with_store).
     pub fn new(config: SessionConfig<'b>, outbox: &'b mut [u8]) -> Self {
+        Self::with_store(config, outbox, NoStore)
+    }
+}
+
+impl<
+    'b,
+    M: RawMutex,
+    const INFLIGHT: usize,
+    const SUBS: usize,
+    const FILTER_LEN: usize,
+    const ALIASES: usize,
+    St: Store,
+> ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St>
+{
+    /// A client state whose QoS 1/2 messages are also kept in `store`, so
+    /// that a restarted process (or a reset device) resumes sending what
+    /// the broker had not acknowledged. The stored records are replayed
+    /// into `outbox` before the first connect or the first QoS 1/2
+    /// publish, whichever comes first (see [`crate::store`]).
+    pub fn with_store(config: SessionConfig<'b>, outbox: &'b mut [u8], store: St) -> Self {
         Self {
             shared: Mutex::new(RefCell::new(Shared {
                 session: Session::new(config, outbox),
@@ -177,12 +237,57 @@ impl<
                 stop: false,
             })),
             work: Signal::new(),
+            store: AsyncMutex::new(StoreSlot {
+                store,
+                replayed: !St::DURABLE,
+                next_key: 1,
+            }),
         }
     }
 
+    /// Lends a 5.0 enhanced-authentication [`Authenticator`] to the
+    /// session (see [`Session::set_authenticator`]): the next CONNECT
+    /// carries its method and data, and the broker's AUTH challenges are
+    /// answered with its steps.
+    pub fn set_authenticator(&self, authenticator: &'b mut (dyn Authenticator + Send)) {
+        self.with(|sh| sh.session.set_authenticator(authenticator));
+    }
+
     /// A handle for publishing, subscribing and stopping; copy it freely.
-    pub fn client(&self) -> Client<'_, 'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES> {
+    pub fn client(&self) -> Client<'_, 'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St> {
         Client { state: self }
+    }
+
+    /// Replays the store into the outbox once (the caller holds the store
+    /// lock). Records that no longer fit the outbox stay in the store.
+    pub(crate) async fn ensure_replayed(&self, slot: &mut StoreSlot<St>) -> Result<(), St::Error> {
+        if slot.replayed {
+            return Ok(());
+        }
+        let mut max_key = 0u32;
+        let mut left_out = 0u32;
+        let replay = slot.store.replay(|key, record| {
+            max_key = max_key.max(key);
+            if self.with(|sh| sh.session.restore(key, record)).is_err() {
+                left_out = left_out.saturating_add(1);
+            }
+        });
+        match replay.await {
+            Ok(()) => {
+                self.with(|sh| sh.session.release_restored());
+                slot.replayed = true;
+                slot.next_key = max_key.saturating_add(1).max(slot.next_key);
+                if left_out > 0 {
+                    warn!("{} stored messages do not fit the outbox", left_out);
+                }
+                self.work.signal(());
+                Ok(())
+            }
+            Err(e) => {
+                self.with(|sh| sh.session.cancel_restored());
+                Err(e)
+            }
+        }
     }
 
     /// Runs `f` on the shared state under the lock (never across an await).
@@ -209,21 +314,47 @@ pub struct Client<
     const SUBS: usize,
     const FILTER_LEN: usize = 128,
     const ALIASES: usize = 0,
+    St: Store = NoStore,
 > {
-    state: &'s ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES>,
+    state: &'s ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St>,
 }
 
-impl<M: RawMutex, const I: usize, const S: usize, const F: usize, const A: usize> Clone
-    for Client<'_, '_, M, I, S, F, A>
+impl<M: RawMutex, const I: usize, const S: usize, const F: usize, const A: usize, St: Store> Clone
+    for Client<'_, '_, M, I, S, F, A, St>
 {
     fn clone(&self) -> Self {
         *self
     }
 }
 
-impl<M: RawMutex, const I: usize, const S: usize, const F: usize, const A: usize> Copy
-    for Client<'_, '_, M, I, S, F, A>
+impl<M: RawMutex, const I: usize, const S: usize, const F: usize, const A: usize, St: Store> Copy
+    for Client<'_, '_, M, I, S, F, A, St>
 {
+}
+
+/// What [`Client::status`] knows about a publish token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenStatus {
+    /// Still in the outbox: queued, in flight, or to be resent.
+    Pending(PublishState),
+    /// Acknowledged (QoS 1/2) or sent (QoS 0); the outcome is still in the
+    /// completion table.
+    Completed,
+    /// Failed, for this reason; the outcome is still in the completion
+    /// table.
+    Failed(PublishFailure),
+    /// Finished, but its outcome was already taken by
+    /// [`Client::completion`] or evicted from the completion table, or not
+    /// a token of this client.
+    Unknown,
+}
+
+/// Whether a queue attempt should wait for room or give up.
+enum Queued {
+    Done(PublishToken),
+    Wait,
+    Failed(SessionError),
 }
 
 impl<
@@ -234,51 +365,188 @@ impl<
     const SUBS: usize,
     const FILTER_LEN: usize,
     const ALIASES: usize,
-> Client<'s, 'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES>
+    St: Store,
+> Client<'s, 'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St>
 {
     /// Queues `msg`, waiting while the outbox has no room for it, and
     /// returns its token once queued (not once sent: await
-    /// [`completion`](Self::completion) for that).
+    /// [`completion`](Self::completion) for that). With a durable
+    /// [`Store`], a QoS 1/2 message is persisted before this returns (and
+    /// before it is sent); a failed persist is [`ClientError::Store`] and
+    /// the message is not queued.
+    ///
+    /// A message that can never be sent fails at once: larger than the
+    /// whole outbox ([`SessionError::OutboxFull`] with `needed >
+    /// capacity`), than the transmit buffer or than the broker's Maximum
+    /// Packet Size ([`SessionError::PacketTooLarge`]).
     ///
     /// Cancel-safe: the message is queued only in the poll that returns
-    /// `Ready(Ok)`; dropping the future earlier queues nothing. A message
-    /// larger than the whole outbox fails at once with
-    /// [`SessionError::OutboxFull`].
-    pub async fn publish(&self, msg: &OutgoingMessage<'_>) -> Result<PublishToken, ClientError> {
-        poll_fn(|cx| {
-            let queued = self.state.with(|sh| {
-                match sh.session.publish(msg) {
-                    Ok(token) => {
-                        sh.completions.track(token.0);
-                        Poll::Ready(Ok(token))
-                    }
-                    Err(SessionError::OutboxFull {
-                        needed, capacity, ..
-                    }) if needed <= capacity => {
-                        // Woken by the driver when acknowledgements free room.
-                        sh.outbox_waiters.register(cx.waker());
-                        Poll::Pending
-                    }
-                    Err(e) => Poll::Ready(Err(ClientError::Session(e))),
-                }
-            });
-            if matches!(queued, Poll::Ready(Ok(_))) {
-                self.state.work.signal(());
-            }
-            queued
+    /// `Ready(Ok)`; dropping the future earlier queues nothing (with a
+    /// durable store, a drop during the persist leaves the message out of
+    /// the outbox, but the store may have it and replay it after a
+    /// restart).
+    pub async fn publish(
+        &self,
+        msg: &OutgoingMessage<'_>,
+    ) -> Result<PublishToken, ClientError<Infallible, St::Error>> {
+        self.publish_via(msg.qos, |session| match session.publish(msg) {
+            Ok(token) => Queued::Done(token),
+            Err(SessionError::OutboxFull {
+                needed, capacity, ..
+            }) if needed <= capacity => Queued::Wait,
+            Err(e) => Queued::Failed(e),
         })
         .await
+    }
+
+    /// Queues a message whose payload `write` serializes straight into the
+    /// outbox (see [`Session::publish_with`]): `write` gets the room left
+    /// and returns the bytes written, or `None` if the payload does not
+    /// fit. `msg.payload` is ignored. Waits for room while the outbox holds
+    /// other messages; a payload that does not fit an empty outbox is
+    /// [`SessionError::PayloadDoesNotFit`]. `write` may be called more
+    /// than once (each time the outbox had new room). Durability and
+    /// cancellation as for [`publish`](Self::publish).
+    pub async fn publish_with(
+        &self,
+        msg: &OutgoingMessage<'_>,
+        mut write: impl FnMut(&mut [u8]) -> Option<usize>,
+    ) -> Result<PublishToken, ClientError<Infallible, St::Error>> {
+        self.publish_via(msg.qos, |session| {
+            let empty = session.outbox_len() == 0;
+            match session.publish_with(msg, &mut write) {
+                Ok(token) => Queued::Done(token),
+                Err(SessionError::OutboxFull { .. } | SessionError::PayloadDoesNotFit { .. })
+                    if !empty =>
+                {
+                    Queued::Wait
+                }
+                Err(e) => Queued::Failed(e),
+            }
+        })
+        .await
+    }
+
+    /// Serializes `value` as JSON (serde-json-core) straight into the
+    /// outbox record and queues it: no intermediate buffer, no allocator.
+    /// A value whose JSON does not fit even an empty outbox is
+    /// [`SessionError::PayloadDoesNotFit`] naming the room it had.
+    /// Waiting, durability and cancellation as for
+    /// [`publish`](Self::publish).
+    #[cfg(feature = "telemetry")]
+    pub async fn publish_json<T: serde::Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        value: &T,
+        qos: QoS,
+    ) -> Result<PublishToken, ClientError<Infallible, St::Error>> {
+        let msg = OutgoingMessage::new(topic, &[], qos);
+        self.publish_with(&msg, |buf| serde_json_core::to_slice(value, buf).ok())
+            .await
+    }
+
+    /// Queues through `queue` (waiting for room while it says so), then
+    /// makes a QoS 1/2 message durable when there is a store.
+    async fn publish_via(
+        &self,
+        qos: QoS,
+        mut queue: impl FnMut(&mut Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES>) -> Queued,
+    ) -> Result<PublishToken, ClientError<Infallible, St::Error>> {
+        let durable = St::DURABLE && qos != QoS::AtMostOnce;
+        if durable {
+            // Replay first, so that stored messages go out before new ones
+            // and new keys continue above the stored ones.
+            let mut slot = self.state.store.lock().await;
+            self.state
+                .ensure_replayed(&mut slot)
+                .await
+                .map_err(ClientError::Store)?;
+        }
+        let token = poll_fn(|cx| {
+            self.state.with(|sh| match queue(&mut sh.session) {
+                Queued::Done(token) => {
+                    if durable {
+                        sh.session.hold_for_store(token);
+                    }
+                    sh.completions.track(token.0);
+                    Poll::Ready(Ok(token))
+                }
+                Queued::Wait => {
+                    // Woken by the driver when acknowledgements free room.
+                    sh.outbox_waiters.register(cx.waker());
+                    Poll::Pending
+                }
+                Queued::Failed(e) => Poll::Ready(Err(ClientError::Session(e))),
+            })
+        })
+        .await?;
+        if durable {
+            self.persist(token).await?;
+        }
+        self.state.work.signal(());
+        Ok(token)
+    }
+
+    /// Writes the held record of `token` to the store, then lets it be
+    /// sent, or takes it back out when the store failed.
+    async fn persist(&self, token: PublishToken) -> Result<(), ClientError<Infallible, St::Error>> {
+        // Taken back out if this future is dropped before the end.
+        let guard = HeldGuard {
+            state: self.state,
+            token,
+        };
+        let mut slot = self.state.store.lock().await;
+        let key = slot.next_key;
+        let len = self
+            .state
+            .with(|sh| sh.session.held_record(token).map_or(0, <[u8]>::len));
+        let result = slot
+            .store
+            .persist(key, len, |dst| {
+                self.state.with(|sh| {
+                    if let Some(record) = sh.session.held_record(token)
+                        && let Some(dst) = dst.get_mut(..record.len())
+                    {
+                        dst.copy_from_slice(record);
+                    }
+                });
+            })
+            .await;
+        core::mem::forget(guard);
+        match result {
+            Ok(()) => {
+                slot.next_key = key.saturating_add(1);
+                self.state.with(|sh| sh.session.release_held(token, key));
+                Ok(())
+            }
+            Err(e) => {
+                // Keys are not reused, even after a failed persist.
+                slot.next_key = key.saturating_add(1);
+                self.state.with(|sh| {
+                    sh.session.cancel_held(token);
+                    sh.completions.untrack(token.0);
+                });
+                Err(ClientError::Store(e))
+            }
+        }
     }
 
     /// Queues `msg` without waiting. When the outbox has no room, `policy`
     /// decides: refuse the new message ([`SessionError::OutboxFull`]) or
     /// drop the oldest unsent QoS 0 messages (each completes with
     /// [`PublishFailure::Dropped`]).
+    ///
+    /// With a durable [`Store`] a QoS 1/2 message needs the `async`
+    /// persist: it is refused with [`ClientError::StoreNeedsAwait`] (use
+    /// [`publish`](Self::publish)).
     pub fn try_publish(
         &self,
         msg: &OutgoingMessage<'_>,
         policy: OverflowPolicy,
-    ) -> Result<PublishToken, ClientError> {
+    ) -> Result<PublishToken, ClientError<Infallible, St::Error>> {
+        if St::DURABLE && msg.qos != QoS::AtMostOnce {
+            return Err(ClientError::StoreNeedsAwait);
+        }
         let token = self.state.with(|sh| {
             let token = sh.session.publish_with_policy(msg, policy)?;
             sh.completions.track(token.0);
@@ -286,6 +554,29 @@ impl<
         })?;
         self.state.work.signal(());
         Ok(token)
+    }
+
+    /// Where the publish `token` is, without waiting and without taking
+    /// its outcome (so [`completion`](Self::completion) still gets it).
+    pub fn status(&self, token: PublishToken) -> TokenStatus {
+        self.state.with(|sh| {
+            if let Some(state) = sh.session.publish_state(token) {
+                return TokenStatus::Pending(state);
+            }
+            match sh.completions.peek(token.0) {
+                Some(Some(Outcome::Publish(Ok(())))) => TokenStatus::Completed,
+                Some(Some(Outcome::Publish(Err(f)))) => TokenStatus::Failed(f),
+                // Out of the outbox, outcome not drained yet by the driver.
+                Some(None) => TokenStatus::Pending(PublishState::InFlight),
+                Some(Some(Outcome::Filters(_))) | None => TokenStatus::Unknown,
+            }
+        })
+    }
+
+    /// Whether the publish `token` has not finished yet (see
+    /// [`status`](Self::status)).
+    pub fn is_pending(&self, token: PublishToken) -> bool {
+        matches!(self.status(token), TokenStatus::Pending(_))
     }
 
     /// Waits until the publish `token` completed: sent (QoS 0), PUBACK
@@ -350,6 +641,16 @@ impl<
         self.state.work.signal(());
     }
 
+    /// Starts a 5.0 re-authentication with the lent
+    /// [`Authenticator`] (MQTT 5.0 §4.12.1); its success arrives as
+    /// [`Event::Session`](super::Event::Session)`(Reauthenticated)`, a
+    /// failure as the broker's DISCONNECT. Never waits.
+    pub fn reauthenticate(&self) -> Result<(), ClientError> {
+        self.state.with(|sh| sh.session.reauthenticate())?;
+        self.state.work.signal(());
+        Ok(())
+    }
+
     /// Whether CONNACK accepted the current link.
     pub fn is_connected(&self) -> bool {
         self.state.with(|sh| sh.session.is_connected())
@@ -362,6 +663,34 @@ impl<
 
     async fn wait(&self, token: u32) -> Result<Outcome, ClientError> {
         poll_fn(|cx| self.state.with(|sh| sh.completions.poll(token, cx))).await
+    }
+}
+
+/// Takes a held record back out of the outbox if the publish future is
+/// dropped while its durable copy is being written.
+struct HeldGuard<
+    's,
+    'b,
+    M: RawMutex,
+    const I: usize,
+    const S: usize,
+    const F: usize,
+    const A: usize,
+    St: Store,
+> {
+    state: &'s ClientState<'b, M, I, S, F, A, St>,
+    token: PublishToken,
+}
+
+impl<M: RawMutex, const I: usize, const S: usize, const F: usize, const A: usize, St: Store> Drop
+    for HeldGuard<'_, '_, M, I, S, F, A, St>
+{
+    fn drop(&mut self) {
+        let token = self.token;
+        self.state.with(|sh| {
+            sh.session.cancel_held(token);
+            sh.completions.untrack(token.0);
+        });
     }
 }
 
@@ -391,6 +720,24 @@ mod tests {
         assert_eq!(poll(&mut c, 7), Poll::Ready(Ok(Outcome::Publish(Ok(())))));
         assert_eq!(
             poll(&mut c, 7),
+            Poll::Ready(Err(ClientError::TokenNotTracked))
+        );
+    }
+
+    #[test]
+    fn peek_does_not_take_the_outcome_and_untrack_forgets_the_token() {
+        let mut c = Completions::new();
+        c.track(3);
+        assert_eq!(c.peek(3), Some(None));
+        c.complete(3, Outcome::Publish(Ok(())));
+        assert_eq!(c.peek(3), Some(Some(Outcome::Publish(Ok(())))));
+        assert_eq!(poll(&mut c, 3), Poll::Ready(Ok(Outcome::Publish(Ok(())))));
+        assert_eq!(c.peek(3), None);
+        c.track(4);
+        c.untrack(4);
+        assert_eq!(c.peek(4), None);
+        assert_eq!(
+            poll(&mut c, 4),
             Poll::Ready(Err(ClientError::TokenNotTracked))
         );
     }

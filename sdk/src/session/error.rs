@@ -72,6 +72,28 @@ impl fmt::Display for ProtocolViolation {
 
 impl core::error::Error for ProtocolViolation {}
 
+/// A size limit a message can exceed for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SizeLimit {
+    /// The driver's transmit buffer.
+    TransmitBuffer,
+    /// The broker's 5.0 Maximum Packet Size (from its last CONNACK).
+    BrokerMaximumPacketSize,
+    /// The outbox itself (the message is larger than the whole buffer).
+    Outbox,
+}
+
+impl fmt::Display for SizeLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::TransmitBuffer => "transmit buffer",
+            Self::BrokerMaximumPacketSize => "broker's Maximum Packet Size",
+            Self::Outbox => "outbox",
+        })
+    }
+}
+
 /// Why a session call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -116,6 +138,25 @@ pub enum SessionError {
     },
     /// All 65 535 packet identifiers are in use.
     PacketIdsExhausted,
+    /// The message can never be sent: its encoded PUBLISH exceeds a
+    /// limit that does not depend on the outbox's fill level.
+    PacketTooLarge {
+        /// Its size in bytes.
+        size: usize,
+        /// The limit.
+        max: usize,
+        /// Which limit.
+        limit: SizeLimit,
+    },
+    /// A payload writer ([`Session::publish_with`](super::Session::publish_with))
+    /// ran out of room: the payload needs more than the `room` bytes left
+    /// in the outbox for it.
+    PayloadDoesNotFit {
+        /// Bytes the writer had for the payload.
+        room: usize,
+        /// The outbox size.
+        capacity: usize,
+    },
     /// The call is not valid in the current state (for example
     /// `handle_connected` twice).
     InvalidState {
@@ -178,6 +219,16 @@ impl fmt::Display for SessionError {
                     "topic filter of {len} bytes exceeds the stored maximum of {max}"
                 )
             }
+            Self::PacketTooLarge { size, max, limit } => {
+                write!(
+                    f,
+                    "PUBLISH of {size} bytes exceeds the {limit} of {max} bytes"
+                )
+            }
+            Self::PayloadDoesNotFit { room, capacity } => write!(
+                f,
+                "payload does not fit the {room} bytes left for it in the {capacity}-byte outbox"
+            ),
             Self::PacketIdsExhausted => f.write_str("all packet identifiers are in use"),
             Self::InvalidState { state } => write!(f, "call not valid while {state}"),
         }

@@ -13,6 +13,20 @@ pub const MAX_FILTERS_PER_REQUEST: usize = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PublishToken(pub u32);
 
+/// Where a publish still in the outbox is
+/// ([`Session::publish_state`](super::Session::publish_state)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublishState {
+    /// Queued, not sent yet (or to be sent again as a new publish after
+    /// the broker lost the session).
+    Queued,
+    /// Sent; to be sent again with DUP on the resumed session.
+    Resending,
+    /// Sent and waiting for PUBACK, PUBREC or PUBCOMP.
+    InFlight,
+}
+
 /// Identifies one subscribe or unsubscribe request to its event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestToken(pub u32);
@@ -72,6 +86,20 @@ pub enum PublishFailure {
     RetainNotSupported,
     /// Dropped from the outbox by [`OverflowPolicy::DropOldestQos0`](super::OverflowPolicy::DropOldestQos0).
     Dropped,
+    /// The encoded PUBLISH does not fit the driver's transmit buffer; it
+    /// was not sent (the messages behind it go on).
+    TransmitBufferTooSmall {
+        /// Its size in bytes.
+        size: usize,
+        /// The transmit buffer's size.
+        capacity: u32,
+    },
+    /// Its 5.0 Message Expiry Interval lapsed while it waited in the
+    /// outbox (§3.3.2.3.3); it was not sent.
+    Expired,
+    /// Stored in a format this version cannot read (a durable record from
+    /// another version); it was not sent.
+    Unreadable,
 }
 
 impl fmt::Display for PublishFailure {
@@ -87,6 +115,12 @@ impl fmt::Display for PublishFailure {
             Self::QosNotSupported => f.write_str("QoS above the broker's Maximum QoS"),
             Self::RetainNotSupported => f.write_str("broker does not support retained messages"),
             Self::Dropped => f.write_str("dropped from a full outbox"),
+            Self::TransmitBufferTooSmall { size, capacity } => write!(
+                f,
+                "PUBLISH of {size} bytes does not fit the {capacity}-byte transmit buffer"
+            ),
+            Self::Expired => f.write_str("message expiry interval lapsed before it was sent"),
+            Self::Unreadable => f.write_str("stored message could not be read back"),
         }
     }
 }
@@ -163,6 +197,10 @@ pub enum Event {
         /// from the table).
         refused: u16,
     },
+    /// A 5.0 re-authentication
+    /// ([`Session::reauthenticate`](super::Session::reauthenticate))
+    /// succeeded.
+    Reauthenticated,
     /// A PUBACK, PUBCOMP, SUBACK or UNSUBACK for a packet identifier we do
     /// not have in use. Ignored (the link stays up).
     UnexpectedAck {

@@ -3,15 +3,17 @@
 
 use heapless::{Deque, String, Vec};
 
+use super::auth::{Authenticator, MAX_AUTH_DATA};
 use super::config::{OverflowPolicy, ProtocolChoice, SessionConfig};
+use super::error::SizeLimit;
 use super::error::{ProtocolViolation, SessionError};
 use super::event::{
     CloseReason, Event, FilterResults, Incoming, MAX_FILTERS_PER_REQUEST, Message, OutgoingMessage,
-    PublishFailure, PublishToken, RequestToken,
+    PublishFailure, PublishState, PublishToken, RequestToken,
 };
-use super::outbox::{HEADER_LEN, Outbox, RecordState};
+use super::outbox::{EXPIRY_UNSTAMPED, HEADER_LEN, Outbox, RecordMeta, RecordState};
 use crate::codec::{
-    Connack, Connect, DecodeOptions, Decoded, Disconnect, FixedHeader, Packet, PacketType,
+    Auth, Connack, Connect, DecodeOptions, Decoded, Disconnect, FixedHeader, Packet, PacketType,
     Properties, Property, PropertyFields, ProtocolVersion, PubAck, Publish, QoS, ReasonCode,
     Subscribe, Subscription, SubscriptionOptions, Subscriptions, TopicFilters, Unsubscribe,
     UserProperty, Will,
@@ -29,6 +31,10 @@ pub const CONTROL_QUEUE_LEN: usize = 16;
 pub const EVENT_QUEUE_LEN: usize = 16;
 /// Event slots kept free for the events one input can raise.
 pub const EVENT_HEADROOM: usize = 3;
+/// Capacity of the queue of store keys to remove (see
+/// [`Session::poll_store_removal`]); `handle_incoming` answers
+/// [`Incoming::Backpressure`] rather than overflow it.
+pub const STORE_REMOVAL_QUEUE_LEN: usize = 16;
 /// The longest broker-assigned client identifier kept for reconnects.
 pub const MAX_ASSIGNED_CLIENT_ID_LEN: usize = 64;
 
@@ -183,6 +189,22 @@ pub struct Session<
     out_aliases: Vec<String<FILTER_LEN>, ALIASES>,
     /// Topic aliases the broker set up on this connection.
     in_aliases: Vec<(u16, String<FILTER_LEN>), ALIASES>,
+    /// Store keys of durable records that finished (acknowledged or
+    /// failed for good), for the driver to remove from its store.
+    store_removals: Deque<u32, STORE_REMOVAL_QUEUE_LEN>,
+    /// The driver's transmit buffer size, once it said.
+    tx_capacity: Option<usize>,
+    /// Some record may carry a Message Expiry Interval (the expiry scans
+    /// are skipped while none does).
+    expiring: bool,
+    /// 5.0 enhanced authentication, if the application lent one.
+    authenticator: Option<&'b mut (dyn Authenticator + Send)>,
+    /// Authentication Data of the next CONNECT or AUTH.
+    auth_data: Option<Vec<u8, MAX_AUTH_DATA>>,
+    /// An AUTH to send, with this reason code.
+    auth_pending: Option<ReasonCode>,
+    /// A re-authentication is under way.
+    reauthenticating: bool,
 }
 
 impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, const ALIASES: usize>
@@ -215,7 +237,69 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             assigned_client_id: String::new(),
             out_aliases: Vec::new(),
             in_aliases: Vec::new(),
+            store_removals: Deque::new(),
+            tx_capacity: None,
+            expiring: false,
+            authenticator: None,
+            auth_data: None,
+            auth_pending: None,
+            reauthenticating: false,
         }
+    }
+
+    /// Lends an [`Authenticator`]: CONNECT (5.0 only) then carries its
+    /// Authentication Method and first data, and the broker's AUTH
+    /// Continue packets are answered with its steps until CONNACK
+    /// (MQTT 5.0 §4.12). [`reauthenticate`](Self::reauthenticate) starts
+    /// a re-authentication on a connected link.
+    pub fn set_authenticator(&mut self, authenticator: &'b mut (dyn Authenticator + Send)) {
+        self.authenticator = Some(authenticator);
+    }
+
+    /// Starts a 5.0 re-authentication (AUTH 0x19 with the authenticator's
+    /// first step, §4.12.1); [`Event::Reauthenticated`] reports its
+    /// success, a failed one ends with the broker's DISCONNECT.
+    pub fn reauthenticate(&mut self) -> Result<(), SessionError> {
+        if self.link != Link::Up
+            || self.version != ProtocolVersion::V5
+            || self.authenticator.is_none()
+            || self.reauthenticating
+        {
+            return Err(SessionError::InvalidState {
+                state: "not a 5.0 link with an authenticator and no exchange under way",
+            });
+        }
+        self.auth_data = self.auth_step(None, true);
+        self.auth_pending = Some(ReasonCode::RE_AUTHENTICATE);
+        self.reauthenticating = true;
+        Ok(())
+    }
+
+    /// Runs one authenticator step into a fresh buffer. `None` when there
+    /// is no data (a `start`) or the authenticator gave up (`respond`).
+    fn auth_step(&mut self, data: Option<&[u8]>, start: bool) -> Option<Vec<u8, MAX_AUTH_DATA>> {
+        let auth = self.authenticator.as_mut()?;
+        let mut out = [0u8; MAX_AUTH_DATA];
+        let n = if start {
+            auth.start(&mut out)
+        } else {
+            auth.respond(data, &mut out)
+        }?;
+        Vec::from_slice(out.get(..n)?).ok()
+    }
+
+    fn auth_method(&self) -> Option<&str> {
+        self.authenticator.as_ref().map(|a| a.method())
+    }
+
+    /// The driver's transmit buffer holds packets up to `capacity` bytes: a
+    /// publish larger than that is refused at once with
+    /// [`SessionError::PacketTooLarge`], and a queued one that turns out
+    /// larger (3.1.1 vs 5.0 encodings differ) fails alone with
+    /// [`PublishFailure::TransmitBufferTooSmall`] instead of stalling the
+    /// outbox.
+    pub fn set_transmit_capacity(&mut self, capacity: usize) {
+        self.tx_capacity = Some(capacity);
     }
 
     // ----------------------------------------------------------------- state
@@ -325,6 +409,26 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         EVENT_QUEUE_LEN.saturating_sub(self.events.len())
     }
 
+    /// Whether a record can be finished now: its event and its store
+    /// removal both have room.
+    fn can_finish(&self) -> bool {
+        self.events_free() > 0 && !self.store_removals.is_full()
+    }
+
+    /// Removes the record at `off` and reports its outcome; a durable one
+    /// is queued for removal from the store.
+    fn finish(&mut self, off: usize, m: RecordMeta, result: Result<(), PublishFailure>) {
+        self.outbox.remove(off);
+        if m.key != 0 {
+            // Callers checked `can_finish` (or the backpressure headroom).
+            let _ = self.store_removals.push_back(m.key);
+        }
+        self.push_event(Event::PublishComplete {
+            token: PublishToken(m.token),
+            result,
+        });
+    }
+
     fn close(&mut self, reason: CloseReason) {
         if matches!(self.link, Link::Down | Link::Closing) {
             return;
@@ -384,6 +488,13 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         // Topic aliases live for one network connection (5.0 §3.3.2.3.4).
         self.out_aliases.clear();
         self.in_aliases.clear();
+        self.auth_pending = None;
+        self.reauthenticating = false;
+        self.auth_data = if self.version == ProtocolVersion::V5 {
+            self.auth_step(None, true)
+        } else {
+            None
+        };
         Ok(())
     }
 
@@ -414,7 +525,15 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
     /// Time has passed: sends PINGREQ when the link has been idle in the
     /// send direction for the keepalive, declares the link dead when
     /// PINGRESP or CONNACK is late.
+    ///
+    /// Also stamps newly queued messages that carry a Message Expiry
+    /// Interval with `now` and fails those whose interval lapsed before
+    /// they were sent ([`PublishFailure::Expired`]). A driver calls it
+    /// when [`poll_timeout`](Self::poll_timeout) is reached, and may call it
+    /// at any time (it does so while the link is down, so waiting messages
+    /// are stamped when queued).
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.expire(now);
         match self.link {
             Link::AwaitConnack(since) if now >= since + self.config.connect_timeout => {
                 self.close(CloseReason::ConnackTimeout);
@@ -470,7 +589,10 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                 return Err(e.into());
             }
         };
-        if self.control.len() + 2 > CONTROL_QUEUE_LEN || self.events_free() < EVENT_HEADROOM {
+        if self.control.len() + 2 > CONTROL_QUEUE_LEN
+            || self.events_free() < EVENT_HEADROOM
+            || self.store_removals.is_full()
+        {
             return Ok(Incoming::Backpressure);
         }
         let packet_type = packet.packet_type();
@@ -572,11 +694,52 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                 self.ping = Ping::Idle;
                 Ok((None, Properties::NONE))
             }
+            Packet::Auth(a)
+                if self.version == ProtocolVersion::V5
+                    && self.authenticator.is_some()
+                    && (matches!(self.link, Link::AwaitConnack(_)) || self.reauthenticating) =>
+            {
+                self.handle_auth(&a)?;
+                Ok((None, a.properties))
+            }
             Packet::Disconnect(d) if self.version == ProtocolVersion::V5 => {
                 self.close(CloseReason::ServerDisconnect(d.reason_code));
                 Ok((None, d.properties))
             }
             other => Err(unexpected(&other)),
+        }
+    }
+
+    /// 5.0 §4.12: the broker's AUTH during the CONNECT exchange or a
+    /// re-authentication.
+    fn handle_auth(&mut self, a: &Auth<'_>) -> Result<(), ProtocolViolation> {
+        let unexpected = ProtocolViolation::UnexpectedPacket {
+            packet_type: PacketType::Auth,
+        };
+        // [MQTT-4.12.0-5]: the same method throughout.
+        if a.properties.authentication_method() != self.auth_method() {
+            return Err(unexpected);
+        }
+        match a.reason_code {
+            ReasonCode::CONTINUE_AUTHENTICATION => {
+                match self.auth_step(a.properties.authentication_data(), false) {
+                    Some(answer) => {
+                        self.auth_data = Some(answer);
+                        self.auth_pending = Some(ReasonCode::CONTINUE_AUTHENTICATION);
+                    }
+                    None => {
+                        self.reauthenticating = false;
+                        self.fail(ReasonCode::NOT_AUTHORIZED);
+                    }
+                }
+                Ok(())
+            }
+            ReasonCode::SUCCESS if self.reauthenticating => {
+                self.reauthenticating = false;
+                self.push_event(Event::Reauthenticated);
+                Ok(())
+            }
+            _ => Err(unexpected),
         }
     }
 
@@ -626,9 +789,9 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                     RecordState::AwaitPubcomp => {
                         self.outbox.set(off, m.packet_id, RecordState::PubrelQueued);
                     }
-                    RecordState::Queued | RecordState::PubrelQueued => {}
+                    RecordState::Queued | RecordState::PubrelQueued | RecordState::Held => {}
                 }
-            } else {
+            } else if m.state != RecordState::Held {
                 // The broker has no state: everything unacknowledged is
                 // sent again as a new publish, nothing is dropped.
                 self.outbox.set(off, 0, RecordState::Queued);
@@ -776,17 +939,13 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             .map(|(_, t)| t.as_str())
     }
 
-    fn complete(&mut self, off: usize, token: u32, code: ReasonCode) {
-        self.outbox.remove(off);
+    fn complete(&mut self, off: usize, m: RecordMeta, code: ReasonCode) {
         let result = if code.is_error() {
             Err(PublishFailure::Rejected(code))
         } else {
             Ok(())
         };
-        self.push_event(Event::PublishComplete {
-            token: PublishToken(token),
-            result,
-        });
+        self.finish(off, m, result);
     }
 
     fn unexpected_ack(&mut self, packet_type: PacketType, packet_id: u16) {
@@ -799,7 +958,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
     fn handle_puback(&mut self, a: &PubAck<'_>) {
         match self.outbox.find_packet_id(a.packet_id) {
             Some((off, m)) if m.state == RecordState::AwaitAck && m.qos == QoS::AtLeastOnce => {
-                self.complete(off, m.token, a.reason_code);
+                self.complete(off, m, a.reason_code);
             }
             _ => self.unexpected_ack(PacketType::Puback, a.packet_id),
         }
@@ -807,9 +966,12 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
 
     fn handle_pubrec(&mut self, a: &PubAck<'_>) {
         match self.outbox.find_packet_id(a.packet_id) {
-            Some((off, m)) if m.qos == QoS::ExactlyOnce && m.state != RecordState::Queued => {
+            Some((off, m))
+                if m.qos == QoS::ExactlyOnce
+                    && !matches!(m.state, RecordState::Queued | RecordState::Held) =>
+            {
                 if a.reason_code.is_error() {
-                    self.complete(off, m.token, a.reason_code);
+                    self.complete(off, m, a.reason_code);
                 } else {
                     self.outbox.set(off, m.packet_id, RecordState::PubrelQueued);
                 }
@@ -834,7 +996,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                     RecordState::AwaitPubcomp | RecordState::PubrelQueued
                 ) =>
             {
-                self.complete(off, m.token, a.reason_code);
+                self.complete(off, m, a.reason_code);
             }
             _ => self.unexpected_ack(PacketType::Pubcomp, a.packet_id),
         }
@@ -920,31 +1082,18 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
     /// Queues a message in the outbox; it is sent by
     /// [`poll_transmit`](Self::poll_transmit) when the link and the window
     /// allow, and completes with [`Event::PublishComplete`].
+    ///
+    /// A message that can never be sent (larger than the transmit
+    /// buffer the driver announced, or than the broker's last Maximum
+    /// Packet Size) is refused with [`SessionError::PacketTooLarge`].
     pub fn publish_with_policy(
         &mut self,
         msg: &OutgoingMessage<'_>,
         policy: OverflowPolicy,
     ) -> Result<PublishToken, SessionError> {
-        topic::validate_name(msg.topic)?;
-        let publish = Publish {
-            dup: false,
-            qos: msg.qos,
-            retain: msg.retain,
-            topic: msg.topic,
-            // A placeholder: the real identifier is chosen at transmit.
-            packet_id: (msg.qos != QoS::AtMostOnce).then_some(u16::MAX),
-            properties: msg.properties,
-            payload: msg.payload,
-        };
-        if msg.properties.topic_alias().is_some() {
-            return Err(SessionError::Encode(
-                crate::codec::EncodeError::NotInVersion {
-                    what: "an application-chosen Topic Alias",
-                    version: ProtocolVersion::V5,
-                },
-            ));
-        }
+        let publish = Self::stored_publish(msg)?;
         let packet = Packet::Publish(publish);
+        self.check_size(&publish)?;
         let body_len = packet.encoded_len(ProtocolVersion::V5);
         let needed = body_len.saturating_add(HEADER_LEN);
         if needed > self.outbox.free() && policy == OverflowPolicy::DropOldestQos0 {
@@ -961,8 +1110,377 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                 capacity: self.outbox.capacity(),
             });
         }
-        self.next_token();
-        Ok(PublishToken(token))
+        self.after_push(token, &msg.properties);
+        Ok(PublishToken(self.next_token()))
+    }
+
+    /// Queues a message whose payload `write` serializes straight into the
+    /// outbox record: no intermediate copy, no allocation. `write` gets
+    /// every byte the outbox has left for the payload and returns how many
+    /// it wrote, or `None` when the payload does not fit
+    /// ([`SessionError::PayloadDoesNotFit`] names the room it had).
+    /// `msg.payload` is ignored. [`OverflowPolicy::RejectNew`] applies.
+    ///
+    /// The payload is written behind room for the longest Remaining Length
+    /// field and moved down by at most 3 bytes once its length is known.
+    pub fn publish_with(
+        &mut self,
+        msg: &OutgoingMessage<'_>,
+        write: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Result<PublishToken, SessionError> {
+        let empty = Publish {
+            payload: &[],
+            ..Self::stored_publish(msg)?
+        };
+        self.check_size(&empty)?;
+        let packet = Packet::Publish(empty);
+        // [type][Remaining Length: 1..=4 bytes][variable header] [payload]
+        let vh_len = variable_header_len(packet.encoded_len(ProtocolVersion::V5));
+        let payload_at = 1 + 4 + vh_len;
+        let capacity = self.outbox.capacity();
+        let free = self.outbox.free();
+        let room = free.saturating_sub(HEADER_LEN + payload_at);
+        let token = self.next_token;
+        let mut failure = None;
+        let pushed = self
+            .outbox
+            .push_with(token, msg.qos, RecordState::Queued, |dst| {
+                let Some(payload_dst) = dst.get_mut(payload_at..) else {
+                    failure = Some(SessionError::PayloadDoesNotFit { room: 0, capacity });
+                    return Ok(None);
+                };
+                let Some(n) = write(payload_dst).filter(|&n| n <= payload_dst.len()) else {
+                    failure = Some(SessionError::PayloadDoesNotFit { room, capacity });
+                    return Ok(None);
+                };
+                let remaining = vh_len + n;
+                if remaining > MAX_REMAINING_LENGTH {
+                    failure = Some(SessionError::PacketTooLarge {
+                        size: remaining,
+                        max: MAX_REMAINING_LENGTH,
+                        limit: SizeLimit::Outbox,
+                    });
+                    return Ok(None);
+                }
+                let vl = varint_len(remaining);
+                let start = 1 + vl + vh_len;
+                dst.copy_within(payload_at..payload_at + n, start);
+                // The empty PUBLISH ends exactly where the payload starts;
+                // its own (shorter) Remaining Length is then overwritten.
+                let vl0 = varint_len(vh_len);
+                let at = vl - vl0;
+                let Some(head) = dst.get_mut(at..start) else {
+                    return Ok(None);
+                };
+                packet.encode(head, ProtocolVersion::V5)?;
+                let first = head.first().copied().unwrap_or(0x30);
+                if let Some(h) = dst.get_mut(..1 + vl) {
+                    write_varint(h, first, remaining);
+                }
+                Ok(Some(start + n))
+            })
+            .map_err(SessionError::Encode)?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if !pushed {
+            return Err(SessionError::OutboxFull {
+                needed: HEADER_LEN + payload_at,
+                free,
+                capacity,
+            });
+        }
+        // The final size is known now: refuse what can never be sent.
+        if let Some((off, _)) = self.outbox.find_token(token) {
+            let size_check = match Packet::decode(
+                self.outbox.body(off),
+                &DecodeOptions::new(ProtocolVersion::V5),
+            ) {
+                Ok(Decoded::Complete {
+                    value: Packet::Publish(p),
+                    ..
+                }) => self.check_size(&p),
+                _ => Err(SessionError::PayloadDoesNotFit { room, capacity }),
+            };
+            if let Err(e) = size_check {
+                self.outbox.remove(off);
+                return Err(e);
+            }
+        }
+        self.after_push(token, &msg.properties);
+        Ok(PublishToken(self.next_token()))
+    }
+
+    /// The PUBLISH as stored in the outbox (5.0 encoding, placeholder
+    /// packet identifier), after the checks every publish gets.
+    fn stored_publish<'m>(msg: &OutgoingMessage<'m>) -> Result<Publish<'m>, SessionError> {
+        topic::validate_name(msg.topic)?;
+        if msg.properties.topic_alias().is_some() {
+            return Err(SessionError::Encode(
+                crate::codec::EncodeError::NotInVersion {
+                    what: "an application-chosen Topic Alias",
+                    version: ProtocolVersion::V5,
+                },
+            ));
+        }
+        Ok(Publish {
+            dup: false,
+            qos: msg.qos,
+            retain: msg.retain,
+            topic: msg.topic,
+            // A placeholder: the real identifier is chosen at transmit.
+            packet_id: (msg.qos != QoS::AtMostOnce).then_some(u16::MAX),
+            properties: msg.properties,
+            payload: msg.payload,
+        })
+    }
+
+    /// Refuses a PUBLISH that can never be sent: larger (in the current
+    /// version's encoding) than the transmit buffer or the broker's last
+    /// Maximum Packet Size.
+    fn check_size(&self, publish: &Publish<'_>) -> Result<(), SessionError> {
+        let size = if self.version == ProtocolVersion::V5 {
+            Packet::Publish(*publish).encoded_len(ProtocolVersion::V5)
+        } else {
+            let plain = Publish {
+                properties: Properties::NONE,
+                ..*publish
+            };
+            Packet::Publish(plain).encoded_len(ProtocolVersion::V311)
+        };
+        if let Some(max) = self.tx_capacity
+            && size > max
+        {
+            return Err(SessionError::PacketTooLarge {
+                size,
+                max,
+                limit: SizeLimit::TransmitBuffer,
+            });
+        }
+        let broker = usize::try_from(self.broker.maximum_packet_size).unwrap_or(usize::MAX);
+        if size > broker {
+            return Err(SessionError::PacketTooLarge {
+                size,
+                max: broker,
+                limit: SizeLimit::BrokerMaximumPacketSize,
+            });
+        }
+        Ok(())
+    }
+
+    /// Marks a new record that carries a Message Expiry Interval.
+    fn after_push(&mut self, token: u32, properties: &Properties<'_>) {
+        if properties.message_expiry_interval().is_some()
+            && let Some((off, _)) = self.outbox.find_token(token)
+        {
+            self.outbox.set_expires(off, EXPIRY_UNSTAMPED);
+            self.expiring = true;
+        }
+    }
+
+    // ------------------------------------------------- durable outbox (store)
+
+    /// Holds the queued publish `token` back: it is not sent until
+    /// [`release_held`](Self::release_held) (its durable copy is being
+    /// written) or taken out by [`cancel_held`](Self::cancel_held). Call
+    /// it right after the publish, before any
+    /// [`poll_transmit`](Self::poll_transmit). False if `token` is not a
+    /// queued, unsent QoS 1/2 publish.
+    pub fn hold_for_store(&mut self, token: PublishToken) -> bool {
+        match self.outbox.find_token(token.0) {
+            Some((off, m))
+                if m.qos != QoS::AtMostOnce
+                    && m.state == RecordState::Queued
+                    && m.packet_id == 0 =>
+            {
+                self.outbox.set(off, 0, RecordState::Held);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The stored bytes of the held publish `token` (what a store
+    /// persists and later hands to [`restore`](Self::restore)).
+    pub fn held_record(&self, token: PublishToken) -> Option<&[u8]> {
+        match self.outbox.find_token(token.0) {
+            Some((off, m)) if m.state == RecordState::Held => Some(self.outbox.body(off)),
+            _ => None,
+        }
+    }
+
+    /// Its durable copy is written under store `key` (non-zero): the held
+    /// publish `token` may be sent, and `key` comes out of
+    /// [`poll_store_removal`](Self::poll_store_removal) once it finished.
+    pub fn release_held(&mut self, token: PublishToken, key: u32) -> bool {
+        match self.outbox.find_token(token.0) {
+            Some((off, m)) if m.state == RecordState::Held && key != 0 => {
+                self.outbox.set(off, 0, RecordState::Queued);
+                self.outbox.set_key(off, key);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Its durable copy could not be written: the held publish `token` is
+    /// taken back out of the outbox (no event; the publisher is told).
+    pub fn cancel_held(&mut self, token: PublishToken) -> bool {
+        match self.outbox.find_token(token.0) {
+            Some((off, m)) if m.state == RecordState::Held => {
+                self.outbox.remove(off);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Puts a record replayed from a store (bytes from
+    /// [`held_record`](Self::held_record) of an earlier run) back in the
+    /// outbox under its store `key`, held until
+    /// [`release_restored`](Self::release_restored) (so that a replay that
+    /// fails half-way can be undone with
+    /// [`cancel_restored`](Self::cancel_restored)). It is sent as a new
+    /// publish. A Message Expiry Interval counts again from the release
+    /// (time spent before the restart is unknown).
+    pub fn restore(&mut self, key: u32, record: &[u8]) -> Result<PublishToken, SessionError> {
+        let stored = match Packet::decode(record, &DecodeOptions::new(ProtocolVersion::V5))? {
+            Decoded::Complete {
+                value: Packet::Publish(p),
+                len,
+            } if len == record.len() && p.qos != QoS::AtMostOnce && key != 0 => p,
+            _ => {
+                return Err(SessionError::InvalidState {
+                    state: "restoring a record that is not a stored QoS 1/2 PUBLISH",
+                });
+            }
+        };
+        let token = self.next_token;
+        let pushed = self.outbox.push(token, stored.qos, record.len(), |dst| {
+            dst.copy_from_slice(record);
+            Ok::<_, SessionError>(record.len())
+        })?;
+        if !pushed {
+            return Err(SessionError::OutboxFull {
+                needed: record.len().saturating_add(HEADER_LEN),
+                free: self.outbox.free(),
+                capacity: self.outbox.capacity(),
+            });
+        }
+        if let Some((off, _)) = self.outbox.find_token(token) {
+            self.outbox.set(off, 0, RecordState::Held);
+            self.outbox.set_key(off, key);
+        }
+        self.after_push(token, &stored.properties);
+        Ok(PublishToken(self.next_token()))
+    }
+
+    /// Lets every restored record be sent.
+    pub fn release_restored(&mut self) {
+        let mut off = 0;
+        while let Some(m) = self.outbox.meta(off) {
+            if m.state == RecordState::Held && m.key != 0 {
+                self.outbox.set(off, 0, RecordState::Queued);
+            }
+            off += m.len;
+        }
+    }
+
+    /// Takes every restored record (not yet released) back out.
+    pub fn cancel_restored(&mut self) {
+        let mut off = 0;
+        while let Some(m) = self.outbox.meta(off) {
+            if m.state == RecordState::Held && m.key != 0 {
+                self.outbox.remove(off);
+            } else {
+                off += m.len;
+            }
+        }
+    }
+
+    /// The store key of a durable record that finished (acknowledged, or
+    /// failed for good): the driver removes it from its store. Drain it
+    /// with the events.
+    pub fn poll_store_removal(&mut self) -> Option<u32> {
+        self.store_removals.pop_front()
+    }
+
+    /// Where the publish `token` is, if it is still in the outbox.
+    pub fn publish_state(&self, token: PublishToken) -> Option<PublishState> {
+        let (_, m) = self.outbox.find_token(token.0)?;
+        Some(match m.state {
+            RecordState::Held | RecordState::Queued if m.packet_id == 0 => PublishState::Queued,
+            RecordState::Held | RecordState::Queued => PublishState::Resending,
+            RecordState::AwaitAck | RecordState::PubrelQueued | RecordState::AwaitPubcomp => {
+                PublishState::InFlight
+            }
+        })
+    }
+
+    // ---------------------------------------------------- message expiry
+
+    /// Stamps records that carry a Message Expiry Interval with `now`, and
+    /// fails the queued ones whose interval lapsed (5.0 §3.3.2.3.3).
+    fn expire(&mut self, now: Instant) {
+        if !self.expiring {
+            return;
+        }
+        let mut found = false;
+        let now_s = now_secs(now);
+        // Stamped from the next whole second, so a message lives at least
+        // its interval (and at most a second more).
+        let stamp_s = u32::try_from(now.as_millis().div_ceil(1000)).unwrap_or(EXPIRY_UNSTAMPED - 2);
+        let mut off = 0;
+        while let Some(m) = self.outbox.meta(off) {
+            found |= m.expires != 0;
+            if m.expires == EXPIRY_UNSTAMPED {
+                let interval = self.stored_expiry_interval(off).unwrap_or(0);
+                let deadline = stamp_s.saturating_add(interval).saturating_add(1);
+                self.outbox
+                    .set_expires(off, deadline.min(EXPIRY_UNSTAMPED - 1));
+            } else if m.expires != 0
+                && m.state == RecordState::Queued
+                && now_s.saturating_add(1) >= m.expires
+                && self.can_finish()
+            {
+                self.finish(off, m, Err(PublishFailure::Expired));
+                continue;
+            }
+            off += m.len;
+        }
+        self.expiring = found;
+    }
+
+    fn stored_expiry_interval(&self, off: usize) -> Option<u32> {
+        match Packet::decode(
+            self.outbox.body(off),
+            &DecodeOptions::new(ProtocolVersion::V5),
+        ) {
+            Ok(Decoded::Complete {
+                value: Packet::Publish(p),
+                ..
+            }) => p.properties.message_expiry_interval(),
+            _ => None,
+        }
+    }
+
+    /// The earliest second a queued message lapses, if any.
+    fn next_expiry(&self) -> Option<Instant> {
+        if !self.expiring {
+            return None;
+        }
+        self.outbox
+            .offsets()
+            .filter_map(|off| self.outbox.meta(off))
+            .filter(|m| m.state == RecordState::Queued && m.expires != 0)
+            .map(|m| {
+                if m.expires == EXPIRY_UNSTAMPED {
+                    Instant::ZERO
+                } else {
+                    Instant::from_millis(u64::from(m.expires - 1).saturating_mul(1000))
+                }
+            })
+            .min()
     }
 
     fn drop_oldest_qos0(&mut self, needed: usize) {
@@ -972,11 +1490,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                 break;
             };
             if m.qos == QoS::AtMostOnce && m.state == RecordState::Queued {
-                self.outbox.remove(off);
-                self.push_event(Event::PublishComplete {
-                    token: PublishToken(m.token),
-                    result: Err(PublishFailure::Dropped),
-                });
+                self.finish(off, m, Err(PublishFailure::Dropped));
             } else {
                 off += m.len;
             }
@@ -1148,7 +1662,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
     /// When [`handle_timeout`](Self::handle_timeout) wants to be called
     /// next, if at all.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match self.link {
+        let link = match self.link {
             Link::AwaitConnack(since) => Some(since + self.config.connect_timeout),
             Link::Up if self.keep_alive > Duration::ZERO => match self.ping {
                 Ping::Idle => Some(self.last_tx + self.keep_alive),
@@ -1156,6 +1670,10 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                 Ping::Queued => None,
             },
             _ => None,
+        };
+        match (link, self.next_expiry()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -1170,7 +1688,8 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         buf: &mut [u8],
     ) -> Result<Option<usize>, SessionError> {
         let sent = match self.link {
-            Link::Down | Link::AwaitConnack(_) => None,
+            Link::Down => None,
+            Link::AwaitConnack(_) => self.transmit_auth(buf)?,
             Link::ConnectQueued => {
                 let len = self.encode_connect(buf)?;
                 self.link = Link::AwaitConnack(now);
@@ -1188,7 +1707,10 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                 }
                 None => None,
             },
-            Link::Up => self.transmit_up(now, buf)?,
+            Link::Up => {
+                self.expire(now);
+                self.transmit_up(now, buf)?
+            }
         };
         if sent.is_some() {
             self.last_tx = now;
@@ -1205,6 +1727,8 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                 .filter(|&n| n > 0 && n < u16::MAX),
             maximum_packet_size: Some(self.config.max_incoming_packet_size),
             topic_alias_maximum: u16::try_from(ALIASES).ok().filter(|&n| n > 0),
+            authentication_method: self.auth_method(),
+            authentication_data: self.auth_data.as_deref(),
             ..PropertyFields::NONE
         };
         let will = self.config.will.map(|w| {
@@ -1234,7 +1758,29 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         Ok(Packet::Connect(connect).encode(buf, self.version)?)
     }
 
+    /// Sends the pending AUTH (5.0 §3.15), if any.
+    fn transmit_auth(&mut self, buf: &mut [u8]) -> Result<Option<usize>, SessionError> {
+        let Some(reason_code) = self.auth_pending else {
+            return Ok(None);
+        };
+        let fields = PropertyFields {
+            authentication_method: self.auth_method(),
+            authentication_data: self.auth_data.as_deref(),
+            ..PropertyFields::NONE
+        };
+        let auth = Auth {
+            reason_code,
+            properties: Properties::from_fields(&fields),
+        };
+        let len = Packet::Auth(auth).encode(buf, self.version)?;
+        self.auth_pending = None;
+        Ok(Some(len))
+    }
+
     fn transmit_up(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<usize>, SessionError> {
+        if let Some(len) = self.transmit_auth(buf)? {
+            return Ok(Some(len));
+        }
         let version = self.version;
         if let Some(&control) = self.control.front() {
             let packet = match control {
@@ -1254,7 +1800,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         if let Some(len) = self.transmit_request(buf)? {
             return Ok(Some(len));
         }
-        self.transmit_record(buf)
+        self.transmit_record(now, buf)
     }
 
     fn transmit_request(&mut self, buf: &mut [u8]) -> Result<Option<usize>, SessionError> {
@@ -1304,10 +1850,17 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
     /// resend (DUP) or a new publish while the window has room. A new QoS
     /// 1/2 publish that does not fit the window stops the scan, so order is
     /// kept.
-    fn transmit_record(&mut self, buf: &mut [u8]) -> Result<Option<usize>, SessionError> {
+    fn transmit_record(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Result<Option<usize>, SessionError> {
         let version = self.version;
         let mut inflight = self.inflight();
         let window = self.window();
+        // A held record (its durable copy being written) keeps the new
+        // publishes behind it back, so order is kept.
+        let mut held = false;
         let mut off = 0;
         while let Some(m) = self.outbox.meta(off) {
             match m.state {
@@ -1321,9 +1874,18 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                     off += m.len;
                     continue;
                 }
+                RecordState::Held => {
+                    held = true;
+                    off += m.len;
+                    continue;
+                }
+                RecordState::Queued if held && m.packet_id == 0 => {
+                    off += m.len;
+                    continue;
+                }
                 RecordState::Queued => {}
             }
-            if self.events_free() == 0 {
+            if !self.can_finish() {
                 // Completions need an event slot: wait for poll_event.
                 return Ok(None);
             }
@@ -1335,15 +1897,11 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             } else {
                 self.allocate_packet_id()?
             };
-            let outcome = self.encode_record(off, packet_id, resend, buf)?;
+            let outcome = self.encode_record(off, m, packet_id, resend, now, buf)?;
             match outcome {
                 RecordOutcome::Sent { len, packet_id } => {
                     if m.qos == QoS::AtMostOnce {
-                        self.outbox.remove(off);
-                        self.push_event(Event::PublishComplete {
-                            token: PublishToken(m.token),
-                            result: Ok(()),
-                        });
+                        self.finish(off, m, Ok(()));
                     } else {
                         self.outbox.set(off, packet_id, RecordState::AwaitAck);
                     }
@@ -1353,11 +1911,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                     if resend {
                         inflight = inflight.saturating_sub(1);
                     }
-                    self.outbox.remove(off);
-                    self.push_event(Event::PublishComplete {
-                        token: PublishToken(m.token),
-                        result: Err(failure),
-                    });
+                    self.finish(off, m, Err(failure));
                 }
             }
         }
@@ -1367,13 +1921,16 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
     fn encode_record(
         &mut self,
         off: usize,
+        m: RecordMeta,
         packet_id: u16,
         dup: bool,
+        now: Instant,
         buf: &mut [u8],
     ) -> Result<RecordOutcome, SessionError> {
         let version = self.version;
         let max = self.broker.maximum_packet_size;
-        let fits = |size: usize| u32::try_from(size).is_ok_and(|s| s <= max);
+        let capacity = buf.len();
+        let fits = |size: usize| u32::try_from(size).is_ok_and(|s| s <= max) && size <= capacity;
         let stored = match Packet::decode(
             self.outbox.body(off),
             &DecodeOptions::new(ProtocolVersion::V5),
@@ -1382,8 +1939,9 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                 value: Packet::Publish(p),
                 ..
             }) => p,
-            // Our own encoding always decodes; treat anything else as lost.
-            _ => return Ok(RecordOutcome::Failed(PublishFailure::Dropped)),
+            // Our own encoding always decodes; a restored record that does
+            // not is failed alone.
+            _ => return Ok(RecordOutcome::Failed(PublishFailure::Unreadable)),
         };
         if stored.qos > self.broker.maximum_qos {
             return Ok(RecordOutcome::Failed(PublishFailure::QosNotSupported));
@@ -1391,10 +1949,17 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         if stored.retain && !self.broker.retain_available {
             return Ok(RecordOutcome::Failed(PublishFailure::RetainNotSupported));
         }
+        let v5 = version == ProtocolVersion::V5;
+        // 5.0 §3.3.2.3.3: the Message Expiry Interval goes out as what is
+        // left of it, not as queued.
+        let remaining = (v5 && m.expires != 0 && m.expires != EXPIRY_UNSTAMPED).then(|| {
+            let left = m.expires.saturating_sub(now_secs(now).saturating_add(1));
+            left.min(stored.properties.message_expiry_interval().unwrap_or(left))
+        });
         let plain = Publish {
             dup,
             packet_id: (stored.qos != QoS::AtMostOnce).then_some(packet_id),
-            properties: if version == ProtocolVersion::V5 {
+            properties: if v5 {
                 stored.properties
             } else {
                 Properties::NONE
@@ -1404,7 +1969,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         // 5.0 outbound Topic Alias: reuse one, or set one up while the
         // table (ours and the broker's Topic Alias Maximum) has room.
         let limit = usize::from(self.broker.topic_alias_maximum).min(ALIASES);
-        if version == ProtocolVersion::V5 && limit > 0 {
+        if v5 && limit > 0 {
             let known = self
                 .out_aliases
                 .iter()
@@ -1419,7 +1984,8 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             let mut users: Vec<UserProperty<'_>, MAX_USER_PROPERTIES> = Vec::new();
             if let Some((index, set_up)) = slot
                 && let Ok(alias) = u16::try_from(index + 1)
-                && let Some(fields) = fields_with_alias(&stored.properties, alias, &mut users)
+                && let Some(fields) =
+                    rebuilt_fields(&stored.properties, Some(alias), remaining, &mut users)
             {
                 let aliased = Publish {
                     topic: if set_up { stored.topic } else { "" },
@@ -1436,13 +2002,31 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                 }
             }
         }
-        let packet = Packet::Publish(plain);
+        let mut users: Vec<UserProperty<'_>, MAX_USER_PROPERTIES> = Vec::new();
+        let fields = if remaining.is_some() {
+            rebuilt_fields(&stored.properties, None, remaining, &mut users)
+        } else {
+            None
+        };
+        let packet = Packet::Publish(match &fields {
+            Some(f) => Publish {
+                properties: Properties::from_fields(f),
+                ..plain
+            },
+            None => plain,
+        });
         let size = packet.encoded_len(version);
-        if !fits(size) {
+        if u32::try_from(size).map_or(true, |s| s > max) {
             return Ok(RecordOutcome::Failed(PublishFailure::PacketTooLarge {
                 size,
                 max,
             }));
+        }
+        if size > capacity {
+            let capacity = u32::try_from(capacity).unwrap_or(u32::MAX);
+            return Ok(RecordOutcome::Failed(
+                PublishFailure::TransmitBufferTooSmall { size, capacity },
+            ));
         }
         let len = packet.encode(buf, version)?;
         Ok(RecordOutcome::Sent { len, packet_id })
@@ -1454,21 +2038,25 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
 /// more go without an alias.
 const MAX_USER_PROPERTIES: usize = 16;
 
-/// The properties of a stored PUBLISH plus a Topic Alias, as fields for
+/// The properties of a stored PUBLISH with a Topic Alias added and the
+/// Message Expiry Interval replaced by what is left of it, as fields for
 /// emit. `None` if they cannot be rebuilt (too many user properties).
-fn fields_with_alias<'u, 'p: 'u>(
+fn rebuilt_fields<'u, 'p: 'u>(
     props: &Properties<'p>,
-    alias: u16,
+    alias: Option<u16>,
+    remaining_expiry: Option<u32>,
     users: &'u mut Vec<UserProperty<'p>, MAX_USER_PROPERTIES>,
 ) -> Option<PropertyFields<'u>> {
     let mut f = PropertyFields {
-        topic_alias: Some(alias),
+        topic_alias: alias,
         ..PropertyFields::NONE
     };
     for p in props.iter() {
         match p {
             Property::PayloadFormatIndicator(v) => f.payload_format_indicator = Some(v),
-            Property::MessageExpiryInterval(v) => f.message_expiry_interval = Some(v),
+            Property::MessageExpiryInterval(v) => {
+                f.message_expiry_interval = Some(remaining_expiry.unwrap_or(v));
+            }
             Property::ContentType(v) => f.content_type = Some(v),
             Property::ResponseTopic(v) => f.response_topic = Some(v),
             Property::CorrelationData(v) => f.correlation_data = Some(v),
@@ -1480,6 +2068,48 @@ fn fields_with_alias<'u, 'p: 'u>(
     let users: &'u Vec<UserProperty<'p>, MAX_USER_PROPERTIES> = users;
     f.user_properties = users.as_slice();
     Some(f)
+}
+
+/// The largest Remaining Length (MQTT §1.5.5 / §2.1.4).
+const MAX_REMAINING_LENGTH: usize = 268_435_455;
+
+/// Bytes of the Variable Byte Integer encoding of `n` (§1.5.5).
+const fn varint_len(n: usize) -> usize {
+    match n {
+        0..=127 => 1,
+        128..=16_383 => 2,
+        16_384..=2_097_151 => 3,
+        _ => 4,
+    }
+}
+
+/// Writes the fixed header `first` byte and `remaining` as a Variable Byte
+/// Integer into `out` (exactly `1 + varint_len(remaining)` bytes).
+fn write_varint(out: &mut [u8], first: u8, remaining: usize) {
+    let mut n = remaining;
+    let mut bytes = out.iter_mut();
+    if let Some(b) = bytes.next() {
+        *b = first;
+    }
+    for b in bytes {
+        let digit = (n % 128) as u8;
+        n /= 128;
+        *b = if n > 0 { digit | 0x80 } else { digit };
+    }
+}
+
+/// The variable header's length in an encoded PUBLISH of `encoded_len`
+/// bytes with an empty payload: `encoded_len = 1 + varint_len(vh) + vh`.
+fn variable_header_len(encoded_len: usize) -> usize {
+    (1..=4)
+        .map(|vl| encoded_len.saturating_sub(1 + vl))
+        .find(|&vh| 1 + varint_len(vh) + vh == encoded_len)
+        .unwrap_or(0)
+}
+
+/// Whole seconds of the session's clock, as the outbox stores them.
+fn now_secs(now: Instant) -> u32 {
+    u32::try_from(now.as_millis() / 1000).unwrap_or(u32::MAX - 2)
 }
 
 fn ack_with(packet_id: u16, code: ReasonCode, version: ProtocolVersion) -> PubAck<'static> {

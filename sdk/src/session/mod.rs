@@ -89,15 +89,48 @@
 //!
 //! Topic aliases both ways when `ALIASES > 0` (see [`Session`]).
 //!
+//! # Durable outbox, payload writers, expiry
+//!
+//! - Records can be held while a driver writes their durable copy
+//!   ([`Session::hold_for_store`], [`Session::held_record`],
+//!   [`Session::release_held`] with the store key, [`Session::cancel_held`]);
+//!   a held record and the new publishes behind it are not sent. Records
+//!   replayed from a store come back with [`Session::restore`] and
+//!   [`Session::release_restored`]. The key of every durable record that
+//!   finished comes out of [`Session::poll_store_removal`]; drain it with
+//!   the events. The store itself is the driver's ([`crate::store`]).
+//! - [`Session::publish_with`] lets a closure write the payload straight
+//!   into the outbox record.
+//! - A PUBLISH that does not fit the transmit buffer fails alone
+//!   ([`PublishFailure::TransmitBufferTooSmall`]); one that can never fit
+//!   the announced transmit buffer ([`Session::set_transmit_capacity`]) or
+//!   the broker's Maximum Packet Size is refused when queued
+//!   ([`SessionError::PacketTooLarge`]).
+//! - 5.0 Message Expiry (§3.3.2.3.3): a queued message is stamped at the
+//!   first `handle_timeout` / `poll_transmit` after it was queued, fails
+//!   with [`PublishFailure::Expired`] when its interval lapses before it is
+//!   sent ([`Session::poll_timeout`] includes that deadline), and is sent
+//!   (or resent with DUP) with what is left of its interval.
+//!
+//! # Enhanced authentication
+//!
+//! 5.0 §4.12 with an [`Authenticator`] lent through
+//! [`Session::set_authenticator`]: CONNECT carries its Authentication
+//! Method and first data, each AUTH Continue (0x18) from the broker is
+//! answered with its next step until CONNACK, and
+//! [`Session::reauthenticate`] runs a re-authentication (AUTH 0x19) on a
+//! connected link, reported as [`Event::Reauthenticated`]. An AUTH without
+//! an authenticator, with another method, or outside an exchange is a
+//! protocol error.
+//!
 //! # What it does not do (yet)
 //!
-//! AUTH / enhanced authentication, replacement of outbound topic aliases
-//! once the table is full,
-//! subscription identifiers, request/response information, decrementing
-//! Message Expiry while a message waits, sending anything before CONNACK,
-//! persistence of the outbox across restarts (the `Store` trait), and
-//! reconnect backoff (the async client's job).
+//! Replacement of outbound topic aliases
+//! once the table is full, subscription identifiers, request/response
+//! information, sending anything before CONNACK, and reconnect backoff (the
+//! async client's job).
 
+mod auth;
 mod config;
 mod error;
 mod event;
@@ -107,13 +140,14 @@ mod outbox;
 #[cfg(test)]
 mod tests;
 
+pub use auth::{Authenticator, MAX_AUTH_DATA};
 pub use config::{OverflowPolicy, ProtocolChoice, SessionConfig};
-pub use error::{ProtocolViolation, SessionError};
+pub use error::{ProtocolViolation, SessionError, SizeLimit};
 pub use event::{
     CloseReason, Event, FilterResults, Incoming, MAX_FILTERS_PER_REQUEST, Message, OutgoingMessage,
-    PublishFailure, PublishToken, RequestToken,
+    PublishFailure, PublishState, PublishToken, RequestToken,
 };
 pub use machine::{
     BrokerLimits, CONTROL_QUEUE_LEN, EVENT_HEADROOM, EVENT_QUEUE_LEN, MAX_ASSIGNED_CLIENT_ID_LEN,
-    Session,
+    STORE_REMOVAL_QUEUE_LEN, Session,
 };

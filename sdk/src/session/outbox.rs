@@ -1,18 +1,27 @@
 //! The outbox: queued and in-flight publish records in the byte buffer the
 //! caller lends, in FIFO order.
 //!
-//! A record is a 12-byte header (length, token, packet id, state, QoS)
-//! followed by the PUBLISH as encoded for 5.0 at enqueue time (topic,
+//! A record is a 20-byte header (length, token, store key, expiry,
+//! packet id, state, QoS) followed by the PUBLISH as encoded for 5.0 at enqueue time (topic,
 //! properties and payload; DUP and packet id are set again at transmit).
-//! Records are kept back to back from the start of the buffer; removing one
-//! moves the later ones down (`copy_within`), so free space is always one
-//! contiguous tail and acknowledgements may arrive in any order. No index
-//! table: lookups walk the records, which are few (bounded by the window
-//! and the buffer).
+//! Records are kept back to back in `buf[head..head + used]`. Offsets
+//! given out are relative to `head`, so removing a record moves the later
+//! ones down by its length, as far as callers can tell, wherever it was.
+//! Removing the first record (acknowledgements in order) only advances
+//! `head`: O(1), nothing copied. Removing another one moves the shorter
+//! side over the gap (the records before it up, or those after it down).
+//! The free space before `head` is reclaimed lazily: the live records are
+//! moved to the start of the buffer only when an append does not fit the
+//! tail, and `head` goes back to 0 whenever the outbox empties. Capacity
+//! accounting counts both parts as free. No index table: lookups walk the
+//! records, which are few (bounded by the window and the buffer).
 
 use crate::codec::QoS;
 
-pub(crate) const HEADER_LEN: usize = 12;
+pub(crate) const HEADER_LEN: usize = 20;
+/// [`RecordMeta::expires`] of a message with an expiry interval that has
+/// not been stamped with the time yet.
+pub(crate) const EXPIRY_UNSTAMPED: u32 = u32::MAX;
 
 /// Where a record is in its flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +34,9 @@ pub(crate) enum RecordState {
     PubrelQueued = 2,
     /// PUBREL sent; waiting for PUBCOMP.
     AwaitPubcomp = 3,
+    /// Queued but not to be sent yet: its durable copy is being written
+    /// (see [`crate::store`]).
+    Held = 4,
 }
 
 impl RecordState {
@@ -33,6 +45,7 @@ impl RecordState {
             1 => Self::AwaitAck,
             2 => Self::PubrelQueued,
             3 => Self::AwaitPubcomp,
+            4 => Self::Held,
             _ => Self::Queued,
         }
     }
@@ -44,6 +57,12 @@ pub(crate) struct RecordMeta {
     /// Total length, header included.
     pub(crate) len: usize,
     pub(crate) token: u32,
+    /// The key of its durable copy in the store; 0: none.
+    pub(crate) key: u32,
+    /// Message expiry: 0 none; [`EXPIRY_UNSTAMPED`] it has a Message
+    /// Expiry Interval but the session has not seen the time since it was
+    /// queued; else the second (of the session's clock) it lapses, plus 1.
+    pub(crate) expires: u32,
     /// 0 while no packet identifier is assigned.
     pub(crate) packet_id: u16,
     pub(crate) state: RecordState,
@@ -52,12 +71,26 @@ pub(crate) struct RecordMeta {
 
 pub(crate) struct Outbox<'b> {
     buf: &'b mut [u8],
+    /// Where the first record starts in `buf`.
+    head: usize,
+    /// Bytes of records from `head` on.
     used: usize,
 }
 
 impl<'b> Outbox<'b> {
     pub(crate) fn new(buf: &'b mut [u8]) -> Self {
-        Self { buf, used: 0 }
+        Self {
+            buf,
+            head: 0,
+            used: 0,
+        }
+    }
+
+    /// The records' bytes, from `head`: what offsets index.
+    fn live(&self) -> &[u8] {
+        self.buf
+            .get(self.head..self.head.saturating_add(self.used))
+            .unwrap_or(&[])
     }
 
     pub(crate) fn capacity(&self) -> usize {
@@ -73,8 +106,29 @@ impl<'b> Outbox<'b> {
     }
 
     pub(crate) fn meta(&self, off: usize) -> Option<RecordMeta> {
-        let h: &[u8; HEADER_LEN] = self.buf.get(off..)?.first_chunk()?;
-        let [l0, l1, l2, l3, t0, t1, t2, t3, p0, p1, state, qos] = *h;
+        let h: &[u8; HEADER_LEN] = self.live().get(off..)?.first_chunk()?;
+        let [
+            l0,
+            l1,
+            l2,
+            l3,
+            t0,
+            t1,
+            t2,
+            t3,
+            k0,
+            k1,
+            k2,
+            k3,
+            s0,
+            s1,
+            s2,
+            s3,
+            p0,
+            p1,
+            state,
+            qos,
+        ] = *h;
         let len = u32::from_le_bytes([l0, l1, l2, l3]) as usize;
         if len < HEADER_LEN || off.checked_add(len)? > self.used {
             return None;
@@ -82,6 +136,8 @@ impl<'b> Outbox<'b> {
         Some(RecordMeta {
             len,
             token: u32::from_le_bytes([t0, t1, t2, t3]),
+            key: u32::from_le_bytes([k0, k1, k2, k3]),
+            expires: u32::from_le_bytes([s0, s1, s2, s3]),
             packet_id: u16::from_le_bytes([p0, p1]),
             state: RecordState::from_u8(state),
             qos: QoS::from_bits(qos).unwrap_or(QoS::AtMostOnce),
@@ -92,6 +148,8 @@ impl<'b> Outbox<'b> {
         let len = u32::try_from(m.len).unwrap_or(u32::MAX).to_le_bytes();
         let token = m.token.to_le_bytes();
         let pid = m.packet_id.to_le_bytes();
+        let key = m.key.to_le_bytes();
+        let stamp = m.expires.to_le_bytes();
         let h = [
             len[0],
             len[1],
@@ -101,12 +159,21 @@ impl<'b> Outbox<'b> {
             token[1],
             token[2],
             token[3],
+            key[0],
+            key[1],
+            key[2],
+            key[3],
+            stamp[0],
+            stamp[1],
+            stamp[2],
+            stamp[3],
             pid[0],
             pid[1],
             m.state as u8,
             m.qos as u8,
         ];
-        if let Some(dst) = self.buf.get_mut(off..off.saturating_add(HEADER_LEN)) {
+        let at = self.head.saturating_add(off);
+        if let Some(dst) = self.buf.get_mut(at..at.saturating_add(HEADER_LEN)) {
             dst.copy_from_slice(&h);
         }
     }
@@ -120,10 +187,29 @@ impl<'b> Outbox<'b> {
         }
     }
 
+    /// Sets the expiry field of the record at `off`.
+    pub(crate) fn set_expires(&mut self, off: usize, expires: u32) {
+        if let Some(mut m) = self.meta(off) {
+            m.expires = expires;
+            self.write_meta(off, &m);
+        }
+    }
+
+    /// Sets the store key of the record at `off`.
+    pub(crate) fn set_key(&mut self, off: usize, key: u32) {
+        if let Some(mut m) = self.meta(off) {
+            m.key = key;
+            self.write_meta(off, &m);
+        }
+    }
+
     /// The encoded PUBLISH of the record at `off`.
     pub(crate) fn body(&self, off: usize) -> &[u8] {
         match self.meta(off) {
-            Some(m) => self.buf.get(off + HEADER_LEN..off + m.len).unwrap_or(&[]),
+            Some(m) => self
+                .live()
+                .get(off + HEADER_LEN..off + m.len)
+                .unwrap_or(&[]),
             None => &[],
         }
     }
@@ -145,36 +231,132 @@ impl<'b> Outbox<'b> {
         body_len: usize,
         encode: impl FnOnce(&mut [u8]) -> Result<usize, E>,
     ) -> Result<bool, E> {
-        let Some(total) = body_len.checked_add(HEADER_LEN) else {
-            return Ok(false);
-        };
+        let total = body_len.saturating_add(HEADER_LEN);
         if total > self.free() {
             return Ok(false);
         }
-        let start = self.used;
-        let Some(dst) = self.buf.get_mut(start + HEADER_LEN..start + total) else {
+        if total <= self.tail_room() {
+            return self.append(token, qos, RecordState::Queued, total, encode);
+        }
+        self.push_with(token, qos, RecordState::Queued, |dst| {
+            let dst = dst.get_mut(..body_len).unwrap_or(&mut []);
+            encode(dst).map(|_| Some(body_len))
+        })
+    }
+
+    /// Appends a record of `total` bytes (header included) right after the
+    /// last one; the caller checked it fits the tail.
+    fn append<E>(
+        &mut self,
+        token: u32,
+        qos: QoS,
+        state: RecordState,
+        total: usize,
+        encode: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+    ) -> Result<bool, E> {
+        let tail = self.head.saturating_add(self.used);
+        let Some(dst) = self
+            .buf
+            .get_mut(tail.saturating_add(HEADER_LEN)..tail.saturating_add(total))
+        else {
             return Ok(false);
         };
         encode(dst)?;
-        self.used = start + total;
+        let start = self.used;
+        self.used = start.saturating_add(total);
         let meta = RecordMeta {
             len: total,
             token,
+            key: 0,
+            expires: 0,
             packet_id: 0,
-            state: RecordState::Queued,
+            state,
             qos,
         };
         self.write_meta(start, &meta);
         Ok(true)
     }
 
-    /// Removes the record at `off`, moving the later ones down.
-    pub(crate) fn remove(&mut self, off: usize) {
-        if let Some(m) = self.meta(off) {
-            let end = off + m.len;
-            self.buf.copy_within(end..self.used, off);
-            self.used -= m.len;
+    /// Appends a record in `state` whose body `write` puts at the start of
+    /// the free space it gets (all of it), returning the body's length, or
+    /// `None` when it does not fit. Returns false if nothing was appended.
+    pub(crate) fn push_with<E>(
+        &mut self,
+        token: u32,
+        qos: QoS,
+        state: RecordState,
+        write: impl FnOnce(&mut [u8]) -> Result<Option<usize>, E>,
+    ) -> Result<bool, E> {
+        // The body may take all of the free space: gather it at the tail.
+        self.compact();
+        let start = self.used;
+        let Some(dst) = self.buf.get_mut(start + HEADER_LEN..) else {
+            return Ok(false);
+        };
+        let room = dst.len();
+        let Some(body_len) = write(dst)?.filter(|&n| n <= room) else {
+            return Ok(false);
+        };
+        let total = body_len + HEADER_LEN;
+        self.used = start + total;
+        let meta = RecordMeta {
+            len: total,
+            token,
+            key: 0,
+            expires: 0,
+            packet_id: 0,
+            state,
+            qos,
+        };
+        self.write_meta(start, &meta);
+        Ok(true)
+    }
+
+    /// Moves the records to the start of the buffer, so all free space is
+    /// one tail.
+    fn compact(&mut self) {
+        if self.head > 0 {
+            let end = self.head.saturating_add(self.used).min(self.buf.len());
+            self.buf.copy_within(self.head..end, 0);
+            self.head = 0;
         }
+    }
+
+    /// Free bytes right after the last record.
+    fn tail_room(&self) -> usize {
+        self.buf
+            .len()
+            .saturating_sub(self.head.saturating_add(self.used))
+    }
+
+    /// Removes the record at `off`; the later ones' offsets drop by its
+    /// length. The first record is dropped by advancing `head`; another
+    /// one by moving the shorter side over it.
+    pub(crate) fn remove(&mut self, off: usize) {
+        let Some(m) = self.meta(off) else {
+            return;
+        };
+        let (at, end) = (self.head + off, self.head + off + m.len);
+        let live_end = self.head + self.used;
+        if off < self.used - off - m.len {
+            // Fewer bytes before it: move them up over the gap.
+            self.buf.copy_within(self.head..at, self.head + m.len);
+            self.head += m.len;
+        } else {
+            self.buf.copy_within(end..live_end, at);
+        }
+        self.used -= m.len;
+        if self.used == 0 {
+            self.head = 0;
+        }
+    }
+
+    /// The offset of the record with this token, if any.
+    pub(crate) fn find_token(&self, token: u32) -> Option<(usize, RecordMeta)> {
+        self.offsets().find_map(|off| {
+            let m = self.meta(off)?;
+            (m.token == token).then_some((off, m))
+        })
     }
 
     /// The offset of the record with this packet id, if any.
@@ -198,5 +380,190 @@ impl Iterator for OffsetIter<'_, '_> {
         let m = self.outbox.meta(off)?;
         self.off = off + m.len;
         Some(off)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate alloc;
+
+    use alloc::vec::Vec;
+
+    use super::*;
+
+    /// Appends a record whose body is `body` (any bytes: the outbox does
+    /// not read bodies).
+    fn push(o: &mut Outbox<'_>, token: u32, body: &[u8]) -> bool {
+        o.push(token, QoS::AtLeastOnce, body.len(), |dst| {
+            dst.copy_from_slice(body);
+            Ok::<_, ()>(body.len())
+        })
+        .unwrap()
+    }
+
+    fn tokens(o: &Outbox<'_>) -> Vec<u32> {
+        o.offsets().map(|off| o.meta(off).unwrap().token).collect()
+    }
+
+    fn remove_token(o: &mut Outbox<'_>, token: u32) {
+        let (off, _) = o.find_token(token).unwrap();
+        o.remove(off);
+    }
+
+    #[test]
+    fn removing_the_first_record_advances_the_head_without_moving_the_rest() {
+        let mut buf = [0u8; 256];
+        let mut o = Outbox::new(&mut buf);
+        for t in 1..=4 {
+            assert!(push(&mut o, t, &[t as u8; 10]));
+        }
+        remove_token(&mut o, 1);
+        assert_eq!(o.head, 30, "the head moved over the first record");
+        assert_eq!(tokens(&o), [2, 3, 4]);
+        assert_eq!(o.body(0), &[2u8; 10]);
+        assert_eq!(o.used(), 90);
+        assert_eq!(o.free(), 256 - 90);
+        // The next record is now at offset 0, as the session's scans expect.
+        assert_eq!(o.meta(0).unwrap().token, 2);
+    }
+
+    #[test]
+    fn removal_out_of_order_keeps_fifo_order_and_bodies() {
+        let mut buf = [0u8; 512];
+        let mut o = Outbox::new(&mut buf);
+        for t in 1..=6 {
+            assert!(push(&mut o, t, &[t as u8; 7]));
+        }
+        // Near the front (the prefix moves up) and near the back (the
+        // suffix moves down).
+        remove_token(&mut o, 2);
+        remove_token(&mut o, 5);
+        assert_eq!(tokens(&o), [1, 3, 4, 6]);
+        for t in [1u32, 3, 4, 6] {
+            let (off, m) = o.find_token(t).unwrap();
+            assert_eq!(m.len, HEADER_LEN + 7);
+            assert_eq!(o.body(off), &[t as u8; 7]);
+        }
+        // The removed record's successor takes its offset.
+        let (off3, _) = o.find_token(3).unwrap();
+        assert_eq!(off3, 27);
+        assert_eq!(o.used(), 4 * 27);
+    }
+
+    #[test]
+    fn space_before_the_head_is_reclaimed_when_an_append_needs_it() {
+        let mut buf = [0u8; 100];
+        let mut o = Outbox::new(&mut buf);
+        // Three records of 30 bytes: 10 bytes left.
+        for t in 1..=3 {
+            assert!(push(&mut o, t, &[t as u8; 10]));
+        }
+        assert!(!push(&mut o, 9, &[9; 10]), "does not fit: 10 bytes free");
+        remove_token(&mut o, 1);
+        assert_eq!(o.free(), 40);
+        // 30 bytes fit only once the head space is reclaimed.
+        assert!(push(&mut o, 4, &[4; 10]));
+        assert_eq!(o.head, 0, "compacted");
+        assert_eq!(tokens(&o), [2, 3, 4]);
+        assert_eq!(o.body(o.find_token(4).unwrap().0), &[4u8; 10]);
+        assert_eq!(o.free(), 10);
+        assert!(!push(&mut o, 5, &[5; 10]));
+    }
+
+    #[test]
+    fn appends_use_the_tail_without_compacting_while_it_has_room() {
+        let mut buf = [0u8; 200];
+        let mut o = Outbox::new(&mut buf);
+        assert!(push(&mut o, 1, &[1; 10]));
+        assert!(push(&mut o, 2, &[2; 10]));
+        remove_token(&mut o, 1);
+        assert!(push(&mut o, 3, &[3; 10]));
+        assert_eq!(o.head, 30, "not compacted: the tail had room");
+        assert_eq!(tokens(&o), [2, 3]);
+        assert_eq!(o.free(), 200 - 60);
+    }
+
+    #[test]
+    fn an_emptied_outbox_starts_again_at_the_front() {
+        let mut buf = [0u8; 64];
+        let mut o = Outbox::new(&mut buf);
+        assert!(push(&mut o, 1, &[1; 20]));
+        remove_token(&mut o, 1);
+        assert_eq!((o.head, o.used(), o.free()), (0, 0, 64));
+        // All of the buffer is one record's room again.
+        assert!(push(&mut o, 2, &[2; 44]));
+        assert_eq!(tokens(&o), [2]);
+    }
+
+    /// Appends and removals (mostly of the first record, as in-order acks
+    /// do, sometimes of another) against a plain list as the model: same
+    /// records, same order, same bodies, same free space, every step.
+    #[test]
+    fn appends_and_removals_match_a_fifo_model() {
+        let mut buf = [0u8; 600];
+        let mut o = Outbox::new(&mut buf);
+        let mut model: Vec<(u32, usize)> = Vec::new();
+        let mut seed: u32 = 0x2545_f491;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        let mut compacted = false;
+        for token in 1..2_000u32 {
+            let r = next();
+            let len = (r % 40) as usize + 1;
+            let body: Vec<u8> = (0..len).map(|i| (token as usize + i) as u8).collect();
+            let fits = len + HEADER_LEN <= o.free();
+            let head_before = o.head;
+            assert_eq!(push(&mut o, token, &body), fits);
+            if fits {
+                model.push((token, len));
+                compacted |= head_before > 0 && o.head == 0 && model.len() > 1;
+            }
+            // Remove about as often as we add, mostly the first record.
+            while !model.is_empty() && next() % 3 != 0 {
+                let at = if next() % 4 == 0 {
+                    (next() as usize) % model.len()
+                } else {
+                    0
+                };
+                remove_token(&mut o, model.remove(at).0);
+            }
+            assert_eq!(tokens(&o), model.iter().map(|m| m.0).collect::<Vec<_>>());
+            let used: usize = model.iter().map(|m| m.1 + HEADER_LEN).sum();
+            assert_eq!(o.used(), used);
+            assert_eq!(o.free(), 600 - used);
+            for &(t, len) in &model {
+                let (off, m) = o.find_token(t).unwrap();
+                assert_eq!(m.len, len + HEADER_LEN);
+                let want: Vec<u8> = (0..len).map(|i| (t as usize + i) as u8).collect();
+                assert_eq!(o.body(off), want.as_slice());
+            }
+        }
+        assert!(compacted, "the sequence reclaimed head space at least once");
+    }
+
+    #[test]
+    fn push_with_gets_all_free_space_after_head_removals() {
+        let mut buf = [0u8; 100];
+        let mut o = Outbox::new(&mut buf);
+        for t in 1..=3 {
+            assert!(push(&mut o, t, &[t as u8; 10]));
+        }
+        remove_token(&mut o, 1);
+        let mut room = 0;
+        let pushed = o
+            .push_with(7, QoS::AtMostOnce, RecordState::Queued, |dst| {
+                room = dst.len();
+                dst.fill(7);
+                Ok::<_, ()>(Some(dst.len()))
+            })
+            .unwrap();
+        assert!(pushed);
+        assert_eq!(room, 40 - HEADER_LEN);
+        assert_eq!(tokens(&o), [2, 3, 7]);
+        assert_eq!(o.free(), 0);
     }
 }

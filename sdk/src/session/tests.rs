@@ -61,6 +61,8 @@ struct Pair {
     /// Reason strings seen in handle_incoming's properties.
     reason_strings: Vec<String>,
     link_up: bool,
+    /// Store keys the session asked to remove, in order.
+    removed: Vec<u32>,
 }
 
 impl Pair {
@@ -83,6 +85,7 @@ impl Pair {
             errors: Vec::new(),
             reason_strings: Vec::new(),
             link_up: false,
+            removed: Vec::new(),
         }
     }
 
@@ -105,6 +108,9 @@ impl Pair {
     fn drain_events(&mut self) {
         while let Some(e) = self.s.poll_event() {
             self.events.push(e);
+        }
+        while let Some(key) = self.s.poll_store_removal() {
+            self.removed.push(key);
         }
     }
 
@@ -978,10 +984,11 @@ fn subscribe_sent_before_connack_lost_is_sent_again() {
 fn mqtt_3_1_2_24_message_over_broker_maximum_packet_size_fails_alone() {
     let mut p = Pair::new(config(ProtocolChoice::V5), None);
     p.b.maximum_packet_size = Some(64);
-    p.connect();
+    // Queued before the broker's limit is known: it fails alone at send.
     let big = [7u8; 100];
     let t_big = p.publish("big", &big, QoS::AtLeastOnce);
     let t_small = p.publish("small", b"ok", QoS::AtLeastOnce);
+    p.connect();
     assert_eq!(
         p.completions(t_big),
         vec![Err(PublishFailure::PacketTooLarge { size: 110, max: 64 })]
@@ -989,6 +996,26 @@ fn mqtt_3_1_2_24_message_over_broker_maximum_packet_size_fails_alone() {
     assert_eq!(p.completions(t_small), vec![Ok(())]);
     assert!(p.s.is_connected());
     assert_eq!(p.b.delivered_topics(), vec!["small"]);
+}
+
+#[test]
+fn mqtt_3_1_2_24_publish_over_the_known_broker_maximum_is_refused_at_once() {
+    let mut p = Pair::new(config(ProtocolChoice::V5), None);
+    p.b.maximum_packet_size = Some(64);
+    p.connect();
+    let err =
+        p.s.publish(&OutgoingMessage::new("big", &[7u8; 100], QoS::AtLeastOnce))
+            .unwrap_err();
+    assert_eq!(
+        err,
+        SessionError::PacketTooLarge {
+            size: 110,
+            max: 64,
+            limit: crate::session::SizeLimit::BrokerMaximumPacketSize
+        }
+    );
+    assert!(alloc::format!("{err}").contains("Maximum Packet Size"));
+    assert_eq!(p.s.outbox_len(), 0);
 }
 
 #[test]
@@ -1287,12 +1314,12 @@ fn outbox_full_is_a_typed_error_naming_the_limit() {
     assert_eq!(
         err,
         SessionError::OutboxFull {
-            needed: 40,
-            free: 24,
+            needed: 48,
+            free: 16,
             capacity: 64
         }
     );
-    assert!(alloc::format!("{err}").contains("40 bytes"));
+    assert!(alloc::format!("{err}").contains("48 bytes"));
 }
 
 #[test]
@@ -1319,20 +1346,56 @@ fn overflow_policy_drop_oldest_qos0() {
 }
 
 #[test]
-fn transmit_buffer_too_small_is_an_error_and_keeps_the_packet() {
+fn publish_larger_than_the_transmit_buffer_fails_alone_and_the_outbox_moves_on() {
     let mut p = Pair::new(config(ProtocolChoice::V5), None);
     p.connect();
-    p.s.publish(&OutgoingMessage::new("t", &[1u8; 100], QoS::AtLeastOnce))
-        .unwrap();
-    let mut small = [0u8; 16];
+    let big =
+        p.s.publish(&OutgoingMessage::new("t", &[1u8; 100], QoS::AtLeastOnce))
+            .unwrap();
+    let small =
+        p.s.publish(&OutgoingMessage::new("s", b"ok", QoS::AtLeastOnce))
+            .unwrap();
+    let mut tx = [0u8; 32];
+    let n = p.s.poll_transmit(p.now, &mut tx).unwrap().unwrap();
+    assert_eq!(tx[0] & 0xF0, 0x30);
+    assert_eq!(&tx[4..5], b"s");
+    assert!(n < 32);
+    p.drain_events();
+    assert_eq!(
+        p.completions(big),
+        vec![Err(PublishFailure::TransmitBufferTooSmall {
+            size: 108,
+            capacity: 32
+        })]
+    );
+    assert!(p.completions(small).is_empty());
+    assert_eq!(p.s.outbox_len(), 1);
+}
+
+#[test]
+fn publish_larger_than_the_announced_transmit_buffer_is_refused_at_once() {
+    let mut p = Pair::new(config(ProtocolChoice::V5), None);
+    p.s.set_transmit_capacity(64);
+    let err =
+        p.s.publish(&OutgoingMessage::new("t", &[1u8; 100], QoS::AtLeastOnce))
+            .unwrap_err();
+    assert_eq!(
+        err,
+        SessionError::PacketTooLarge {
+            size: 108,
+            max: 64,
+            limit: crate::session::SizeLimit::TransmitBuffer
+        }
+    );
+    // A control packet that does not fit is still an error (nothing to
+    // fail alone): CONNECT into 4 bytes.
+    p.s.handle_connected(p.now).unwrap();
     assert!(matches!(
-        p.s.poll_transmit(p.now, &mut small),
+        p.s.poll_transmit(p.now, &mut [0u8; 4]),
         Err(SessionError::Encode(
             crate::codec::EncodeError::InsufficientSize { .. }
         ))
     ));
-    p.pump();
-    assert_eq!(p.b.delivered_topics(), vec!["t"]);
 }
 
 #[test]
@@ -1533,4 +1596,402 @@ fn mqtt_3_1_2_4_clean_start_at_boot_then_resume_on_reconnect() {
     assert_eq!(p.connected_events(), vec![false, true]);
     assert!(p.b.publishes.last().unwrap().dup);
     assert_eq!(p.completions(t), vec![Ok(())]);
+}
+
+// ------------------------------------------------------ durable outbox
+
+/// Queues `payload` as a held QoS 1 publish and returns its token and the
+/// bytes a store would persist.
+fn publish_held(p: &mut Pair, topic: &str, payload: &[u8]) -> (PublishToken, Vec<u8>) {
+    let t =
+        p.s.publish(&OutgoingMessage::new(topic, payload, QoS::AtLeastOnce))
+            .unwrap();
+    assert!(p.s.hold_for_store(t));
+    let record = p.s.held_record(t).unwrap().to_vec();
+    (t, record)
+}
+
+#[test]
+fn held_record_is_not_sent_until_released_and_its_key_is_removed_on_puback() {
+    let mut p = Pair::new(config(ProtocolChoice::V5), None);
+    p.connect();
+    let (held, _) = publish_held(&mut p, "held", b"1");
+    // A message queued behind a held one waits too: order is kept.
+    let behind = p.publish("behind", b"2", QoS::AtMostOnce);
+    assert!(p.b.delivered_topics().is_empty());
+    assert_eq!(p.s.publish_state(held), Some(PublishState::Queued));
+    assert!(p.s.release_held(held, 7));
+    p.pump();
+    assert_eq!(p.b.delivered_topics(), vec!["held", "behind"]);
+    assert_eq!(p.completions(held), vec![Ok(())]);
+    assert_eq!(p.completions(behind), vec![Ok(())]);
+    assert_eq!(p.removed, vec![7], "only the durable record is removed");
+    assert_eq!(p.s.publish_state(held), None);
+}
+
+#[test]
+fn held_record_cancelled_leaves_the_outbox_without_an_event() {
+    let mut p = Pair::new(config(ProtocolChoice::V5), None);
+    p.connect();
+    let (held, _) = publish_held(&mut p, "held", b"1");
+    assert!(p.s.cancel_held(held));
+    p.pump();
+    assert!(p.completions(held).is_empty());
+    assert_eq!(p.s.outbox_len(), 0);
+    assert!(p.removed.is_empty());
+    // QoS 0 cannot be held (it is never stored).
+    let q0 =
+        p.s.publish(&OutgoingMessage::new("q0", b"", QoS::AtMostOnce))
+            .unwrap();
+    assert!(!p.s.hold_for_store(q0));
+}
+
+#[test]
+fn restored_records_are_sent_as_new_publishes_in_store_order_and_removed_when_acked() {
+    // The first run stores three records, then "crashes".
+    let mut first = Pair::new(config(ProtocolChoice::V5), None);
+    let records: Vec<(u32, Vec<u8>)> = (0..3u8)
+        .map(|i| {
+            let (t, r) = publish_held(&mut first, "r", &[i]);
+            assert!(first.s.release_held(t, 10 + u32::from(i)));
+            (10 + u32::from(i), r)
+        })
+        .collect();
+    // A QoS 2 record too.
+    let t2 = first
+        .s
+        .publish(&OutgoingMessage::new("r2", b"x", QoS::ExactlyOnce))
+        .unwrap();
+    assert!(first.s.hold_for_store(t2));
+    let r2 = first.s.held_record(t2).unwrap().to_vec();
+    // The second run replays them.
+    let mut p = Pair::new(config(ProtocolChoice::V5), None);
+    let new = p.publish("new", b"n", QoS::AtMostOnce);
+    for (key, record) in &records {
+        p.s.restore(*key, record).unwrap();
+    }
+    p.s.restore(20, &r2).unwrap();
+    p.connect();
+    // Held until released: only the QoS 0 message queued earlier went.
+    assert_eq!(p.b.delivered_topics(), vec!["new"]);
+    p.s.release_restored();
+    p.pump();
+    let payloads: Vec<Vec<u8>> = p.b.delivered.iter().map(|m| m.payload.clone()).collect();
+    assert_eq!(
+        payloads,
+        vec![b"n".to_vec(), vec![0], vec![1], vec![2], b"x".to_vec()]
+    );
+    assert!(p.b.delivered.iter().all(|m| !m.dup));
+    assert_eq!(p.removed, vec![10, 11, 12, 20]);
+    let _ = new;
+}
+
+#[test]
+fn restore_refuses_bytes_that_are_not_a_stored_qos1_or_qos2_publish() {
+    let mut p = Pair::new(config(ProtocolChoice::V5), None);
+    // A QoS 0 PUBLISH, a PINGREQ, garbage, a truncated record, key 0.
+    let mut q0 = [0u8; 32];
+    let n = Packet::Publish(Publish::new("t", b"p"))
+        .encode(&mut q0, ProtocolVersion::V5)
+        .unwrap();
+    assert!(p.s.restore(1, &q0[..n]).is_err());
+    assert!(p.s.restore(1, &[0xC0, 0x00]).is_err());
+    assert!(p.s.restore(1, &[0xFF; 9]).is_err());
+    let mut q = Pair::new(config(ProtocolChoice::V5), None);
+    let (_, record) = publish_held(&mut q, "t", b"payload");
+    assert!(p.s.restore(1, &record[..record.len() - 1]).is_err());
+    assert!(p.s.restore(0, &record).is_err());
+    assert!(p.s.restore(1, &record).is_ok());
+    assert_eq!(p.s.outbox_len(), 1);
+    // A replay that failed half-way is undone.
+    p.s.cancel_restored();
+    assert_eq!(p.s.outbox_len(), 0);
+}
+
+#[test]
+fn publish_state_follows_the_message_from_queued_to_gone() {
+    let mut p = Pair::new(persistent(ProtocolChoice::V5), None);
+    let t = p.publish("s", b"1", QoS::AtLeastOnce);
+    assert_eq!(p.s.publish_state(t), Some(PublishState::Queued));
+    p.b.hold_acks = true;
+    p.connect();
+    assert_eq!(p.s.publish_state(t), Some(PublishState::InFlight));
+    p.cut();
+    assert_eq!(p.s.publish_state(t), Some(PublishState::InFlight));
+    p.b.hold_acks = false;
+    p.connect();
+    assert_eq!(p.s.publish_state(t), None);
+    assert_eq!(p.completions(t), vec![Ok(())]);
+    assert_eq!(p.s.publish_state(PublishToken(999)), None);
+}
+
+// ---------------------------------------------------- payload writers
+
+#[test]
+fn publish_with_writes_the_payload_in_place_across_remaining_length_sizes() {
+    // Remaining Length crosses 1→2 bytes (127/128) and 2→3 (16383/16384).
+    for len in [0usize, 1, 100, 115, 116, 117, 200, 16_360, 16_380, 20_000] {
+        let mut p = Pair::with_outbox(config(ProtocolChoice::V5), None, 64 * 1024);
+        let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let msg = OutgoingMessage::new("w/x", &[], QoS::AtLeastOnce);
+        let t =
+            p.s.publish_with(&msg, |buf| {
+                buf.get_mut(..len)?.copy_from_slice(&payload);
+                Some(len)
+            })
+            .unwrap();
+        // The same record as a plain publish of that payload.
+        let plain =
+            p.s.publish(&OutgoingMessage::new("w/x", &payload, QoS::AtLeastOnce))
+                .unwrap();
+        assert!(p.s.hold_for_store(t) && p.s.hold_for_store(plain));
+        assert_eq!(
+            p.s.held_record(t).unwrap(),
+            p.s.held_record(plain).unwrap(),
+            "len {len}"
+        );
+        p.s.release_held(t, 1);
+        p.s.release_held(plain, 2);
+        if len < 1_000 {
+            // The pair's transmit buffer is 2 KiB.
+            p.connect();
+            assert_eq!(p.b.delivered.len(), 2, "len {len}");
+            assert_eq!(p.b.delivered[0].payload, payload, "len {len}");
+        }
+    }
+}
+
+#[test]
+fn publish_with_a_payload_that_does_not_fit_names_the_room_it_had() {
+    let mut p = Pair::with_outbox(config(ProtocolChoice::V5), None, 128);
+    let msg = OutgoingMessage::new("t", &[], QoS::AtMostOnce);
+    let err =
+        p.s.publish_with(&msg, |buf| {
+            let room = buf.len();
+            (room >= 500).then_some(500)
+        })
+        .unwrap_err();
+    // 128 - 20 (record header) - 1 - 4 (type, longest Remaining Length)
+    // - 4 (topic "t" with its length, empty properties).
+    assert_eq!(
+        err,
+        SessionError::PayloadDoesNotFit {
+            room: 99,
+            capacity: 128
+        }
+    );
+    assert!(alloc::format!("{err}").contains("99 bytes"));
+    assert_eq!(p.s.outbox_usage().0, 0, "nothing left behind");
+    // A writer that claims more than it was given is refused too.
+    assert!(p.s.publish_with(&msg, |buf| Some(buf.len() + 1)).is_err());
+    assert_eq!(p.s.outbox_usage().0, 0);
+}
+
+// ---------------------------------------------------- message expiry
+
+fn expiring(topic: &str, secs: u32) -> (PropertyFields<'static>, String) {
+    (
+        PropertyFields {
+            message_expiry_interval: Some(secs),
+            ..PropertyFields::NONE
+        },
+        topic.to_string(),
+    )
+}
+
+#[test]
+fn mqtt_3_3_2_3_3_message_whose_expiry_lapses_in_the_outbox_fails_expired() {
+    let mut p = Pair::new(config(ProtocolChoice::V5), None);
+    let (fields, topic) = expiring("e", 5);
+    let msg = OutgoingMessage {
+        properties: Properties::from_fields(&fields),
+        ..OutgoingMessage::new(&topic, b"x", QoS::AtLeastOnce)
+    };
+    let t = p.s.publish(&msg).unwrap();
+    assert!(p.s.hold_for_store(t));
+    assert!(p.s.release_held(t, 3));
+    let keep = p.publish("keep", b"y", QoS::AtLeastOnce);
+    // The driver stamps it while the link is down ...
+    p.s.handle_timeout(p.now);
+    assert_eq!(p.s.poll_timeout(), Some(Instant::from_millis(5_000)));
+    // ... and the deadline fails it before any link comes up.
+    p.now = p.now + Duration::from_secs(5);
+    p.s.handle_timeout(p.now);
+    p.drain_events();
+    assert_eq!(p.completions(t), vec![Err(PublishFailure::Expired)]);
+    assert_eq!(p.removed, vec![3], "its durable copy is removed");
+    p.connect();
+    assert_eq!(p.b.delivered_topics(), vec!["keep"]);
+    assert_eq!(p.completions(keep), vec![Ok(())]);
+}
+
+#[test]
+fn mqtt_3_3_2_3_3_interval_sent_is_what_is_left_of_it() {
+    let mut p = Pair::new(persistent(ProtocolChoice::V5), None);
+    let (fields, topic) = expiring("e", 60);
+    let msg = OutgoingMessage {
+        properties: Properties::from_fields(&fields),
+        ..OutgoingMessage::new(&topic, b"x", QoS::AtLeastOnce)
+    };
+    p.s.publish(&msg).unwrap();
+    p.s.handle_timeout(p.now);
+    p.now = p.now + Duration::from_secs(20);
+    p.b.hold_acks = true;
+    p.connect();
+    assert_eq!(p.b.publishes.last().unwrap().message_expiry, Some(40));
+    // Resent with DUP after a reconnect 15 s later: 25 s left.
+    p.cut();
+    p.now = p.now + Duration::from_secs(15);
+    p.b.hold_acks = false;
+    p.connect();
+    let resent = p.b.publishes.last().unwrap();
+    assert!(resent.dup);
+    assert_eq!(resent.message_expiry, Some(25));
+}
+
+#[test]
+fn mqtt_3_3_2_3_3_expiry_with_a_topic_alias_also_counts_down() {
+    let mut p = Pair::new(config(ProtocolChoice::V5), None);
+    p.b.topic_alias_maximum = Some(2);
+    let (fields, topic) = expiring("alias/e", 30);
+    let msg = OutgoingMessage {
+        properties: Properties::from_fields(&fields),
+        ..OutgoingMessage::new(&topic, b"x", QoS::AtMostOnce)
+    };
+    p.s.publish(&msg).unwrap();
+    p.s.handle_timeout(p.now);
+    p.now = p.now + Duration::from_secs(10);
+    p.connect();
+    let seen = p.b.publishes.last().unwrap();
+    assert_eq!(seen.alias, Some(1));
+    assert_eq!(seen.message_expiry, Some(20));
+}
+
+// ------------------------------------------- enhanced authentication
+
+/// A toy challenge / response method the broker model runs: the answer is
+/// the challenge reversed.
+struct Reverse {
+    /// Give up at the first challenge.
+    give_up: bool,
+    /// Answer the challenge unreversed (wrong).
+    wrong: bool,
+}
+
+impl Authenticator for Reverse {
+    fn method(&self) -> &str {
+        "reverse"
+    }
+
+    fn start(&mut self, out: &mut [u8]) -> Option<usize> {
+        out.get_mut(..5)?.copy_from_slice(b"hello");
+        Some(5)
+    }
+
+    fn respond(&mut self, data: Option<&[u8]>, out: &mut [u8]) -> Option<usize> {
+        if self.give_up {
+            return None;
+        }
+        let data = data?;
+        let dst = out.get_mut(..data.len())?;
+        if self.wrong {
+            dst.copy_from_slice(data);
+        } else {
+            for (d, s) in dst.iter_mut().zip(data.iter().rev()) {
+                *d = *s;
+            }
+        }
+        Some(data.len())
+    }
+}
+
+fn with_authenticator(p: &mut Pair, give_up: bool, wrong: bool) {
+    let auth: &'static mut Reverse = Box::leak(Box::new(Reverse { give_up, wrong }));
+    p.s.set_authenticator(auth);
+    p.b.auth_method = Some("reverse");
+}
+
+#[test]
+fn mqtt_4_12_enhanced_authentication_continues_until_connack() {
+    let mut p = Pair::new(config(ProtocolChoice::V5), None);
+    with_authenticator(&mut p, false, false);
+    p.connect();
+    assert!(p.s.is_connected());
+    assert_eq!(p.b.connect_auth_data.as_deref(), Some(&b"hello"[..]));
+    assert_eq!(
+        p.b.auth_seen,
+        vec![(
+            ReasonCode::CONTINUE_AUTHENTICATION,
+            Some(b"1-egnellahc".to_vec())
+        )]
+    );
+    let t = p.publish("after/auth", b"x", QoS::AtLeastOnce);
+    assert_eq!(p.completions(t), vec![Ok(())]);
+}
+
+#[test]
+fn mqtt_4_12_wrong_answer_is_refused_and_giving_up_closes_with_0x87() {
+    let mut p = Pair::new(config(ProtocolChoice::V5), None);
+    with_authenticator(&mut p, false, true);
+    p.connect();
+    assert!(!p.s.is_connected());
+    assert!(p.events.contains(&Event::ConnectRefused {
+        reason: ReasonCode::NOT_AUTHORIZED,
+        falling_back_to_v311: false
+    }));
+    let mut q = Pair::new(config(ProtocolChoice::V5), None);
+    with_authenticator(&mut q, true, false);
+    q.connect();
+    assert!(!q.s.is_connected());
+    assert!(
+        q.b.auth_seen.is_empty(),
+        "no answer when the authenticator gives up"
+    );
+    assert!(q.events.contains(&Event::Disconnected {
+        reason: CloseReason::ProtocolError(ReasonCode::NOT_AUTHORIZED)
+    }));
+}
+
+#[test]
+fn mqtt_4_12_1_reauthentication_on_a_connected_link() {
+    let mut p = Pair::new(config(ProtocolChoice::V5), None);
+    with_authenticator(&mut p, false, false);
+    p.connect();
+    p.s.reauthenticate().unwrap();
+    assert!(p.s.reauthenticate().is_err(), "one exchange at a time");
+    p.pump();
+    assert_eq!(
+        p.b.auth_seen,
+        vec![
+            (
+                ReasonCode::CONTINUE_AUTHENTICATION,
+                Some(b"1-egnellahc".to_vec())
+            ),
+            (ReasonCode::RE_AUTHENTICATE, Some(b"hello".to_vec())),
+            (
+                ReasonCode::CONTINUE_AUTHENTICATION,
+                Some(b"3-egnellahc".to_vec())
+            ),
+        ]
+    );
+    assert!(p.events.contains(&Event::Reauthenticated));
+    assert!(p.s.is_connected());
+    // Without an authenticator there is nothing to redo.
+    let mut plain = Pair::new(config(ProtocolChoice::V5), None);
+    plain.connect();
+    assert!(plain.s.reauthenticate().is_err());
+}
+
+#[test]
+fn mqtt_4_12_no_authentication_properties_in_3_1_1() {
+    let mut p = Pair::new(config(ProtocolChoice::V311), None);
+    let auth: &'static mut Reverse = Box::leak(Box::new(Reverse {
+        give_up: false,
+        wrong: false,
+    }));
+    p.s.set_authenticator(auth);
+    p.connect();
+    assert!(p.s.is_connected());
+    assert_eq!(p.b.connect_auth_data, None);
+    assert!(p.s.reauthenticate().is_err());
 }

@@ -12,7 +12,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::codec::{
-    Connack, DecodeOptions, Decoded, Packet, PacketType, Properties, PropertyFields,
+    Auth, Connack, DecodeOptions, Decoded, Packet, PacketType, Properties, PropertyFields,
     ProtocolVersion, PubAck, Publish, QoS, ReasonCode, ReasonCodes, Suback, Unsuback,
 };
 use crate::time::Instant;
@@ -115,6 +115,17 @@ pub(super) struct Broker {
     pub(super) acked_by_client: Vec<(PacketType, u16)>,
     pub(super) pubrel_codes: Vec<(u16, ReasonCode)>,
     pub(super) client_disconnect: Option<ReasonCode>,
+    /// 5.0 enhanced authentication: the method this broker runs. It
+    /// challenges with `challenge-<n>` and expects the challenge reversed.
+    pub(super) auth_method: Option<&'static str>,
+    /// A CONNECT waiting for its authentication: (clean start, empty id).
+    auth_connect: Option<(bool, bool)>,
+    /// The challenge outstanding, if any.
+    auth_challenge: Option<String>,
+    /// AUTH packets the client sent: reason code and data.
+    pub(super) auth_seen: Vec<(ReasonCode, Option<Vec<u8>>)>,
+    /// Authentication Data of the last CONNECT.
+    pub(super) connect_auth_data: Option<Vec<u8>>,
 }
 
 impl Broker {
@@ -359,11 +370,73 @@ impl Broker {
                 self.client_disconnect = Some(d.reason_code);
                 self.closed = true;
             }
+            Packet::Auth(a) => self.on_auth(&a),
             other => panic!("a client never sends {other:?}"),
         }
     }
 
+    fn challenge(&mut self) {
+        let n = self.auth_seen.len() + 1;
+        let challenge = alloc::format!("challenge-{n}");
+        let fields = PropertyFields {
+            authentication_method: self.auth_method,
+            authentication_data: Some(challenge.as_bytes()),
+            ..PropertyFields::NONE
+        };
+        self.send_raw(Packet::Auth(Auth {
+            reason_code: ReasonCode::CONTINUE_AUTHENTICATION,
+            properties: Properties::from_fields(&fields),
+        }));
+        self.auth_challenge = Some(challenge);
+    }
+
+    /// 5.0 §4.12: an AUTH from the client (an answer, or a
+    /// re-authentication).
+    fn on_auth(&mut self, a: &Auth<'_>) {
+        let data = a.properties.authentication_data().map(<[u8]>::to_vec);
+        self.auth_seen.push((a.reason_code, data.clone()));
+        assert_eq!(a.properties.authentication_method(), self.auth_method);
+        if a.reason_code == ReasonCode::RE_AUTHENTICATE {
+            self.challenge();
+            return;
+        }
+        let expected: Option<Vec<u8>> = self
+            .auth_challenge
+            .take()
+            .map(|c| c.bytes().rev().collect());
+        let good = expected.is_some() && data == expected;
+        match self.auth_connect.take() {
+            Some((clean_start, empty_id)) if good => self.accept_connect(clean_start, empty_id),
+            Some(_) => {
+                self.send_raw(Packet::Connack(Connack {
+                    session_present: false,
+                    reason_code: ReasonCode::NOT_AUTHORIZED,
+                    properties: Properties::NONE,
+                }));
+                self.closed = true;
+            }
+            None if good => {
+                let fields = PropertyFields {
+                    authentication_method: self.auth_method,
+                    ..PropertyFields::NONE
+                };
+                self.send_raw(Packet::Auth(Auth {
+                    reason_code: ReasonCode::SUCCESS,
+                    properties: Properties::from_fields(&fields),
+                }));
+            }
+            None => {
+                self.send_raw(Packet::Disconnect(crate::codec::Disconnect {
+                    reason_code: ReasonCode::NOT_AUTHORIZED,
+                    properties: Properties::NONE,
+                }));
+                self.closed = true;
+            }
+        }
+    }
+
     fn on_connect(&mut self, c: &crate::codec::Connect<'_>) {
+        self.connect_auth_data = c.properties.authentication_data().map(<[u8]>::to_vec);
         self.last_connect = Some(ConnectSeen {
             version: c.protocol_version,
             client_id: c.client_id.to_string(),
@@ -409,7 +482,25 @@ impl Broker {
             self.closed = true;
             return;
         }
-        let present = if c.clean_start {
+        if self.auth_method.is_some() {
+            if c.properties.authentication_method() != self.auth_method {
+                self.send_raw(Packet::Connack(Connack {
+                    session_present: false,
+                    reason_code: ReasonCode::BAD_AUTHENTICATION_METHOD,
+                    properties: Properties::NONE,
+                }));
+                self.closed = true;
+                return;
+            }
+            self.auth_connect = Some((c.clean_start, c.client_id.is_empty()));
+            self.challenge();
+            return;
+        }
+        self.accept_connect(c.clean_start, c.client_id.is_empty());
+    }
+
+    fn accept_connect(&mut self, clean_start: bool, empty_id: bool) {
+        let present = if clean_start {
             self.session = Some(BrokerSession::default());
             false
         } else {
@@ -424,11 +515,8 @@ impl Broker {
             retain_available: self.retain_available,
             server_keep_alive: self.server_keep_alive,
             topic_alias_maximum: self.topic_alias_maximum,
-            assigned_client_identifier: if c.client_id.is_empty() {
-                self.assign_id
-            } else {
-                None
-            },
+            authentication_method: self.auth_method,
+            assigned_client_identifier: if empty_id { self.assign_id } else { None },
             ..PropertyFields::NONE
         };
         let properties = if self.v() == ProtocolVersion::V5 {
