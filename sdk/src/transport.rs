@@ -21,6 +21,13 @@
 //! - `embassy_tcp::EmbassyTcpConnector` (feature `embassy-net`): devices;
 //!   DNS through the embassy-net stack, a socket on buffers the caller lends
 //!   to the connector once.
+//!
+//! TLS connectors wrap any connector (see `docs/tls.md`):
+//!
+//! - `tls_rustls::RustlsConnector` (feature `rustls`): hosts; rustls with
+//!   webpki or system roots, a custom CA, mTLS, SNI and ALPN.
+//! - `embedded_tls::EmbeddedTlsConnector` (feature `embedded-tls`): devices;
+//!   TLS 1.3 without an allocator, lent record buffers, a pinned CA.
 
 /// Opens a fresh byte-stream transport to the broker, once per (re)connect.
 ///
@@ -45,10 +52,29 @@ pub trait Connector {
 
 #[cfg(feature = "embassy-net")]
 pub mod embassy_tcp;
+#[cfg(feature = "embedded-tls")]
+pub mod embedded_tls;
+#[cfg(feature = "rustls")]
+pub mod tls_rustls;
+#[cfg(all(
+    test,
+    any(feature = "rustls", all(feature = "embedded-tls", feature = "tokio"))
+))]
+mod tls_test_peer;
 #[cfg(feature = "tokio")]
 pub mod tokio_tcp;
 
 #[cfg(feature = "embassy-net")]
 pub use embassy_tcp::{EmbassyTcpConnector, EmbassyTcpError};
+#[cfg(feature = "embedded-tls")]
+pub use embedded_tls::{
+    EmbeddedTlsBuffers, EmbeddedTlsConnectError, EmbeddedTlsConnector, EmbeddedTlsError,
+    EmbeddedTlsStream,
+};
+#[cfg(feature = "rustls")]
+pub use tls_rustls::{
+    Roots, RustlsConfigError, RustlsConnectError, RustlsConnector, RustlsError, RustlsOptions,
+    RustlsStream,
+};
 #[cfg(feature = "tokio")]
 pub use tokio_tcp::{TokioTcpConnector, TokioTcpError, TokioTcpStream};
