@@ -6,7 +6,8 @@
 //!
 //! Also aedes (Node, `tests/peers`), which reports its own ports.
 //!
-//! Not here: rumqttd (comes later) and any TLS listener.
+//! Elsewhere in this crate: rumqttd, embedded in the test process
+//! ([`crate::rumqttd`]), and mosquitto with TLS listeners ([`crate::tls`]).
 
 use core::net::SocketAddr;
 use core::sync::atomic::{AtomicUsize, Ordering};
