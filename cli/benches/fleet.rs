@@ -1,0 +1,290 @@
+//! Fleet benchmark (not a test): N devices over WebSocket to one local
+//! mosquitto, each publishing one QoS 1 reading per second, run twice in
+//! the same invocation:
+//!
+//! - embermq: `embermq sim --no-checker` (the device client, one
+//!   current-thread runtime);
+//! - rumqttc 0.25.1 (feature `websocket`): this same bench binary started
+//!   again as a separate process in peer mode, N `AsyncClient` +
+//!   `EventLoop` pairs on one current-thread runtime, each publishing the
+//!   same size of payload at the same rate and QoS.
+//!
+//! Each fleet is its own process, so its peak RSS (VmHWM) and CPU time
+//! (getrusage) are its own. Reported per fleet: (peak RSS − RSS before the
+//! clients started) / N, and CPU seconds / messages published; then the
+//! ratios rumqttc : embermq.
+//!
+//! ```text
+//! cargo bench -p embermq-cli --bench fleet               # N = 1000
+//! FLEET_SIZES=1000,10000 FLEET_SECS=30 cargo bench -p embermq-cli --bench fleet
+//! FLEET_PEERS=embermq FLEET_SIZES=10000 cargo bench ...  # one side only
+//! ```
+//!
+//! The ramp is 1000 connections per second for both; the measured window
+//! is the whole run (ramp + FLEET_SECS of publishing).
+
+use std::process::Command;
+extern crate alloc;
+
+use core::time::Duration;
+use std::time::Instant;
+
+use embermq_tests::peers::Mosquitto;
+use rumqttc::{AsyncClient, MqttOptions, QoS, Transport};
+use serde_json::Value;
+
+/// A fleet's measured figures.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    devices: u64,
+    published: u64,
+    cpu_secs: f64,
+    peak_kib: u64,
+    baseline_kib: u64,
+}
+
+impl Figures {
+    fn rss_per_device(&self) -> f64 {
+        (self.peak_kib.saturating_sub(self.baseline_kib) * 1024) as f64 / self.devices as f64
+    }
+    fn cpu_per_message_us(&self) -> f64 {
+        self.cpu_secs * 1e6 / self.published.max(1) as f64
+    }
+}
+
+fn status_kib(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn cpu_secs() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_SELF).map_or(0.0, |u| {
+        let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+        t(u.user_time()) + t(u.system_time())
+    })
+}
+
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+/// The payload both fleets send: the size of the simulator's default
+/// reading (device, seq, qos, ts_us, temp_c, count).
+const PAYLOAD_LEN: usize = 96;
+
+/// Peer mode: runs N rumqttc clients and prints their figures as JSON.
+fn rumqttc_fleet(port: u16, devices: u64, secs: u64) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let local = tokio::task::LocalSet::new();
+    let published = alloc::rc::Rc::new(core::cell::Cell::new(0u64));
+    let baseline = status_kib("VmRSS:");
+    let start = Instant::now();
+    let ramp = Duration::from_secs_f64(devices as f64 / 1000.0);
+    let end = start + ramp + Duration::from_secs(secs) + Duration::from_millis(500);
+    local.block_on(&runtime, async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..devices {
+            let due = start + Duration::from_secs_f64(n as f64 / 1000.0);
+            tokio::time::sleep_until(due.into()).await;
+            let mut options = MqttOptions::new(
+                format!("rq-{n:05}"),
+                format!("ws://127.0.0.1:{port}/mqtt"),
+                port,
+            );
+            options.set_transport(Transport::Ws);
+            options.set_keep_alive(Duration::from_secs(60));
+            let (client, mut events) = AsyncClient::new(options, 10);
+            let published = published.clone();
+            tasks.spawn_local(async move {
+                let poll = async {
+                    loop {
+                        if events.poll().await.is_err() {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                };
+                let publish = async {
+                    let mut tick = tokio::time::interval(Duration::from_secs(1));
+                    let topic = format!("rq/0/rq-{n:05}/telemetry");
+                    loop {
+                        tick.tick().await;
+                        if Instant::now() >= end {
+                            break;
+                        }
+                        let payload = vec![b'x'; PAYLOAD_LEN];
+                        if client
+                            .publish(topic.as_str(), QoS::AtLeastOnce, false, payload)
+                            .await
+                            .is_ok()
+                        {
+                            published.set(published.get() + 1);
+                        }
+                    }
+                    let _ = client.disconnect().await;
+                };
+                tokio::select! {
+                    () = poll => {}
+                    () = publish => {}
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    });
+    let f = serde_json::json!({
+        "devices": devices,
+        "published": published.get(),
+        "cpu_secs": cpu_secs(),
+        "peak_kib": status_kib("VmHWM:"),
+        "baseline_kib": baseline,
+    });
+    println!("{f}");
+}
+
+fn figures(v: &Value, peer: bool) -> Figures {
+    let u = |p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    let f = |p: &str| v.pointer(p).and_then(Value::as_f64).unwrap_or(0.0);
+    if peer {
+        Figures {
+            devices: u("/devices"),
+            published: u("/published"),
+            cpu_secs: f("/cpu_secs"),
+            peak_kib: u("/peak_kib"),
+            baseline_kib: u("/baseline_kib"),
+        }
+    } else {
+        Figures {
+            devices: u("/devices"),
+            published: u("/published/qos1"),
+            cpu_secs: f("/host/cpu_secs"),
+            peak_kib: u("/host/peak_rss_kib"),
+            baseline_kib: u("/host/baseline_rss_kib"),
+        }
+    }
+}
+
+fn run_embermq(port: u16, devices: u64, secs: u64) -> Figures {
+    let report = std::env::temp_dir().join(format!("embermq-fleet-{}.json", std::process::id()));
+    let exe = env!("CARGO_BIN_EXE_embermq");
+    let out = Command::new(exe)
+        .args([
+            "sim",
+            "--quiet",
+            "--no-checker",
+            "--no-retain-state",
+            "--no-will",
+        ])
+        .args(["--devices", &devices.to_string()])
+        .args(["--broker", &format!("ws://127.0.0.1:{port}/mqtt")])
+        .args([
+            "--duration",
+            &secs.to_string(),
+            "--ramp",
+            "1000",
+            "--qos",
+            "1",
+        ])
+        .args(["--payload-size", &PAYLOAD_LEN.to_string()])
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {exe}: {e}"));
+    let text = std::fs::read(&report)
+        .unwrap_or_else(|e| panic!("no report ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    let _ = std::fs::remove_file(&report);
+    figures(&serde_json::from_slice(&text).expect("report JSON"), false)
+}
+
+fn run_rumqttc(port: u16, devices: u64, secs: u64) -> Figures {
+    let exe = std::env::current_exe().expect("own path");
+    let out = Command::new(exe)
+        .args([
+            "--peer-rumqttc",
+            &port.to_string(),
+            &devices.to_string(),
+            &secs.to_string(),
+        ])
+        .output()
+        .expect("peer runs");
+    let line = String::from_utf8_lossy(&out.stdout);
+    let json = line.lines().last().unwrap_or("{}");
+    figures(&serde_json::from_str(json).expect("peer JSON"), true)
+}
+
+fn print(name: &str, f: &Figures) {
+    println!(
+        "  {name:<8} {:>6} devices {:>8} msgs  RSS/device {:>8.0} B  (peak {} KiB, before {} KiB)  CPU/msg {:>6.1} µs ({:.2} s)",
+        f.devices,
+        f.published,
+        f.rss_per_device(),
+        f.peak_kib,
+        f.baseline_kib,
+        f.cpu_per_message_us(),
+        f.cpu_secs
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--peer-rumqttc") {
+        let get = |k: usize| {
+            args.get(i + k)
+                .and_then(|v| v.parse().ok())
+                .expect("peer args")
+        };
+        rumqttc_fleet(get(1) as u16, get(2), get(3));
+        return;
+    }
+    if args.iter().any(|a| a == "--list") {
+        // `cargo bench -- --list` from tooling: nothing to list.
+        return;
+    }
+    raise_fd_limit();
+    let sizes: Vec<u64> = std::env::var("FLEET_SIZES")
+        .unwrap_or_else(|_| "1000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let secs: u64 = std::env::var("FLEET_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let peers = std::env::var("FLEET_PEERS").unwrap_or_else(|_| "embermq,rumqttc".into());
+    for n in sizes {
+        let broker = Mosquitto::start().expect("mosquitto starts");
+        println!("fleet of {n} over WebSocket to mosquitto, QoS 1 every second, {secs} s:");
+        let e = peers
+            .contains("embermq")
+            .then(|| run_embermq(broker.ws_port, n, secs));
+        if let Some(e) = &e {
+            print("embermq", e);
+        }
+        drop(broker);
+        let broker = Mosquitto::start().expect("mosquitto starts");
+        let r = peers
+            .contains("rumqttc")
+            .then(|| run_rumqttc(broker.ws_port, n, secs));
+        if let Some(r) = &r {
+            print("rumqttc", r);
+        }
+        if let (Some(e), Some(r)) = (e, r) {
+            println!(
+                "  ratio rumqttc : embermq  RSS/device {:.1}x  CPU/msg {:.2}x",
+                r.rss_per_device() / e.rss_per_device().max(1.0),
+                r.cpu_per_message_us() / e.cpu_per_message_us().max(1e-9)
+            );
+        }
+    }
+}

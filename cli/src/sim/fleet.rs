@@ -1,0 +1,627 @@
+//! The simulated devices: one tokio task per device, each running the very
+//! client the boards run (`ClientState` + `Connection` from `embermq`, over
+//! `TokioTcpConnector` or `embermq_ws::WsConnector`), publishing JSON
+//! telemetry on a schedule and answering commands.
+//!
+//! Memory per device is a headline figure, so a device keeps only what a
+//! board would: one heap block for its lent buffers (outbox, MQTT receive
+//! and transmit, WebSocket receive and transmit), sized from the profile;
+//! the client state, its id and its counters live in the task's future.
+//! Topic and payload are formatted into one scratch buffer shared by every
+//! device on the (single) runtime thread, since `try_publish` copies them
+//! into the outbox before returning.
+//!
+//! What a device publishes (topics under `{prefix}/{shard}/{id}/`):
+//! - `telemetry`: `{"device":..,"seq":N,"qos":Q,"ts_us":T,<fields>,"pad":".."}`,
+//!   `seq` counting from 0 per device, `qos` the QoS it was published
+//!   with, `ts_us` the Unix time of sending;
+//! - `state` (retained, QoS 1): `{"online":true}` after each connect, and
+//!   `{"online":false}` as its will;
+//! - a reply to each command received on `cmd`, to the MQTT 5.0 Response
+//!   Topic with the Correlation Data when the command carried them, else to
+//!   `reply`.
+//!
+//! Not here: the accounting of what arrived (see `super::checker`).
+
+use alloc::collections::BTreeMap;
+use core::cell::{Cell, RefCell};
+use core::fmt::Write as _;
+use core::pin::pin;
+use core::task::{Context, Waker};
+use core::time::Duration;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use embassy_futures::join::join;
+use embermq::client::{Backoff, ClientConfig, ClientState, Connection, Event, NoopRawMutex};
+use embermq::clock::TokioClock;
+use embermq::codec::{Properties, PropertyFields, QoS, Subscription, SubscriptionOptions, Will};
+use embermq::session::{self, CloseReason, OutgoingMessage, OverflowPolicy, SessionConfig};
+use embermq::telemetry::{CommandReply, decode_command, encode_reply};
+use embermq::transport::{Connector, TokioTcpConnector};
+use embermq_ws::{Buffers, WsConnector};
+use hdrhistogram::Histogram;
+use tokio::time::Instant;
+
+use super::link::{CutConnector, CutSignal};
+use super::settings::Settings;
+
+/// Outbound window and inbound QoS 2 table of a device.
+const DEVICE_INFLIGHT: usize = 4;
+/// The longest topic filter a device remembers (its command topic;
+/// checked against the prefix and id pattern in `Settings::resolve`).
+pub(crate) const DEVICE_FILTER_LEN: usize = 64;
+
+/// A device's client state.
+type DeviceState<'b> = ClientState<'b, NoopRawMutex, DEVICE_INFLIGHT, 1, DEVICE_FILTER_LEN>;
+
+/// Counters for the whole fleet of this process (one runtime thread, so
+/// plain cells).
+#[derive(Default)]
+pub(crate) struct Stats {
+    /// Devices with an accepted link now.
+    pub(crate) connected: Cell<u64>,
+    /// The most devices connected at once.
+    pub(crate) connected_peak: Cell<u64>,
+    /// Accepted links (first connects and reconnects).
+    pub(crate) connects: Cell<u64>,
+    /// Accepted links after a device's first.
+    pub(crate) reconnects: Cell<u64>,
+    /// Links cut on purpose (`--cut-every`, `--storm-at`).
+    pub(crate) cuts: Cell<u64>,
+    /// Telemetry queued, per QoS.
+    pub(crate) published: [Cell<u64>; 3],
+    /// Telemetry completed (QoS 0 sent, QoS 1 PUBACK, QoS 2 PUBCOMP), per QoS.
+    pub(crate) acknowledged: [Cell<u64>; 3],
+    /// Telemetry the outbox refused (full); not counted as published.
+    pub(crate) not_queued: Cell<u64>,
+    /// Commands the devices answered.
+    pub(crate) replies_sent: Cell<u64>,
+    /// Messages the checker received (telemetry).
+    pub(crate) received: Cell<u64>,
+    /// Commands the checker sent.
+    pub(crate) commands_sent: Cell<u64>,
+    /// Replies the checker received.
+    pub(crate) replies_received: Cell<u64>,
+    /// Devices whose task ended.
+    pub(crate) finished: Cell<u64>,
+    /// Errors by kind.
+    pub(crate) errors: RefCell<BTreeMap<&'static str, u64>>,
+    /// First connect times, µs from the device's start to CONNACK.
+    pub(crate) connect_us: RefCell<Option<Histogram<u64>>>,
+}
+
+/// Adds one to a counter.
+pub(crate) fn bump(cell: &Cell<u64>) {
+    cell.set(cell.get().saturating_add(1));
+}
+
+impl Stats {
+    /// Counts one error of `kind`.
+    pub(crate) fn error(&self, kind: &'static str) {
+        *self.errors.borrow_mut().entry(kind).or_default() += 1;
+    }
+
+    /// Telemetry queued but not yet completed.
+    pub(crate) fn pending(&self) -> u64 {
+        let p: u64 = self.published.iter().map(Cell::get).sum();
+        let a: u64 = self.acknowledged.iter().map(Cell::get).sum();
+        p.saturating_sub(a)
+    }
+}
+
+/// What the fleet shares with the checker about one device.
+pub(crate) struct DeviceSlot {
+    /// Raised to cut the device's link.
+    pub(crate) cut: CutSignal,
+    /// Telemetry the device queued (its next sequence number).
+    pub(crate) published: Cell<u32>,
+}
+
+/// Everything the tasks of one run share (leaked once per run).
+pub(crate) struct Fleet {
+    pub(crate) settings: Settings,
+    pub(crate) stats: Stats,
+    pub(crate) slots: Vec<DeviceSlot>,
+    /// The clock every client reads (one epoch).
+    pub(crate) clock: TokioClock,
+    /// When the run started.
+    pub(crate) t0: Instant,
+    /// When devices stop publishing.
+    pub(crate) end: Instant,
+}
+
+/// Topic and payload of the message being built (shared scratch).
+struct Scratch {
+    topic: String,
+    payload: Vec<u8>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = const {
+        RefCell::new(Scratch { topic: String::new(), payload: Vec::new() })
+    };
+}
+
+/// Unix time in microseconds.
+pub(crate) fn unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// A small PRNG for schedule jitter, QoS choice and random walks (not for
+/// WebSocket masks: those come from the thread's CSPRNG).
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next_u32(&mut self) -> u32 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        (x >> 32) as u32
+    }
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        f64::from(self.next_u32()) / 4_294_967_296.0
+    }
+}
+
+/// What a completed publish was: telemetry at QoS 0..2, or anything else.
+const KIND_OTHER: u64 = 3;
+
+/// The per-device cells the handler and the publisher share.
+struct DeviceCells {
+    connected: Cell<bool>,
+    ever_connected: Cell<bool>,
+    /// The simulator cut the current link.
+    cut_pending: Cell<bool>,
+    /// A link ended since the last `Reconnecting`.
+    link_ended: Cell<bool>,
+    /// 2 bits per publish token modulo 32: its kind.
+    kinds: Cell<u64>,
+}
+
+impl DeviceCells {
+    fn set_kind(&self, token: u32, kind: u64) {
+        let shift = (token % 32) * 2;
+        self.kinds
+            .set((self.kinds.get() & !(3 << shift)) | (kind << shift));
+    }
+    fn kind(&self, token: u32) -> u64 {
+        (self.kinds.get() >> ((token % 32) * 2)) & 3
+    }
+}
+
+/// Runs device `local` (0-based within this shard) to the end of the run.
+pub(crate) async fn device(fleet: &'static Fleet, local: usize) {
+    let s = &fleet.settings;
+    let n = s.range.start.saturating_add(local as u32);
+    let id = s.ids.format(n);
+    let mut state_topic = String::new();
+    let _ = write!(state_topic, "{}/{}/{}/state", s.prefix, s.shard.index, id);
+    let b = s.buffers;
+    let (ws_rx_len, ws_tx_len) = if s.broker.websocket {
+        (b.ws_rx, b.ws_tx)
+    } else {
+        (0, 0)
+    };
+    // One heap block: the state topic (borrowed by the will), then the
+    // lent buffers.
+    let mut block = vec![0u8; state_topic.len() + b.outbox + b.rx + b.tx + ws_rx_len + ws_tx_len]
+        .into_boxed_slice();
+    let (topic_bytes, rest) = block.split_at_mut(state_topic.len());
+    topic_bytes.copy_from_slice(state_topic.as_bytes());
+    drop(state_topic);
+    let state_topic = core::str::from_utf8(topic_bytes).unwrap_or("");
+    let (outbox, rest) = rest.split_at_mut(b.outbox);
+    let (rx, rest) = rest.split_at_mut(b.rx);
+    let (tx, rest) = rest.split_at_mut(b.tx);
+    let (ws_rx, ws_tx) = rest.split_at_mut(ws_rx_len);
+
+    let mut config = SessionConfig::new(id.as_str());
+    config.protocol = s.protocol;
+    config.keep_alive_secs = s.keep_alive_secs;
+    config.clean_start = true;
+    config.resume_on_reconnect = true;
+    config.session_expiry_secs = Some(120);
+    config.max_incoming_packet_size = b.rx as u32;
+    config.max_inflight = DEVICE_INFLIGHT as u16;
+    if s.will {
+        config.will = Some(Will {
+            topic: state_topic,
+            payload: b"{\"online\":false}",
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            properties: Properties::NONE,
+        });
+    }
+    let state = DeviceState::new(config, outbox);
+    let slot = &fleet.slots[local];
+    let tcp = TokioTcpConnector::new(s.broker.host.as_str(), s.broker.port);
+    if s.broker.websocket {
+        let ws = WsConnector::new(
+            tcp,
+            s.broker.host.as_str(),
+            Some(s.broker.port),
+            s.broker.path.as_str(),
+            Buffers {
+                rx: ws_rx,
+                tx: ws_tx,
+            },
+            rand::thread_rng(),
+        );
+        drive(
+            fleet,
+            local,
+            n,
+            &id,
+            &state,
+            CutConnector::new(ws, &slot.cut),
+            rx,
+            tx,
+        )
+        .await;
+    } else {
+        let _ = ws_tx;
+        drive(
+            fleet,
+            local,
+            n,
+            &id,
+            &state,
+            CutConnector::new(tcp, &slot.cut),
+            rx,
+            tx,
+        )
+        .await;
+    }
+    bump(&fleet.stats.finished);
+}
+
+/// Runs the client and the publisher of one device side by side.
+#[allow(clippy::too_many_arguments)]
+async fn drive<C: Connector>(
+    fleet: &'static Fleet,
+    local: usize,
+    n: u32,
+    id: &str,
+    state: &DeviceState<'_>,
+    connector: C,
+    rx: &mut [u8],
+    tx: &mut [u8],
+) {
+    let s = &fleet.settings;
+    let stats = &fleet.stats;
+    let started = Instant::now();
+    let cells = DeviceCells {
+        connected: Cell::new(false),
+        ever_connected: Cell::new(false),
+        cut_pending: Cell::new(false),
+        link_ended: Cell::new(false),
+        kinds: Cell::new(0),
+    };
+    let client = state.client();
+    let cells = &cells;
+    let handler = move |event: Event<'_>| match event {
+        Event::Connected { .. } => {
+            if !cells.connected.replace(true) {
+                let c = stats.connected.get() + 1;
+                stats.connected.set(c);
+                if c > stats.connected_peak.get() {
+                    stats.connected_peak.set(c);
+                }
+            }
+            bump(&stats.connects);
+            if cells.ever_connected.replace(true) {
+                bump(&stats.reconnects);
+            } else if let Some(h) = stats.connect_us.borrow_mut().as_mut() {
+                let _ = h.record(started.elapsed().as_micros().max(1) as u64);
+            }
+            if s.retain_state {
+                let mut topic = heapless::String::<160>::new();
+                let _ = write!(topic, "{}/{}/{}/state", s.prefix, s.shard.index, id);
+                let mut msg =
+                    OutgoingMessage::new(topic.as_str(), b"{\"online\":true}", QoS::AtLeastOnce);
+                msg.retain = true;
+                match client.try_publish(&msg, OverflowPolicy::RejectNew) {
+                    Ok(token) => cells.set_kind(token.0, KIND_OTHER),
+                    Err(_) => stats.error("state_not_queued"),
+                }
+            }
+        }
+        Event::Disconnected { reason } => {
+            if cells.connected.replace(false) {
+                stats.connected.set(stats.connected.get().saturating_sub(1));
+            }
+            cells.link_ended.set(true);
+            if cells.cut_pending.replace(false) {
+                return;
+            }
+            match reason {
+                CloseReason::ClientRequested => {}
+                CloseReason::TransportClosed => stats.error("link_lost"),
+                CloseReason::KeepaliveTimeout => stats.error("keepalive_timeout"),
+                CloseReason::ConnackTimeout => stats.error("connack_timeout"),
+                CloseReason::ConnectRefused(_) => stats.error("connect_refused"),
+                CloseReason::ServerDisconnect(_) => stats.error("server_disconnect"),
+                CloseReason::ProtocolError(_) => stats.error("protocol_error"),
+                _ => stats.error("link_closed_other"),
+            }
+        }
+        Event::Reconnecting { .. } if !cells.link_ended.replace(false) => {
+            stats.error("connect_failed");
+        }
+        Event::PublishComplete { token, result } => {
+            let kind = cells.kind(token.0);
+            match result {
+                Ok(()) => {
+                    if let Some(c) = stats.acknowledged.get(kind as usize) {
+                        bump(c);
+                    }
+                }
+                Err(_) => stats.error("publish_failed"),
+            }
+        }
+        Event::Message(m) if m.topic.ends_with("/cmd") => {
+            answer_command(fleet, id, &client, &m, cells);
+        }
+        Event::Session(session::Event::Subscribed { results, .. }) if !results.all_succeeded() => {
+            stats.error("subscribe_refused");
+        }
+        _ => {}
+    };
+    let backoff = Backoff {
+        base: embermq::time::Duration::from_millis(100),
+        cap: embermq::time::Duration::from_secs(5),
+        max_attempts: None,
+    };
+    let run = Connection::new(
+        state,
+        connector,
+        fleet.clock,
+        rand::thread_rng(),
+        rx,
+        tx,
+        ClientConfig {
+            backoff,
+            connect_timeout: embermq::time::Duration::from_secs(20),
+        },
+    )
+    .run(handler);
+    // Queue the command subscription now; its SUBACK arrives as an event.
+    {
+        let mut filter = heapless::String::<DEVICE_FILTER_LEN>::new();
+        let _ = write!(filter, "{}/{}/{}/cmd", s.prefix, s.shard.index, id);
+        let subs = [Subscription {
+            filter: filter.as_str(),
+            options: SubscriptionOptions::qos(QoS::AtLeastOnce),
+        }];
+        let subscribe = pin!(client.subscribe(&subs));
+        // The first poll queues the request; the result comes as an event.
+        let _ = subscribe.poll(&mut Context::from_waker(Waker::noop()));
+    }
+    let publisher = async {
+        publish_loop(fleet, local, n, id, &client, cells).await;
+        client.stop();
+    };
+    let (result, ()) = join(run, publisher).await;
+    if result.is_err() {
+        stats.error("client_ended");
+    }
+}
+
+/// Publishes the device's telemetry until the end of the run, cutting its
+/// link when the fault knobs say so, then waits for the outbox to drain.
+async fn publish_loop<M, const I: usize, const S: usize, const F: usize, const A: usize>(
+    fleet: &'static Fleet,
+    local: usize,
+    n: u32,
+    id: &str,
+    client: &embermq::client::Client<'_, '_, M, I, S, F, A>,
+    cells: &DeviceCells,
+) where
+    M: embermq::client::RawMutex,
+{
+    let s = &fleet.settings;
+    let stats = &fleet.stats;
+    let slot = &fleet.slots[local];
+    let mut rng = Xorshift::new(u64::from(n) ^ fleet.t0.elapsed().as_nanos() as u64);
+    let mut walks = [0f64; super::profile::MAX_WALKS];
+    {
+        let mut w = walks.iter_mut();
+        for f in &s.fields {
+            if let super::profile::FieldKind::Walk { start, .. } = f.kind
+                && let Some(slot) = w.next()
+            {
+                *slot = start;
+            }
+        }
+    }
+    let mut seq: u32 = 0;
+    let now = Instant::now();
+    let mut next = now + s.interval.mul_f64(rng.unit());
+    let mut next_cut = s.cut_every.map(|c| now + c.mul_f64(0.5 + rng.unit()));
+    let mut storm = s.storm_at.map(|at| fleet.t0 + at);
+    let cut = |cells: &DeviceCells| {
+        if cells.connected.get() {
+            cells.cut_pending.set(true);
+            bump(&stats.cuts);
+            slot.cut.signal(());
+        }
+    };
+    loop {
+        let mut wake = next.min(fleet.end);
+        if let Some(c) = next_cut {
+            wake = wake.min(c);
+        }
+        if let Some(at) = storm {
+            wake = wake.min(at);
+        }
+        tokio::time::sleep_until(wake).await;
+        let now = Instant::now();
+        if now >= fleet.end || s.messages.is_some_and(|m| seq >= m) {
+            break;
+        }
+        if storm.is_some_and(|at| now >= at) {
+            storm = None;
+            cut(cells);
+        }
+        if let Some(c) = next_cut
+            && now >= c
+        {
+            cut(cells);
+            next_cut = s.cut_every.map(|every| c + every);
+        }
+        if now >= next {
+            let paused = s
+                .pause
+                .is_some_and(|(at, len)| now >= fleet.t0 + at && now < fleet.t0 + at + len);
+            if !paused {
+                let qos = s.qos.pick(rng.next_u32());
+                let queued = SCRATCH.with(|scratch| {
+                    let scratch = &mut *scratch.borrow_mut();
+                    build_telemetry(s, id, seq, qos, &mut walks, &mut rng, scratch);
+                    let msg = OutgoingMessage::new(scratch.topic.as_str(), &scratch.payload, qos);
+                    client.try_publish(&msg, OverflowPolicy::RejectNew)
+                });
+                match queued {
+                    Ok(token) => {
+                        seq = seq.wrapping_add(1);
+                        slot.published.set(seq);
+                        cells.set_kind(token.0, qos as u64);
+                        bump(&stats.published[qos as usize]);
+                    }
+                    Err(_) => bump(&stats.not_queued),
+                }
+            }
+            let jitter = if s.jitter.is_zero() {
+                Duration::ZERO
+            } else {
+                s.jitter.mul_f64(rng.unit() * 2.0)
+            };
+            next = (next + s.interval + jitter)
+                .checked_sub(s.jitter)
+                .unwrap_or(next + s.interval)
+                .max(now + Duration::from_millis(1));
+        }
+    }
+    // Let the outbox drain (QoS 1/2 acknowledgements), bounded.
+    let until = Instant::now().min(fleet.end) + s.drain;
+    while client.outbox_len() > 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let left = client.outbox_len() as u64;
+    if left > 0 {
+        let mut e = stats.errors.borrow_mut();
+        *e.entry("undelivered_at_end").or_default() += left;
+    }
+}
+
+/// Writes the telemetry topic and JSON payload into `scratch`.
+fn build_telemetry(
+    s: &Settings,
+    id: &str,
+    seq: u32,
+    qos: QoS,
+    walks: &mut [f64; super::profile::MAX_WALKS],
+    rng: &mut Xorshift,
+    scratch: &mut Scratch,
+) {
+    use super::profile::FieldKind;
+    use std::io::Write as _;
+    scratch.topic.clear();
+    let _ = write!(
+        scratch.topic,
+        "{}/{}/{}/telemetry",
+        s.prefix, s.shard.index, id
+    );
+    let p = &mut scratch.payload;
+    p.clear();
+    let _ = write!(
+        p,
+        "{{\"device\":\"{id}\",\"seq\":{seq},\"qos\":{},\"ts_us\":{}",
+        qos as u8,
+        unix_us()
+    );
+    let mut w = walks.iter_mut();
+    for f in &s.fields {
+        let _ = match &f.kind {
+            FieldKind::Walk { step, .. } => match w.next() {
+                Some(v) => {
+                    *v += (rng.unit() * 2.0 - 1.0) * step;
+                    write!(p, ",\"{}\":{:.2}", f.name, v)
+                }
+                None => Ok(()),
+            },
+            FieldKind::Counter => write!(p, ",\"{}\":{}", f.name, u64::from(seq) + 1),
+            FieldKind::Timestamp => write!(p, ",\"{}\":{}", f.name, unix_us() / 1000),
+            FieldKind::Constant(v) => write!(p, ",\"{}\":\"{}\"", f.name, v),
+        };
+    }
+    // `,"pad":""}` is 10 bytes.
+    let want = s.payload_size;
+    if p.len() + 11 <= want {
+        let pad = want - p.len() - 10;
+        p.extend_from_slice(b",\"pad\":\"");
+        p.resize(p.len() + pad, b'x');
+        p.push(b'"');
+    }
+    p.push(b'}');
+}
+
+/// Answers a command: the reply goes to the Response Topic (5.0) with the
+/// Correlation Data, or to the device's `reply` topic.
+fn answer_command<M, const I: usize, const S: usize, const F: usize, const A: usize>(
+    fleet: &'static Fleet,
+    id: &str,
+    client: &embermq::client::Client<'_, '_, M, I, S, F, A>,
+    m: &session::Message<'_>,
+    cells: &DeviceCells,
+) where
+    M: embermq::client::RawMutex,
+{
+    let s = &fleet.settings;
+    let stats = &fleet.stats;
+    let mut body = [0u8; 128];
+    let len = match decode_command(m.payload) {
+        Ok(cmd) => {
+            let mut reply = CommandReply::ok(&cmd);
+            reply.uptime_ms = Some(fleet.t0.elapsed().as_millis() as u64);
+            encode_reply(&reply, &mut body)
+        }
+        Err(_) => {
+            stats.error("bad_command");
+            encode_reply(&CommandReply::failed("?", "cannot decode"), &mut body)
+        }
+    };
+    let Ok(len) = len else {
+        stats.error("reply_encode");
+        return;
+    };
+    let mut fallback = heapless::String::<160>::new();
+    let topic = match m.properties.response_topic() {
+        Some(t) => t,
+        None => {
+            let _ = write!(fallback, "{}/{}/{}/reply", s.prefix, s.shard.index, id);
+            fallback.as_str()
+        }
+    };
+    let fields = PropertyFields {
+        correlation_data: m.properties.correlation_data(),
+        ..PropertyFields::default()
+    };
+    let mut msg = OutgoingMessage::new(topic, body.get(..len).unwrap_or(&[]), QoS::AtLeastOnce);
+    msg.properties = Properties::from_fields(&fields);
+    match client.try_publish(&msg, OverflowPolicy::RejectNew) {
+        Ok(token) => {
+            cells.set_kind(token.0, KIND_OTHER);
+            bump(&stats.replies_sent);
+        }
+        Err(_) => stats.error("reply_not_queued"),
+    }
+}

@@ -1,0 +1,228 @@
+//! The simulated devices' links: the broker URL (`ws://` and `mqtt://`),
+//! and [`CutConnector`], which wraps any connector so the simulator can cut
+//! a device's link on purpose (the fault knobs `--cut-every` and
+//! `--storm-at`).
+//!
+//! A cut makes the transport's pending and later reads and writes fail with
+//! `ConnectionReset`; the client then drops the transport (the broker sees
+//! the socket close without DISCONNECT, so it publishes the will) and
+//! reconnects with its own backoff, exactly as after a real link loss.
+//!
+//! Not here: `wss://` and `mqtts://` (TLS comes with the CLI's shared
+//! connector module; until then the simulator refuses those schemes).
+
+use core::fmt;
+
+use embassy_futures::select::{Either, select};
+use embassy_sync::blocking_mutex::raw::NoopRawMutex;
+use embassy_sync::signal::Signal;
+use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
+use embermq::transport::Connector;
+
+use super::profile::{ProfileError, invalid};
+
+/// Where the broker is and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BrokerUrl {
+    /// WebSocket (`ws://`) or plain MQTT over TCP (`mqtt://`).
+    pub(crate) websocket: bool,
+    /// Host name or address.
+    pub(crate) host: String,
+    /// TCP port.
+    pub(crate) port: u16,
+    /// The HTTP path of the WebSocket endpoint (`/mqtt` by default).
+    pub(crate) path: String,
+}
+
+impl BrokerUrl {
+    /// Parses `ws://host[:port][/path]` or `mqtt://host[:port]`.
+    pub(crate) fn parse(text: &str) -> Result<Self, ProfileError> {
+        let (scheme, rest) = text.split_once("://").ok_or_else(|| {
+            invalid(
+                "--broker",
+                format!("{text:?}: expected scheme://host[:port]"),
+            )
+        })?;
+        let (websocket, default_port) = match scheme {
+            "ws" => (true, 80),
+            "mqtt" | "tcp" => (false, 1883),
+            "wss" | "mqtts" => {
+                return Err(invalid(
+                    "--broker",
+                    format!("{scheme}:// (TLS) is not available in the simulator yet"),
+                ));
+            }
+            other => return Err(invalid("--broker", format!("unknown scheme {other:?}"))),
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') || h.ends_with(']') => {
+                let port = p
+                    .parse()
+                    .map_err(|_| invalid("--broker", format!("bad port in {text:?}")))?;
+                (h, port)
+            }
+            _ => (authority, default_port),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(invalid("--broker", format!("no host in {text:?}")));
+        }
+        Ok(Self {
+            websocket,
+            host: host.to_owned(),
+            port,
+            path: if path.is_empty() {
+                "/mqtt".to_owned()
+            } else {
+                path.to_owned()
+            },
+        })
+    }
+}
+
+impl fmt::Display for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.websocket {
+            write!(f, "ws://{}:{}{}", self.host, self.port, self.path)
+        } else {
+            write!(f, "mqtt://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// A cut signal: raised by the simulator, seen by the device's transport.
+pub(crate) type CutSignal = Signal<NoopRawMutex, ()>;
+
+/// Wraps connector `C`; every transport it opens fails once `cut` is
+/// raised. Raising it while no link is open has no effect on the next one.
+pub(crate) struct CutConnector<'c, C> {
+    inner: C,
+    cut: &'c CutSignal,
+}
+
+impl<'c, C> CutConnector<'c, C> {
+    /// `inner`, cut by `cut`.
+    pub(crate) fn new(inner: C, cut: &'c CutSignal) -> Self {
+        Self { inner, cut }
+    }
+}
+
+impl<C: Connector> Connector for CutConnector<'_, C> {
+    type Transport<'a>
+        = CutStream<'a, C::Transport<'a>>
+    where
+        Self: 'a;
+    type Error = C::Error;
+
+    async fn connect(&mut self) -> Result<Self::Transport<'_>, Self::Error> {
+        // A cut raised between links is stale.
+        self.cut.reset();
+        let inner = self.inner.connect().await?;
+        Ok(CutStream {
+            inner,
+            cut: self.cut,
+        })
+    }
+}
+
+/// A transport that fails once its cut signal is raised.
+pub(crate) struct CutStream<'c, T> {
+    inner: T,
+    cut: &'c CutSignal,
+}
+
+/// An I/O error of a [`CutStream`]: the inner transport's kind, or the cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CutIoError {
+    /// The inner transport failed.
+    Inner(ErrorKind),
+    /// The simulator cut the link.
+    Cut,
+}
+
+impl fmt::Display for CutIoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Inner(kind) => write!(f, "transport failed: {kind:?}"),
+            Self::Cut => f.write_str("link cut by the simulator"),
+        }
+    }
+}
+
+impl core::error::Error for CutIoError {}
+
+impl embedded_io_async::Error for CutIoError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Inner(kind) => *kind,
+            Self::Cut => ErrorKind::ConnectionReset,
+        }
+    }
+}
+
+impl<T: ErrorType> ErrorType for CutStream<'_, T> {
+    type Error = CutIoError;
+}
+
+fn inner_error<E: embedded_io_async::Error>(e: E) -> CutIoError {
+    CutIoError::Inner(e.kind())
+}
+
+impl<T: Read> Read for CutStream<'_, T> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, CutIoError> {
+        if self.cut.signaled() {
+            return Err(CutIoError::Cut);
+        }
+        // Both halves are cancel-safe: the inner read loses no bytes, the
+        // signal stays raised until taken.
+        match select(self.inner.read(buf), self.cut.wait()).await {
+            Either::First(r) => r.map_err(inner_error),
+            Either::Second(()) => {
+                self.cut.signal(());
+                Err(CutIoError::Cut)
+            }
+        }
+    }
+}
+
+impl<T: Write> Write for CutStream<'_, T> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, CutIoError> {
+        if self.cut.signaled() {
+            return Err(CutIoError::Cut);
+        }
+        self.inner.write(buf).await.map_err(inner_error)
+    }
+
+    async fn flush(&mut self) -> Result<(), CutIoError> {
+        if self.cut.signaled() {
+            return Err(CutIoError::Cut);
+        }
+        self.inner.flush().await.map_err(inner_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls_give_scheme_host_port_and_path() {
+        let u = BrokerUrl::parse("ws://127.0.0.1:9001/mqtt").unwrap();
+        assert!(u.websocket);
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("127.0.0.1", 9001, "/mqtt")
+        );
+        let t = BrokerUrl::parse("mqtt://broker.local").unwrap();
+        assert!(!t.websocket);
+        assert_eq!((t.host.as_str(), t.port), ("broker.local", 1883));
+        assert_eq!(BrokerUrl::parse("ws://h").unwrap().port, 80);
+        assert!(BrokerUrl::parse("wss://h").is_err());
+        assert!(BrokerUrl::parse("http://h").is_err());
+        assert!(BrokerUrl::parse("h:1883").is_err());
+    }
+}
