@@ -1,31 +1,41 @@
 //! embermq on an ESP32-C3 over Wi-Fi.
 //!
-//! Joins the Wi-Fi network named at build time, gets an address by DHCP,
-//! then runs the board-independent link check (`embermq-link-check`): the
-//! broker's name is resolved through embassy-net and a TCP connection opened
-//! with `embermq::transport::EmbassyTcpConnector`, held, and opened again
-//! after a delay when it ends or fails. Every step is printed with
-//! esp-println and the LED on GPIO8 shows whether the link is up.
-//!
-//! MQTT itself comes with the embermq client; this firmware proves the
-//! network and the transport underneath it.
+//! Joins the Wi-Fi network named at build time and gets an address by DHCP,
+//! then runs the board-independent application (`embermq-board-app`) on
+//! the embermq client: MQTT 5.0 (3.1.1 fall-back) over WebSocket
+//! (`embermq_ws::WsConnector`) over TCP
+//! (`embermq::transport::EmbassyTcpConnector`, which resolves the broker's
+//! name through embassy-net). It publishes a JSON reading (the on-chip
+//! temperature sensor, uptime, a counter) every `TELEMETRY_SECS`, answers
+//! commands on `devices/{id}/commands` (the LED on GPIO8, the interval) and
+//! reconnects with backoff. Every step is printed with esp-println.
 #![no_std]
 #![no_main]
 
+use core::cell::RefCell;
+
+use embassy_embedded_hal::adapter::BlockingAsync;
 use embassy_executor::Spawner;
 use embassy_net::{Runner, Stack, StackResources};
 use embassy_time::{Duration, Timer};
+use embermq::client::{ClientState, Connection, NoopRawMutex};
 use embermq::clock::EmbassyClock;
 use embermq::transport::EmbassyTcpConnector;
-use embermq_link_check::{LinkCheck, LinkEvent, port_from_env};
+use embermq_board_app::{
+    AppEvent, Board, FlashStore, Settings, SharedRng, device_id_from_serial, port_from_env,
+    secs_from_env, str_from_env,
+};
+use embermq_ws::{Buffers, WsConnector};
 use esp_backtrace as _;
 use esp_hal::clock::CpuClock;
 use esp_hal::gpio::{Level, Output, OutputConfig};
-use esp_hal::rng::Rng;
+use esp_hal::rng::{Rng, Trng};
 use esp_hal::timer::timg::TimerGroup;
+use esp_hal::tsens::{self, TemperatureSensor};
 use esp_println::println;
 use esp_radio::wifi::sta::StationConfig;
 use esp_radio::wifi::{AuthenticationMethodConfig, Config, Interface, WifiController};
+use esp_storage::FlashStorage;
 use static_cell::StaticCell;
 
 esp_bootloader_esp_idf::esp_app_desc!();
@@ -41,12 +51,76 @@ const WIFI_PASSWORD: &str = match option_env!("WIFI_PASSWORD") {
     None => "",
 };
 /// The broker's host name or IPv4 address (build-time `BROKER_HOST`).
-const BROKER_HOST: &str = match option_env!("BROKER_HOST") {
-    Some(host) => host,
-    None => "test.mosquitto.org",
-};
-/// The broker's TCP port (build-time `BROKER_PORT`).
-const BROKER_PORT: u16 = port_from_env(option_env!("BROKER_PORT"), 1883);
+const BROKER_HOST: &str = str_from_env(option_env!("BROKER_HOST"), "test.mosquitto.org");
+/// The broker's WebSocket port (build-time `BROKER_PORT`).
+const BROKER_PORT: u16 = port_from_env(option_env!("BROKER_PORT"), 8080);
+/// The WebSocket path (build-time `BROKER_PATH`).
+const BROKER_PATH: &str = str_from_env(option_env!("BROKER_PATH"), "/mqtt");
+/// The device id (build-time `DEVICE_ID`); unset: `esp32c3-` and the
+/// eFuse base MAC in hex.
+const DEVICE_ID: Option<&str> = option_env!("DEVICE_ID");
+/// Seconds between readings at start-up (build-time `TELEMETRY_SECS`).
+const TELEMETRY_SECS: u32 = secs_from_env(option_env!("TELEMETRY_SECS"), 10);
+
+/// TCP socket buffers (receive window, send buffer).
+const TCP_BUF: usize = 2048;
+/// WebSocket frame buffers (the handshake response must fit in `rx`).
+const WS_BUF: usize = 1024;
+/// The largest MQTT packet received / sent.
+const MQTT_RX: usize = 2048;
+const MQTT_TX: usize = 1024;
+/// Queued and unacknowledged publishes.
+const OUTBOX: usize = 4096;
+/// The flash pages of the durable outbox (the `nvs` partition of the default partition table that espflash writes; nothing else on this firmware uses NVS).
+const OUTBOX_FLASH: core::ops::Range<u32> = 0x9000..0xF000;
+/// TLS record buffers (`wss`): a whole TLS 1.3 record (2^14 + 256 bytes)
+/// to decrypt in place, the same again to collect it, and outgoing records.
+#[cfg(feature = "wss")]
+const TLS_RECORD: usize = 16_640;
+#[cfg(feature = "wss")]
+const TLS_WRITE: usize = 4096;
+/// The broker's CA certificate (DER) from build-time `BROKER_CA_DER`.
+#[cfg(feature = "wss")]
+const BROKER_CA: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/broker-ca.der"));
+#[cfg(feature = "wss")]
+const _: () = assert!(
+    !BROKER_CA.is_empty() || option_env!("WSS_INSECURE").is_some(),
+    "a wss build needs BROKER_CA_DER (the broker's CA certificate, DER) or WSS_INSECURE=1"
+);
+/// The URL scheme, for the log.
+const SCHEME: &str = if cfg!(feature = "wss") { "wss" } else { "ws" };
+/// The durable outbox's item buffer: the largest record (a PUBLISH no
+/// larger than the transmit buffer) and its 4-byte key.
+const STORE_BUF_LEN: usize = MQTT_TX + 4;
+
+/// The SPI flash through the async NOR flash traits.
+type Flash = BlockingAsync<FlashStorage<'static>>;
+
+/// The client state: 8 publishes in flight, 2 subscriptions, the outbox
+/// kept in flash.
+type MqttState = ClientState<'static, NoopRawMutex, 8, 2, 128, 0, FlashStore<'static, Flash>>;
+
+/// The LED on GPIO8 (active low on a C3 SuperMini), the on-chip
+/// temperature sensor, and the serial log.
+struct Esp32c3Board {
+    led: Output<'static>,
+    thermometer: TemperatureSensor<'static>,
+}
+
+impl Board for Esp32c3Board {
+    fn set_led(&mut self, on: bool) {
+        self.led
+            .set_level(if on { Level::Low } else { Level::High });
+    }
+
+    fn temperature_c(&mut self) -> Option<f32> {
+        Some(self.thermometer.get_temperature().to_celsius())
+    }
+
+    fn report(&mut self, event: AppEvent<'_>) {
+        println!("{}", event);
+    }
+}
 
 /// Wi-Fi and the TCP/IP stack allocate from this heap (esp-radio needs one).
 const HEAP_BYTES: usize = 72 * 1024;
@@ -61,7 +135,12 @@ async fn main(spawner: Spawner) -> ! {
     esp_rtos::start(timg0.timer0, peripherals.FROM_CPU_INTR0);
 
     println!("embermq esp32c3: joining Wi-Fi {}", WIFI_SSID);
-    let mut led = Output::new(peripherals.GPIO8, Level::High, OutputConfig::default());
+    let led = Output::new(peripherals.GPIO8, Level::High, OutputConfig::default());
+    let flash: Flash = BlockingAsync::new(FlashStorage::new(peripherals.FLASH));
+    let thermometer = match TemperatureSensor::new(peripherals.TSENS, tsens::Config::default()) {
+        Ok(sensor) => sensor,
+        Err(e) => halt("temperature sensor", e),
+    };
 
     let mut controller = match WifiController::new(peripherals.WIFI, Default::default()) {
         Ok(controller) => controller,
@@ -100,45 +179,108 @@ async fn main(spawner: Spawner) -> ! {
 
     wait_for_address(stack).await;
 
-    static RX: StaticCell<[u8; 2048]> = StaticCell::new();
-    static TX: StaticCell<[u8; 2048]> = StaticCell::new();
-    let mut connector = EmbassyTcpConnector::new(
+    let device_id: &'static str = match DEVICE_ID {
+        Some(id) => id,
+        None => {
+            static ID: StaticCell<heapless::String<32>> = StaticCell::new();
+            let mac = esp_hal::efuse::base_mac_address();
+            ID.init(device_id_from_serial("esp32c3", mac.as_bytes()))
+        }
+    };
+    let settings = match Settings::new(device_id, TELEMETRY_SECS) {
+        Ok(settings) => settings,
+        Err(e) => halt("DEVICE_ID", e),
+    };
+
+    // Wi-Fi is running, so the RNG draws on RF noise: a TRNG.
+    let trng = match Trng::try_new() {
+        Ok(trng) => trng,
+        Err(e) => halt("no TRNG", e),
+    };
+    static RNG: StaticCell<RefCell<Trng>> = StaticCell::new();
+    let rng = SharedRng::new(RNG.init(RefCell::new(trng)));
+
+    static TCP_RX: StaticCell<[u8; TCP_BUF]> = StaticCell::new();
+    static TCP_TX: StaticCell<[u8; TCP_BUF]> = StaticCell::new();
+    static WS_RX: StaticCell<[u8; WS_BUF]> = StaticCell::new();
+    static WS_TX: StaticCell<[u8; WS_BUF]> = StaticCell::new();
+    let tcp = EmbassyTcpConnector::new(
         stack,
         BROKER_HOST,
         BROKER_PORT,
-        RX.init([0; 2048]),
-        TX.init([0; 2048]),
+        TCP_RX.init([0; TCP_BUF]),
+        TCP_TX.init([0; TCP_BUF]),
     );
-    println!("broker {}:{}", BROKER_HOST, BROKER_PORT);
-    embermq_link_check::run(
-        &mut connector,
-        &EmbassyClock::new(),
-        LinkCheck::default(),
-        |event| match event {
-            LinkEvent::Connecting { attempt } => println!("connecting (attempt {})", attempt),
-            LinkEvent::Connected { attempt } => {
-                led.set_low();
-                println!(
-                    "tcp connected to {}:{} (attempt {})",
-                    BROKER_HOST, BROKER_PORT, attempt
-                );
-            }
-            LinkEvent::ConnectFailed(error) => println!("connect failed: {}", error),
-            LinkEvent::Closed {
-                after,
-                received,
-                reason,
-            } => {
-                led.set_high();
-                println!(
-                    "closed after {} ({} bytes received): {:?}",
-                    after, received, reason
-                );
-            }
-            LinkEvent::Waiting { delay } => println!("next attempt in {}", delay),
+    // wss: TLS 1.3 (embedded-tls) between the WebSocket and TCP.
+    #[cfg(feature = "wss")]
+    let tcp = {
+        use embermq::transport::embedded_tls::{EmbeddedTlsBuffers, EmbeddedTlsConnector};
+        use static_cell::ConstStaticCell;
+        static TLS_READ_BUF: ConstStaticCell<[u8; TLS_RECORD]> =
+            ConstStaticCell::new([0; TLS_RECORD]);
+        static TLS_STAGING_BUF: ConstStaticCell<[u8; TLS_RECORD]> =
+            ConstStaticCell::new([0; TLS_RECORD]);
+        static TLS_WRITE_BUF: ConstStaticCell<[u8; TLS_WRITE]> =
+            ConstStaticCell::new([0; TLS_WRITE]);
+        let buffers = EmbeddedTlsBuffers {
+            read: TLS_READ_BUF.take(),
+            write: TLS_WRITE_BUF.take(),
+            staging: TLS_STAGING_BUF.take(),
+        };
+        if BROKER_CA.is_empty() {
+            println!("wss WITHOUT server verification (WSS_INSECURE): lab use only");
+            EmbeddedTlsConnector::insecure_without_verification(tcp, BROKER_HOST, buffers, rng)
+        } else {
+            EmbeddedTlsConnector::new(tcp, BROKER_HOST, BROKER_CA, buffers, rng)
+        }
+    };
+    let ws = WsConnector::new(
+        tcp,
+        BROKER_HOST,
+        Some(BROKER_PORT),
+        BROKER_PATH,
+        Buffers {
+            rx: WS_RX.init([0; WS_BUF]),
+            tx: WS_TX.init([0; WS_BUF]),
         },
-    )
-    .await
+        rng,
+    );
+
+    // Unacknowledged readings are kept in flash and sent after a reset.
+    static STORE_BUF: StaticCell<[u8; STORE_BUF_LEN]> = StaticCell::new();
+    let store = match FlashStore::new(flash, OUTBOX_FLASH, STORE_BUF.init([0; STORE_BUF_LEN])) {
+        Ok(store) => store,
+        Err(e) => halt("flash outbox", e),
+    };
+    static OUTBOX_BUF: StaticCell<[u8; OUTBOX]> = StaticCell::new();
+    static MQTT_STATE: StaticCell<MqttState> = StaticCell::new();
+    static RX: StaticCell<[u8; MQTT_RX]> = StaticCell::new();
+    static TX: StaticCell<[u8; MQTT_TX]> = StaticCell::new();
+    let state = MQTT_STATE.init(ClientState::with_store(
+        settings.session_config(MQTT_RX),
+        OUTBOX_BUF.init([0; OUTBOX]),
+        store,
+    ));
+    let connection = Connection::new(
+        state,
+        ws,
+        EmbassyClock::new(),
+        rng,
+        RX.init([0; MQTT_RX]),
+        TX.init([0; MQTT_TX]),
+        settings.client,
+    );
+    println!(
+        "device {} -> {}://{}:{}{}",
+        device_id, SCHEME, BROKER_HOST, BROKER_PORT, BROKER_PATH
+    );
+    let board = Esp32c3Board { led, thermometer };
+    if let Err(e) =
+        embermq_board_app::run(state, connection, EmbassyClock::new(), board, &settings).await
+    {
+        println!("client stopped: {}", e);
+    }
+    halt("client", "stopped")
 }
 
 /// Waits for DHCP and prints the address.

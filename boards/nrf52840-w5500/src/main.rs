@@ -1,31 +1,41 @@
 //! embermq on an nRF52840 with a WIZnet W5500 Ethernet module.
 //!
-//! Brings the W5500 up in MACRAW mode under embassy-net, gets an address by
-//! DHCP, then runs the board-independent link check (`embermq-link-check`):
-//! the broker's name is resolved through embassy-net and a TCP connection
-//! opened with `embermq::transport::EmbassyTcpConnector`, held, and opened
-//! again after a delay when it ends or fails. Every step is logged with defmt
-//! over RTT and LED1 is lit while the link is up.
-//!
-//! MQTT itself comes with the embermq client; this firmware proves the
-//! network and the transport underneath it.
+//! Brings the W5500 up in MACRAW mode under embassy-net and gets an address
+//! by DHCP, then runs the board-independent application
+//! (`embermq-board-app`) on the embermq client: MQTT 5.0 (3.1.1 fall-back)
+//! over WebSocket (`embermq_ws::WsConnector`) over TCP
+//! (`embermq::transport::EmbassyTcpConnector`, which resolves the broker's
+//! name through embassy-net). It publishes a JSON reading (uptime, a
+//! counter) every `TELEMETRY_SECS`, answers commands on
+//! `devices/{id}/commands` (LED1 on/off, the interval) and reconnects with
+//! backoff. Every step is logged with defmt over RTT.
 #![no_std]
 #![no_main]
 
-use defmt::{info, unwrap, warn};
+use core::cell::RefCell;
+
+use defmt::{error, info, unwrap};
+use embassy_embedded_hal::adapter::BlockingAsync;
 use embassy_executor::Spawner;
 use embassy_net::{Stack, StackResources};
 use embassy_net_wiznet::chip::W5500;
 use embassy_net_wiznet::{Device, Runner, State};
 use embassy_nrf::gpio::{Input, Level, Output, OutputDrive, Pull};
+use embassy_nrf::mode::Async;
+use embassy_nrf::nvmc::Nvmc;
 use embassy_nrf::rng::Rng;
 use embassy_nrf::spim::{self, Spim};
 use embassy_nrf::{bind_interrupts, peripherals, rng};
 use embassy_time::Delay;
 use embedded_hal_bus::spi::ExclusiveDevice;
+use embermq::client::{ClientState, Connection, NoopRawMutex};
 use embermq::clock::EmbassyClock;
 use embermq::transport::EmbassyTcpConnector;
-use embermq_link_check::{LinkCheck, LinkEvent, port_from_env};
+use embermq_board_app::{
+    AppEvent, Board, FlashStore, Settings, SharedRng, device_id_from_serial, port_from_env,
+    secs_from_env, str_from_env,
+};
+use embermq_ws::{Buffers, WsConnector};
 use static_cell::StaticCell;
 use {defmt_rtt as _, panic_probe as _};
 
@@ -35,12 +45,31 @@ bind_interrupts!(struct Irqs {
 });
 
 /// The broker's host name or IPv4 address (build-time `BROKER_HOST`).
-const BROKER_HOST: &str = match option_env!("BROKER_HOST") {
-    Some(host) => host,
-    None => "test.mosquitto.org",
-};
-/// The broker's TCP port (build-time `BROKER_PORT`).
-const BROKER_PORT: u16 = port_from_env(option_env!("BROKER_PORT"), 1883);
+const BROKER_HOST: &str = str_from_env(option_env!("BROKER_HOST"), "test.mosquitto.org");
+/// The broker's WebSocket port (build-time `BROKER_PORT`).
+const BROKER_PORT: u16 = port_from_env(option_env!("BROKER_PORT"), 8080);
+/// The WebSocket path (build-time `BROKER_PATH`).
+const BROKER_PATH: &str = str_from_env(option_env!("BROKER_PATH"), "/mqtt");
+/// The device id (build-time `DEVICE_ID`); unset: `nrf52840-` and the
+/// chip's FICR device id in hex.
+const DEVICE_ID: Option<&str> = option_env!("DEVICE_ID");
+/// Seconds between readings at start-up (build-time `TELEMETRY_SECS`).
+const TELEMETRY_SECS: u32 = secs_from_env(option_env!("TELEMETRY_SECS"), 10);
+
+/// TCP socket buffers (receive window, send buffer).
+const TCP_BUF: usize = 2048;
+/// WebSocket frame buffers (the handshake response must fit in `rx`).
+const WS_BUF: usize = 1024;
+/// The largest MQTT packet received / sent.
+const MQTT_RX: usize = 2048;
+const MQTT_TX: usize = 1024;
+/// Queued and unacknowledged publishes.
+const OUTBOX: usize = 4096;
+/// The flash pages of the durable outbox (the last 32 KiB, left out of FLASH in `memory.x`).
+const OUTBOX_FLASH: core::ops::Range<u32> = 0xF_8000..0x10_0000;
+/// The durable outbox's item buffer: the largest record (a PUBLISH no
+/// larger than the transmit buffer) and its 4-byte key.
+const STORE_BUF_LEN: usize = MQTT_TX + 4;
 
 type W5500Runner = Runner<
     'static,
@@ -50,11 +79,35 @@ type W5500Runner = Runner<
     Output<'static>,
 >;
 
+/// The internal flash through the async NOR flash traits.
+type Flash = BlockingAsync<Nvmc<'static>>;
+
+/// The client state: 8 publishes in flight, 2 subscriptions, the outbox
+/// kept in flash.
+type MqttState = ClientState<'static, NoopRawMutex, 8, 2, 128, 0, FlashStore<'static, Flash>>;
+
+/// LED1 (active low) and the defmt log.
+struct Nrf52840Board {
+    led: Output<'static>,
+}
+
+impl Board for Nrf52840Board {
+    fn set_led(&mut self, on: bool) {
+        self.led
+            .set_level(if on { Level::Low } else { Level::High });
+    }
+
+    fn report(&mut self, event: AppEvent<'_>) {
+        info!("{}", defmt::Display2Format(&event));
+    }
+}
+
 #[embassy_executor::main]
 async fn main(spawner: Spawner) -> ! {
     let p = embassy_nrf::init(Default::default());
     info!("embermq nrf52840-w5500: starting Ethernet");
-    let mut led = Output::new(p.P0_13, Level::High, OutputDrive::Standard);
+    let led = Output::new(p.P0_13, Level::High, OutputDrive::Standard);
+    let flash: Flash = BlockingAsync::new(Nvmc::new(p.NVMC));
 
     let mut rng = Rng::new(p.RNG, Irqs);
     let mut random = [0u8; 8];
@@ -91,47 +144,79 @@ async fn main(spawner: Spawner) -> ! {
 
     wait_for_address(stack).await;
 
-    static RX: StaticCell<[u8; 2048]> = StaticCell::new();
-    static TX: StaticCell<[u8; 2048]> = StaticCell::new();
-    let mut connector = EmbassyTcpConnector::new(
+    let device_id: &'static str = match DEVICE_ID {
+        Some(id) => id,
+        None => {
+            static ID: StaticCell<heapless::String<32>> = StaticCell::new();
+            let ficr = embassy_nrf::pac::FICR;
+            let serial =
+                u64::from(ficr.deviceid(1).read()) << 32 | u64::from(ficr.deviceid(0).read());
+            ID.init(device_id_from_serial("nrf52840", &serial.to_be_bytes()))
+        }
+    };
+    let settings = unwrap!(Settings::new(device_id, TELEMETRY_SECS).map_err(|_| "DEVICE_ID"));
+
+    static RNG: StaticCell<RefCell<Rng<'static, Async>>> = StaticCell::new();
+    let rng = SharedRng::new(RNG.init(RefCell::new(rng)));
+
+    static TCP_RX: StaticCell<[u8; TCP_BUF]> = StaticCell::new();
+    static TCP_TX: StaticCell<[u8; TCP_BUF]> = StaticCell::new();
+    static WS_RX: StaticCell<[u8; WS_BUF]> = StaticCell::new();
+    static WS_TX: StaticCell<[u8; WS_BUF]> = StaticCell::new();
+    let tcp = EmbassyTcpConnector::new(
         stack,
         BROKER_HOST,
         BROKER_PORT,
-        RX.init([0; 2048]),
-        TX.init([0; 2048]),
+        TCP_RX.init([0; TCP_BUF]),
+        TCP_TX.init([0; TCP_BUF]),
     );
-    info!("broker {}:{}", BROKER_HOST, BROKER_PORT);
-    embermq_link_check::run(
-        &mut connector,
-        &EmbassyClock::new(),
-        LinkCheck::default(),
-        |event| match event {
-            LinkEvent::Connecting { attempt } => info!("connecting (attempt {})", attempt),
-            LinkEvent::Connected { attempt } => {
-                led.set_low();
-                info!(
-                    "tcp connected to {}:{} (attempt {})",
-                    BROKER_HOST, BROKER_PORT, attempt
-                );
-            }
-            LinkEvent::ConnectFailed(error) => warn!("connect failed: {}", error),
-            LinkEvent::Closed {
-                after,
-                received,
-                reason,
-            } => {
-                led.set_high();
-                info!(
-                    "closed after {} ms ({} bytes received): {}",
-                    after.as_millis(),
-                    received,
-                    defmt::Debug2Format(&reason)
-                );
-            }
-            LinkEvent::Waiting { delay } => info!("next attempt in {} ms", delay.as_millis()),
+    let ws = WsConnector::new(
+        tcp,
+        BROKER_HOST,
+        Some(BROKER_PORT),
+        BROKER_PATH,
+        Buffers {
+            rx: WS_RX.init([0; WS_BUF]),
+            tx: WS_TX.init([0; WS_BUF]),
         },
-    )
-    .await
+        rng,
+    );
+
+    // Unacknowledged readings are kept in flash and sent after a reset.
+    static STORE_BUF: StaticCell<[u8; STORE_BUF_LEN]> = StaticCell::new();
+    let store = match FlashStore::new(flash, OUTBOX_FLASH, STORE_BUF.init([0; STORE_BUF_LEN])) {
+        Ok(store) => store,
+        Err(e) => defmt::panic!("flash outbox: {}", defmt::Display2Format(&e)),
+    };
+    static OUTBOX_BUF: StaticCell<[u8; OUTBOX]> = StaticCell::new();
+    static MQTT_STATE: StaticCell<MqttState> = StaticCell::new();
+    static RX: StaticCell<[u8; MQTT_RX]> = StaticCell::new();
+    static TX: StaticCell<[u8; MQTT_TX]> = StaticCell::new();
+    let state = MQTT_STATE.init(ClientState::with_store(
+        settings.session_config(MQTT_RX),
+        OUTBOX_BUF.init([0; OUTBOX]),
+        store,
+    ));
+    let connection = Connection::new(
+        state,
+        ws,
+        EmbassyClock::new(),
+        rng,
+        RX.init([0; MQTT_RX]),
+        TX.init([0; MQTT_TX]),
+        settings.client,
+    );
+    info!(
+        "device {} -> ws://{}:{}{}",
+        device_id, BROKER_HOST, BROKER_PORT, BROKER_PATH
+    );
+    let board = Nrf52840Board { led };
+    if let Err(e) =
+        embermq_board_app::run(state, connection, EmbassyClock::new(), board, &settings).await
+    {
+        error!("client stopped: {}", defmt::Display2Format(&e));
+    }
+    defmt::panic!("the client never stops on its own")
 }
 
 /// Waits for DHCP and logs the address.
