@@ -32,6 +32,7 @@ use hdrhistogram::Histogram;
 use serde::Deserialize;
 
 use super::fleet::{Fleet, bump, unix_us};
+use super::link::tls_connector;
 
 /// The checker's inbound QoS 2 table and its 5.0 Receive Maximum: how
 /// many QoS 1/2 readings the broker may have in flight to one checker.
@@ -283,41 +284,49 @@ pub(crate) async fn run(
         }
         client.stop();
     };
-    let result = if broker.websocket {
-        let ws = WsConnector::new(
-            tcp,
-            broker.host.as_str(),
-            Some(broker.port),
-            broker.path.as_str(),
-            Buffers {
-                rx: &mut ws_rx,
-                tx: &mut ws_tx,
-            },
-            rand::thread_rng(),
-        );
-        let run = Connection::new(
-            &state,
-            ws,
-            fleet.clock,
-            rand::thread_rng(),
-            &mut rx,
-            &mut tx,
-            config,
-        )
-        .run(handler);
-        join(run, control_task).await.0.map_err(|_| ())
-    } else {
-        let run = Connection::new(
-            &state,
-            tcp,
-            fleet.clock,
-            rand::thread_rng(),
-            &mut rx,
-            &mut tx,
-            config,
-        )
-        .run(handler);
-        join(run, control_task).await.0.map_err(|_| ())
+    // One client type per link kind; only the arm taken runs.
+    macro_rules! run_over {
+        ($connector:expr) => {{
+            let run = Connection::new(
+                &state,
+                $connector,
+                fleet.clock,
+                rand::thread_rng(),
+                &mut rx,
+                &mut tx,
+                config,
+            )
+            .run(handler);
+            join(run, control_task).await.0.map_err(|_| ())
+        }};
+    }
+    macro_rules! ws {
+        ($inner:expr) => {
+            WsConnector::new(
+                $inner,
+                broker.host.as_str(),
+                Some(broker.port),
+                broker.path.as_str(),
+                Buffers {
+                    rx: &mut ws_rx,
+                    tx: &mut ws_tx,
+                },
+                rand::thread_rng(),
+            )
+        };
+    }
+    let tls = s
+        .tls
+        .as_ref()
+        .filter(|_| broker.tls)
+        .and_then(|config| tls_connector(broker, config));
+    let result = match (broker.websocket, broker.tls, tls) {
+        (false, false, _) => run_over!(tcp),
+        (true, false, _) => run_over!(ws!(tcp)),
+        (false, true, Some(tls)) => run_over!(tls),
+        (true, true, Some(tls)) => run_over!(ws!(tls)),
+        // Ruled out by `BrokerUrl::parse` and `Settings::resolve`.
+        (_, true, None) => Err(()),
     };
     if result.is_err() {
         stats.error("checker_failed");

@@ -1,6 +1,7 @@
 //! The simulated devices: one tokio task per device, each running the very
 //! client the boards run (`ClientState` + `Connection` from `embermq`, over
-//! `TokioTcpConnector` or `embermq_ws::WsConnector`), publishing JSON
+//! `TokioTcpConnector`, `RustlsConnector` over it, and
+//! `embermq_ws::WsConnector` over either), publishing JSON
 //! telemetry on a schedule and answering commands.
 //!
 //! Memory per device is a headline figure, so a device keeps only what a
@@ -42,7 +43,7 @@ use embermq_ws::{Buffers, WsConnector};
 use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
-use super::link::{CutConnector, CutSignal};
+use super::link::{CutConnector, CutSignal, tls_connector};
 use super::settings::Settings;
 
 /// Outbound window and inbound QoS 2 table of a device.
@@ -197,8 +198,9 @@ impl DeviceCells {
     }
 }
 
-/// Runs device `local` (0-based within this shard) to the end of the run.
-pub(crate) async fn device(fleet: &'static Fleet, local: usize) {
+/// Runs device `local` (0-based within this shard) to the end of the run,
+/// over link `B` (the spawner picks it from the broker URL).
+pub(crate) async fn device<B: BaseLink>(fleet: &'static Fleet, local: usize) {
     let s = &fleet.settings;
     let n = s.range.start.saturating_add(local as u32);
     let id = s.ids.format(n);
@@ -242,10 +244,16 @@ pub(crate) async fn device(fleet: &'static Fleet, local: usize) {
     }
     let state = DeviceState::new(config, outbox);
     let slot = &fleet.slots[local];
-    let tcp = TokioTcpConnector::new(s.broker.host.as_str(), s.broker.port);
+    let Some(base) = B::base(fleet) else {
+        // Ruled out by `BrokerUrl::parse` and `Settings::resolve`.
+        fleet.stats.error("link_setup");
+        bump(&fleet.stats.finished);
+        return;
+    };
+    let cut = &slot.cut;
     if s.broker.websocket {
         let ws = WsConnector::new(
-            tcp,
+            base,
             s.broker.host.as_str(),
             Some(s.broker.port),
             s.broker.path.as_str(),
@@ -261,7 +269,7 @@ pub(crate) async fn device(fleet: &'static Fleet, local: usize) {
             n,
             &id,
             &state,
-            CutConnector::new(ws, &slot.cut),
+            CutConnector::new(ws, cut),
             rx,
             tx,
         )
@@ -274,13 +282,51 @@ pub(crate) async fn device(fleet: &'static Fleet, local: usize) {
             n,
             &id,
             &state,
-            CutConnector::new(tcp, &slot.cut),
+            CutConnector::new(base, cut),
             rx,
             tx,
         )
         .await;
     }
     bump(&fleet.stats.finished);
+}
+
+/// The link under the WebSocket layer (if any): plain TCP or TLS over TCP.
+///
+/// `device` is generic over it, rather than choosing at run time, so that
+/// a plain device's future does not carry the (larger) TLS client's state:
+/// an async fn's future is as large as its largest branch.
+pub(crate) trait BaseLink {
+    /// The connector type.
+    type Connector: Connector;
+    /// The connector to `fleet`'s broker; `None` when the run has no TLS
+    /// configuration for a TLS link.
+    fn base(fleet: &Fleet) -> Option<Self::Connector>;
+}
+
+/// `mqtt://` and `ws://`: TCP.
+pub(crate) struct PlainLink;
+
+impl BaseLink for PlainLink {
+    type Connector = TokioTcpConnector;
+
+    fn base(fleet: &Fleet) -> Option<TokioTcpConnector> {
+        let b = &fleet.settings.broker;
+        Some(TokioTcpConnector::new(b.host.as_str(), b.port))
+    }
+}
+
+/// `mqtts://` and `wss://`: TLS over TCP, sharing the run's rustls
+/// configuration.
+pub(crate) struct TlsLink;
+
+impl BaseLink for TlsLink {
+    type Connector = embermq::transport::RustlsConnector<TokioTcpConnector>;
+
+    fn base(fleet: &Fleet) -> Option<Self::Connector> {
+        let s = &fleet.settings;
+        tls_connector(&s.broker, s.tls.as_ref()?)
+    }
 }
 
 /// Runs the client and the publisher of one device side by side.

@@ -1,31 +1,43 @@
-//! The simulated devices' links: the broker URL (`ws://` and `mqtt://`),
-//! and [`CutConnector`], which wraps any connector so the simulator can cut
-//! a device's link on purpose (the fault knobs `--cut-every` and
-//! `--storm-at`).
+//! The simulated devices' links: the broker URL (`mqtt://`, `mqtts://`,
+//! `ws://`, `wss://`), the TLS layer built from one shared rustls
+//! configuration ([`tls_connector`]), and [`CutConnector`], which wraps any
+//! connector so the simulator can cut a device's link on purpose (the
+//! fault knobs `--cut-every` and `--storm-at`).
 //!
 //! A cut makes the transport's pending and later reads and writes fail with
 //! `ConnectionReset`; the client then drops the transport (the broker sees
 //! the socket close without DISCONNECT, so it publishes the will) and
 //! reconnects with its own backoff, exactly as after a real link loss.
 //!
-//! Not here: `wss://` and `mqtts://` (TLS comes with the CLI's shared
-//! connector module; until then the simulator refuses those schemes).
+//! TLS costs a device no more than a board pays: every device's
+//! `RustlsConnector` shares one `Arc<rustls::ClientConfig>` (CA roots
+//! parsed once per run) and holds only its server name; the rustls
+//! connection state exists only while a link is up. The CLI's
+//! `connect::BrokerConnector` is not used here because it owns a `StdRng`
+//! and its own WebSocket buffers per connector, where a simulated device
+//! lends slices of its one buffer block and the thread's RNG handle.
+//!
+//! Not here: extra WebSocket headers, ALPN, proxies.
 
+use alloc::sync::Arc;
 use core::fmt;
 
 use embassy_futures::select::{Either, select};
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use embassy_sync::signal::Signal;
 use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
-use embermq::transport::Connector;
+use embermq::transport::{Connector, RustlsConnector, TokioTcpConnector};
+use rustls::pki_types::ServerName;
 
 use super::profile::{ProfileError, invalid};
 
 /// Where the broker is and how to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct BrokerUrl {
-    /// WebSocket (`ws://`) or plain MQTT over TCP (`mqtt://`).
+    /// WebSocket (`ws://`, `wss://`) or MQTT over TCP (`mqtt://`, `mqtts://`).
     pub(crate) websocket: bool,
+    /// Over TLS (`mqtts://`, `wss://`).
+    pub(crate) tls: bool,
     /// Host name or address.
     pub(crate) host: String,
     /// TCP port.
@@ -35,7 +47,7 @@ pub(crate) struct BrokerUrl {
 }
 
 impl BrokerUrl {
-    /// Parses `ws://host[:port][/path]` or `mqtt://host[:port]`.
+    /// Parses `ws[s]://host[:port][/path]` or `mqtt[s]://host[:port]`.
     pub(crate) fn parse(text: &str) -> Result<Self, ProfileError> {
         let (scheme, rest) = text.split_once("://").ok_or_else(|| {
             invalid(
@@ -43,15 +55,11 @@ impl BrokerUrl {
                 format!("{text:?}: expected scheme://host[:port]"),
             )
         })?;
-        let (websocket, default_port) = match scheme {
-            "ws" => (true, 80),
-            "mqtt" | "tcp" => (false, 1883),
-            "wss" | "mqtts" => {
-                return Err(invalid(
-                    "--broker",
-                    format!("{scheme}:// (TLS) is not available in the simulator yet"),
-                ));
-            }
+        let (websocket, tls, default_port) = match scheme {
+            "ws" => (true, false, 80),
+            "wss" => (true, true, 443),
+            "mqtt" | "tcp" => (false, false, 1883),
+            "mqtts" | "ssl" => (false, true, 8883),
             other => return Err(invalid("--broker", format!("unknown scheme {other:?}"))),
         };
         let (authority, path) = match rest.find('/') {
@@ -71,8 +79,15 @@ impl BrokerUrl {
         if host.is_empty() {
             return Err(invalid("--broker", format!("no host in {text:?}")));
         }
+        if tls && ServerName::try_from(host).is_err() {
+            return Err(invalid(
+                "--broker",
+                format!("{host:?} is no valid TLS server name"),
+            ));
+        }
         Ok(Self {
             websocket,
+            tls,
             host: host.to_owned(),
             port,
             path: if path.is_empty() {
@@ -86,12 +101,28 @@ impl BrokerUrl {
 
 impl fmt::Display for BrokerUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = if self.tls { "s" } else { "" };
         if self.websocket {
-            write!(f, "ws://{}:{}{}", self.host, self.port, self.path)
+            write!(f, "ws{s}://{}:{}{}", self.host, self.port, self.path)
         } else {
-            write!(f, "mqtt://{}:{}", self.host, self.port)
+            write!(f, "mqtt{s}://{}:{}", self.host, self.port)
         }
     }
+}
+
+/// The TLS layer of one link to `url`, over a new TCP connector, sharing
+/// `config` (one per run). `None` when the host is no valid server name
+/// (ruled out by [`BrokerUrl::parse`]).
+pub(crate) fn tls_connector(
+    url: &BrokerUrl,
+    config: &Arc<rustls::ClientConfig>,
+) -> Option<RustlsConnector<TokioTcpConnector>> {
+    let name = ServerName::try_from(url.host.clone()).ok()?;
+    Some(RustlsConnector::from_config(
+        TokioTcpConnector::new(url.host.as_str(), url.port),
+        name,
+        config.clone(),
+    ))
 }
 
 /// A cut signal: raised by the simulator, seen by the device's transport.
@@ -221,7 +252,14 @@ mod tests {
         assert!(!t.websocket);
         assert_eq!((t.host.as_str(), t.port), ("broker.local", 1883));
         assert_eq!(BrokerUrl::parse("ws://h").unwrap().port, 80);
-        assert!(BrokerUrl::parse("wss://h").is_err());
+        let w = BrokerUrl::parse("wss://broker.example/ws").unwrap();
+        assert!(w.websocket && w.tls);
+        assert_eq!((w.port, w.path.as_str()), (443, "/ws"));
+        assert_eq!(w.to_string(), "wss://broker.example:443/ws");
+        let m = BrokerUrl::parse("mqtts://127.0.0.1").unwrap();
+        assert!(!m.websocket && m.tls);
+        assert_eq!(m.port, 8883);
+        assert!(!BrokerUrl::parse("ws://h").unwrap().tls);
         assert!(BrokerUrl::parse("http://h").is_err());
         assert!(BrokerUrl::parse("h:1883").is_err());
     }

@@ -6,7 +6,8 @@
 //!
 //! - `profile`: the telemetry profile (TOML file and flag values);
 //! - `settings`: the flags and the resolved settings of a run;
-//! - `link`: broker URLs and the link-cutting connector wrapper;
+//! - `link`: broker URLs (`mqtt`, `mqtts`, `ws`, `wss`), the shared-config
+//!   TLS layer and the link-cutting connector wrapper;
 //! - `fleet`: the device tasks;
 //! - `checker`: the checker subscriber;
 //! - `report`: the report, its JSON form and the merge.
@@ -14,7 +15,8 @@
 //! One process runs one shard on a current-thread tokio runtime: the
 //! devices share one thread (no locks: the client state uses
 //! `NoopRawMutex`), which keeps per-device memory at the client's own
-//! footprint. Not here: TLS links (`wss://`, `mqtts://`).
+//! footprint. Not here: extra WebSocket upgrade headers (`pub`/`sub`
+//! have `--header`).
 
 use core::cell::RefCell;
 use core::time::Duration;
@@ -211,9 +213,16 @@ async fn simulate_async(settings: Settings, quiet: bool) -> Result<Report, Strin
             None => devices,
         };
         while spawned < due {
-            let device = fleet::device(fleet, spawned);
-            future_bytes = core::mem::size_of_val(&device);
-            tasks.spawn_local(device);
+            // One future type per base link (see `fleet::BaseLink`).
+            if s.broker.tls {
+                let device = fleet::device::<fleet::TlsLink>(fleet, spawned);
+                future_bytes = core::mem::size_of_val(&device);
+                tasks.spawn_local(device);
+            } else {
+                let device = fleet::device::<fleet::PlainLink>(fleet, spawned);
+                future_bytes = core::mem::size_of_val(&device);
+                tasks.spawn_local(device);
+            }
             spawned += 1;
         }
         if spawned < devices {

@@ -5,12 +5,14 @@
 //! Precedence: a flag given on the command line, else the profile file's
 //! key, else the default shown in `--help`.
 
+use alloc::sync::Arc;
 use core::ops::Range;
 use core::time::Duration;
 use std::path::PathBuf;
 
 use clap::Args;
 use embermq::session::ProtocolChoice;
+use embermq::transport::RustlsOptions;
 
 use super::link::BrokerUrl;
 use super::profile::{
@@ -27,8 +29,8 @@ pub(crate) struct RunArgs {
     /// Number of simulated devices in the whole fleet (all shards) [default: 100].
     #[arg(long)]
     devices: Option<u32>,
-    /// The broker: ws://host[:port][/path] or mqtt://host[:port]
-    /// [default: mqtt://127.0.0.1:1883].
+    /// The broker: mqtt://, mqtts://, ws:// or wss://, then host, an
+    /// optional :port and (ws, wss) /path [default: mqtt://127.0.0.1:1883].
     #[arg(long, value_name = "URL")]
     broker: Option<String>,
     /// Client id pattern, with {n} or {n:0W} for the device number [default: dev-{n:05}].
@@ -116,6 +118,19 @@ pub(crate) struct RunArgs {
     /// Run without the checker subscriber (no loss or latency accounting).
     #[arg(long)]
     no_checker: bool,
+    /// CA certificate(s) to trust (PEM) for mqtts:// and wss://, instead of
+    /// the built-in Mozilla roots.
+    #[arg(long, value_name = "FILE")]
+    cafile: Option<PathBuf>,
+    /// Client certificate chain (PEM) for mutual TLS; every device presents it.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Do not verify the broker's certificate (DANGEROUS; testing only).
+    #[arg(long)]
+    insecure: bool,
     /// Write the final report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub(crate) report: Option<PathBuf>,
@@ -172,6 +187,9 @@ pub(crate) struct Settings {
     pub(crate) checker: bool,
     pub(crate) checkers: usize,
     pub(crate) checker_broker: BrokerUrl,
+    /// The rustls configuration every TLS link shares; `Some` when
+    /// `broker` or `checker_broker` is `mqtts://` or `wss://`.
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
     pub(crate) buffers: BufferSizes,
 }
 
@@ -330,7 +348,9 @@ impl Settings {
             Some(url) => BrokerUrl::parse(url)?,
             None => broker.clone(),
         };
+        let tls = tls_config(args, broker.tls || checker_broker.tls)?;
         Ok(Self {
+            tls,
             checker_broker,
             range: shard.range(devices),
             broker,
@@ -388,4 +408,46 @@ impl Settings {
             None => Duration::ZERO,
         }
     }
+}
+
+/// The one rustls configuration of a run, from `--cafile`, `--cert`,
+/// `--key` and `--insecure`; `None` when no URL of the run uses TLS (then
+/// those options are an error, as in `embermq pub`/`sub`).
+fn tls_config(
+    args: &RunArgs,
+    needed: bool,
+) -> Result<Option<Arc<rustls::ClientConfig>>, ProfileError> {
+    let given = args.cafile.is_some() || args.cert.is_some() || args.insecure;
+    if !needed {
+        return if given {
+            Err(invalid(
+                "--cafile",
+                "--cafile, --cert, --key and --insecure need an mqtts:// or wss:// URL",
+            ))
+        } else {
+            Ok(None)
+        };
+    }
+    let tls_error =
+        |option, e: embermq::transport::RustlsConfigError| invalid(option, e.to_string());
+    let mut options = match &args.cafile {
+        Some(path) => RustlsOptions::ca_file(path).map_err(|e| tls_error("--cafile", e))?,
+        None => RustlsOptions::new(),
+    };
+    if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
+        options = options
+            .client_auth_files(cert, key)
+            .map_err(|e| tls_error("--cert", e))?;
+    }
+    if args.insecure {
+        eprintln!(
+            "WARNING: --insecure: the broker's TLS certificate is NOT verified; \
+             anyone on the path can read and alter this run's traffic. Testing only."
+        );
+        options = options.danger_accept_invalid_certs();
+    }
+    options
+        .client_config()
+        .map(Some)
+        .map_err(|e| tls_error("--cafile", e))
 }
