@@ -12,100 +12,16 @@
 mod support;
 use support::*;
 
-use embermq::client::{ClientError, Connection, Event};
+use embermq::client::{ClientError, Connection};
 use embermq::clock::TokioClock;
 use embermq::codec::{ProtocolVersion, QoS, ReasonCode};
-use embermq::session::{
-    CloseReason, Event as SessionEvent, OutgoingMessage, ProtocolChoice, SessionConfig,
-};
+use embermq::session::{CloseReason, OutgoingMessage, ProtocolChoice, SessionConfig};
 use embermq::transport::TokioTcpConnector;
 use embermq_tests::peers::Aedes;
 use embermq_ws::WsConnector;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
-
-/// The default buffer size (outbox, rx, tx, WebSocket buffers).
-const SMALL: usize = 4096;
-/// The large-payload test: 1 MiB of application payload.
-const BIG_PAYLOAD: usize = 1 << 20;
-/// Room for the 1 MiB PUBLISH: fixed header, topic, packet id, plus slack
-/// (and the outbox's 12-byte entry header).
-const BIG_BUF: usize = BIG_PAYLOAD + 1024;
-
-/// An event copied out of the driver (messages own their topic and payload).
-#[derive(Debug, Clone, PartialEq)]
-enum Seen {
-    Message {
-        topic: String,
-        payload: Vec<u8>,
-        qos: QoS,
-        retain: bool,
-    },
-    Connected {
-        session_present: bool,
-        version: ProtocolVersion,
-    },
-    Refused {
-        reason: ReasonCode,
-        falling_back_to_v311: bool,
-    },
-    Other,
-}
-
-/// Spawns the driver for `state` over `connector` with rx and tx buffers of
-/// `buf` bytes on the multi-threaded runtime; events go to the returned
-/// channel. A macro so that `tokio::spawn` checks `run`'s own future for
-/// `Send` with its concrete types.
-macro_rules! spawn_driver {
-    ($state:expr, $connector:expr) => {
-        spawn_driver!($state, $connector, SMALL)
-    };
-    ($state:expr, $connector:expr, $buf:expr) => {{
-        let (state, connector, buf): (&'static State, _, usize) = ($state, $connector, $buf);
-        let (tx, rx) = unbounded_channel();
-        let driver = Connection::new(
-            state,
-            connector,
-            TokioClock::new(),
-            StdRng::seed_from_u64(7),
-            leak(buf),
-            leak(buf),
-            fast_reconnect(),
-        )
-        .run(forward(tx));
-        (tokio::spawn(driver), rx)
-    }};
-}
-
-fn forward(tx: UnboundedSender<Seen>) -> impl FnMut(Event<'_>) + Send {
-    move |event: Event<'_>| {
-        let seen = match event {
-            Event::Message(m) => Seen::Message {
-                topic: m.topic.to_owned(),
-                payload: m.payload.to_vec(),
-                qos: m.qos,
-                retain: m.retain,
-            },
-            Event::Connected {
-                session_present,
-                version,
-            } => Seen::Connected {
-                session_present,
-                version,
-            },
-            Event::Session(SessionEvent::ConnectRefused {
-                reason,
-                falling_back_to_v311,
-            }) => Seen::Refused {
-                reason,
-                falling_back_to_v311,
-            },
-            _ => Seen::Other,
-        };
-        let _ = tx.send(seen);
-    }
-}
+use tokio::sync::mpsc::unbounded_channel;
 
 /// A WebSocket connector whose buffers are `buf` bytes and which accepts
 /// messages up to `buf` bytes.
@@ -120,65 +36,13 @@ fn config(id: &str, protocol: ProtocolChoice) -> SessionConfig<'static> {
     c
 }
 
-async fn connected(events: &mut UnboundedReceiver<Seen>) -> (bool, ProtocolVersion) {
-    loop {
-        if let Seen::Connected {
-            session_present,
-            version,
-        } = events.recv().await.expect("driver ended")
-        {
-            return (session_present, version);
-        }
-    }
-}
-
-async fn message(events: &mut UnboundedReceiver<Seen>) -> (String, Vec<u8>, QoS, bool) {
-    loop {
-        if let Seen::Message {
-            topic,
-            payload,
-            qos,
-            retain,
-        } = events.recv().await.expect("driver ended")
-        {
-            return (topic, payload, qos, retain);
-        }
-    }
-}
-
-/// Subscribes to `t/#` at QoS 2, publishes QoS 0, 1 and 2 to itself,
-/// awaits each token and receives each message at its QoS.
-async fn publish_to_self_on(client: Handle, events: &mut UnboundedReceiver<Seen>) {
-    assert_eq!(connected(events).await, (false, ProtocolVersion::V311));
-    let results = client
-        .subscribe(&[sub("t/#", QoS::ExactlyOnce)])
-        .await
-        .unwrap();
-    assert_eq!(results.codes(), &[ReasonCode(2)]);
-    for (i, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
-        .into_iter()
-        .enumerate()
-    {
-        let topic = format!("t/{i}");
-        let payload = format!("payload {i}");
-        let msg = OutgoingMessage::new(&topic, payload.as_bytes(), qos);
-        let token = client.publish(&msg).await.unwrap();
-        client.completion(token).await.unwrap();
-        assert_eq!(
-            message(events).await,
-            (topic, payload.into_bytes(), qos, false)
-        );
-    }
-    client.stop();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qos_0_1_2_to_self_over_tcp_v311() {
     let broker = Aedes::start().unwrap();
     let st = state(config("self-tcp", ProtocolChoice::V311), SMALL);
     within(20, async {
         let (driver, mut events) = spawn_driver!(st, tcp(broker.tcp_port));
-        publish_to_self_on(st.client(), &mut events).await;
+        publish_to_self_on(st.client(), &mut events, ProtocolVersion::V311).await;
         driver.await.unwrap().unwrap();
     })
     .await;
@@ -190,7 +54,7 @@ async fn mqtt_6_qos_0_1_2_to_self_over_websocket_v311() {
     let st = state(config("self-ws", ProtocolChoice::V311), SMALL);
     within(20, async {
         let (driver, mut events) = spawn_driver!(st, ws_big(broker.ws_port, SMALL));
-        publish_to_self_on(st.client(), &mut events).await;
+        publish_to_self_on(st.client(), &mut events, ProtocolVersion::V311).await;
         driver.await.unwrap().unwrap();
     })
     .await;
@@ -229,8 +93,7 @@ async fn mqtt_3_9_3_subscribe_and_unsubscribe_return_one_result_per_filter() {
             client.completion(token).await.unwrap();
         }
         assert_eq!(message(&mut events).await.0, "f/1");
-        client.stop();
-        driver.await.unwrap().unwrap();
+        stop(client, driver).await;
     })
     .await;
 }
@@ -241,27 +104,10 @@ async fn mqtt_3_3_1_3_retained_message_delivered_to_a_later_subscriber() {
     let a = state(config("retain-a", ProtocolChoice::V311), SMALL);
     within(20, async {
         let (driver_a, mut events_a) = spawn_driver!(a, ws_big(broker.ws_port, SMALL));
-        connected(&mut events_a).await;
-        let mut msg = OutgoingMessage::new("r/x", b"kept", QoS::AtLeastOnce);
-        msg.retain = true;
-        let token = a.client().publish(&msg).await.unwrap();
-        a.client().completion(token).await.unwrap();
-        a.client().stop();
-        driver_a.await.unwrap().unwrap();
-
+        publish_retained(a.client(), driver_a, &mut events_a).await;
         let b = state(config("retain-b", ProtocolChoice::V311), SMALL);
         let (driver_b, mut events_b) = spawn_driver!(b, tcp(broker.tcp_port));
-        connected(&mut events_b).await;
-        b.client()
-            .subscribe(&[sub("r/#", QoS::AtLeastOnce)])
-            .await
-            .unwrap();
-        assert_eq!(
-            message(&mut events_b).await,
-            ("r/x".to_owned(), b"kept".to_vec(), QoS::AtLeastOnce, true)
-        );
-        b.client().stop();
-        driver_b.await.unwrap().unwrap();
+        retained_arrives(b.client(), driver_b, &mut events_b).await;
     })
     .await;
 }
@@ -282,8 +128,7 @@ async fn mqtt_3_1_2_2_v5_with_fallback_connects_with_3_1_1_to_a_3_1_1_only_broke
         );
         // ...then the next connect, in 3.1.1, is accepted.
         assert_eq!(connected(&mut events).await.1, ProtocolVersion::V311);
-        st.client().stop();
-        driver.await.unwrap().unwrap();
+        stop(st.client(), driver).await;
     })
     .await;
 }
@@ -291,35 +136,10 @@ async fn mqtt_3_1_2_2_v5_with_fallback_connects_with_3_1_1_to_a_3_1_1_only_broke
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_mib_payload_at_qos_1_over_websocket_arrives_intact() {
     let broker = Aedes::start().unwrap();
-    let mut cfg = config("big", ProtocolChoice::V311);
-    cfg.max_incoming_packet_size = BIG_BUF as u32;
-    let st = state(cfg, BIG_BUF);
-    // Not a repeating pattern: a misplaced or dropped chunk changes it.
-    let payload: Vec<u8> = (0..BIG_PAYLOAD as u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect();
+    let st = big_state(config("big", ProtocolChoice::V311));
     within(60, async {
         let (driver, mut events) = spawn_driver!(st, ws_big(broker.ws_port, BIG_BUF), BIG_BUF);
-        connected(&mut events).await;
-        st.client()
-            .subscribe(&[sub("big/#", QoS::AtLeastOnce)])
-            .await
-            .unwrap();
-        let token = st
-            .client()
-            .publish(&OutgoingMessage::new("big/1", &payload, QoS::AtLeastOnce))
-            .await
-            .unwrap();
-        st.client().completion(token).await.unwrap();
-        let (topic, got, qos, retain) = message(&mut events).await;
-        assert_eq!(
-            (topic.as_str(), qos, retain),
-            ("big/1", QoS::AtLeastOnce, false)
-        );
-        assert_eq!(got.len(), BIG_PAYLOAD);
-        assert!(got == payload, "1 MiB payload arrived altered");
-        st.client().stop();
-        driver.await.unwrap().unwrap();
+        one_mib_to_self(st.client(), driver, &mut events).await;
     })
     .await;
 }

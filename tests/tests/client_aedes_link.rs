@@ -15,154 +15,40 @@ use support::*;
 
 use core::time::Duration;
 
-use embermq::client::{Connection, Event};
-use embermq::clock::TokioClock;
-use embermq::codec::{ProtocolVersion, QoS, Will};
-use embermq::session::{CloseReason, OutgoingMessage, ProtocolChoice, SessionConfig};
+use embermq::codec::{ProtocolVersion, QoS};
+use embermq::session::{OutgoingMessage, ProtocolChoice, SessionConfig};
 use embermq_tests::peers::Aedes;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
-use tokio::task::JoinHandle;
-
-/// Buffers (outbox, rx, tx, WebSocket).
-const BUF: usize = 4096;
-
-/// An event copied out of the driver.
-#[derive(Debug, Clone, PartialEq)]
-enum Seen {
-    Message {
-        topic: String,
-        payload: Vec<u8>,
-        qos: QoS,
-        retain: bool,
-    },
-    Connected(ProtocolVersion),
-    Disconnected(CloseReason),
-    Other,
-}
-
-/// Spawns the driver for `state` over `connector`; events go to the
-/// returned channel. A macro so that `tokio::spawn` checks `run`'s own
-/// future for `Send` with its concrete types (docs/client.md, "Send").
-macro_rules! spawn_driver {
-    ($state:expr, $connector:expr) => {{
-        let (state, connector): (&'static State, _) = ($state, $connector);
-        let (tx, rx) = unbounded_channel();
-        let driver = Connection::new(
-            state,
-            connector,
-            TokioClock::new(),
-            StdRng::seed_from_u64(5),
-            leak(BUF),
-            leak(BUF),
-            fast_reconnect(),
-        )
-        .run(forward(tx));
-        (tokio::spawn(driver), rx)
-    }};
-}
-
-fn forward(tx: UnboundedSender<Seen>) -> impl FnMut(Event<'_>) + Send {
-    move |event: Event<'_>| {
-        let seen = match event {
-            Event::Message(m) => Seen::Message {
-                topic: m.topic.to_owned(),
-                payload: m.payload.to_vec(),
-                qos: m.qos,
-                retain: m.retain,
-            },
-            Event::Connected { version, .. } => Seen::Connected(version),
-            Event::Disconnected { reason } => Seen::Disconnected(reason),
-            _ => Seen::Other,
-        };
-        let _ = tx.send(seen);
-    }
-}
+use tokio::sync::mpsc::UnboundedReceiver;
 
 fn config(id: &str) -> SessionConfig<'static> {
     let mut c = SessionConfig::new(leak_str(format!("aedes-link-{id}-{}", std::process::id())));
     c.protocol = ProtocolChoice::V311;
-    c.max_incoming_packet_size = BUF as u32;
+    c.max_incoming_packet_size = SMALL as u32;
     c
-}
-
-/// A device configuration whose will is `gone` on `wills/<id>` at QoS 1.
-fn with_will(id: &str) -> SessionConfig<'static> {
-    let mut c = config(id);
-    c.will = Some(Will {
-        topic: leak_str(format!("wills/{id}")),
-        payload: b"gone",
-        qos: QoS::AtLeastOnce,
-        retain: false,
-        properties: embermq::codec::Properties::NONE,
-    });
-    c
-}
-
-async fn connected(events: &mut UnboundedReceiver<Seen>) -> ProtocolVersion {
-    loop {
-        if let Seen::Connected(version) = events.recv().await.expect("driver ended") {
-            return version;
-        }
-    }
-}
-
-async fn message(events: &mut UnboundedReceiver<Seen>) -> (String, Vec<u8>, QoS, bool) {
-    loop {
-        if let Seen::Message {
-            topic,
-            payload,
-            qos,
-            retain,
-        } = events.recv().await.expect("driver ended")
-        {
-            return (topic, payload, qos, retain);
-        }
-    }
-}
-
-/// Aborts a spawned driver and waits until it is gone.
-async fn abort<T: core::fmt::Debug>(driver: JoinHandle<T>) {
-    driver.abort();
-    assert!(driver.await.unwrap_err().is_cancelled());
 }
 
 /// A watcher subscribed to `wills/#` (over TCP) and a device with a will,
 /// connected over TCP or WebSocket; the device's driver is aborted and the
 /// watcher must receive the will.
 async fn will_after_abort(broker: &Aedes, id: &str, over_ws: bool) {
-    let watcher = state(config(&format!("{id}-watch")), BUF);
+    let watcher = state(config(&format!("{id}-watch")), SMALL);
     within(30, async {
         let (driver_w, mut events_w) = spawn_driver!(watcher, tcp(broker.tcp_port));
-        connected(&mut events_w).await;
-        watcher
-            .client()
-            .subscribe(&[sub("wills/#", QoS::AtLeastOnce)])
-            .await
-            .unwrap();
-        let dev = state(with_will(id), BUF);
+        watch(watcher.client(), &mut events_w, &["wills/#"]).await;
+        let topic = leak_str(format!("wills/{id}"));
+        let dev = state(with_will(config(id), topic), SMALL);
         // The transport is dropped with the driver's future: no DISCONNECT.
         if over_ws {
-            let (driver, mut events) = spawn_driver!(dev, ws(broker.ws_port, BUF));
-            assert_eq!(connected(&mut events).await, ProtocolVersion::V311);
+            let (driver, mut events) = spawn_driver!(dev, ws(broker.ws_port, SMALL));
+            assert_eq!(connected(&mut events).await.1, ProtocolVersion::V311);
             abort(driver).await;
         } else {
             let (driver, mut events) = spawn_driver!(dev, tcp(broker.tcp_port));
-            assert_eq!(connected(&mut events).await, ProtocolVersion::V311);
+            assert_eq!(connected(&mut events).await.1, ProtocolVersion::V311);
             abort(driver).await;
         }
-        assert_eq!(
-            message(&mut events_w).await,
-            (
-                format!("wills/{id}"),
-                b"gone".to_vec(),
-                QoS::AtLeastOnce,
-                false
-            )
-        );
-        watcher.client().stop();
-        driver_w.await.unwrap().unwrap();
+        will_arrives(&mut events_w, topic).await;
+        stop(watcher.client(), driver_w).await;
     })
     .await;
 }
@@ -182,33 +68,16 @@ async fn mqtt_3_1_2_8_will_published_by_aedes_after_an_abnormal_disconnect_over_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_3_14_4_3_disconnect_on_stop_means_aedes_publishes_no_will() {
     let broker = Aedes::start().unwrap();
-    let watcher = state(config("nowill-watch"), BUF);
+    let watcher = state(config("nowill-watch"), SMALL);
     within(30, async {
         let (driver_w, mut events_w) = spawn_driver!(watcher, tcp(broker.tcp_port));
-        connected(&mut events_w).await;
-        watcher
-            .client()
-            .subscribe(&[
-                sub("wills/#", QoS::AtLeastOnce),
-                sub("done", QoS::AtLeastOnce),
-            ])
-            .await
-            .unwrap();
-        let dev = state(with_will("nowill"), BUF);
+        watch(watcher.client(), &mut events_w, &["wills/#", "done"]).await;
+        let dev = state(with_will(config("nowill"), "wills/nowill"), SMALL);
         let (driver_d, mut events_d) = spawn_driver!(dev, tcp(broker.tcp_port));
         connected(&mut events_d).await;
-        dev.client().stop();
-        driver_d.await.unwrap().unwrap();
-        // A marker published after the DISCONNECT: a will would come first.
-        let token = watcher
-            .client()
-            .publish(&OutgoingMessage::new("done", b"", QoS::AtLeastOnce))
-            .await
-            .unwrap();
-        watcher.client().completion(token).await.unwrap();
-        assert_eq!(message(&mut events_w).await.0, "done");
-        watcher.client().stop();
-        driver_w.await.unwrap().unwrap();
+        stop(dev.client(), driver_d).await;
+        marker_arrives_first(watcher.client(), &mut events_w).await;
+        stop(watcher.client(), driver_w).await;
     })
     .await;
 }
@@ -221,10 +90,10 @@ async fn mqtt_3_14_4_3_disconnect_on_stop_means_aedes_publishes_no_will() {
 async fn idle_link_kept(broker: &Aedes, id: &str, over_ws: bool) {
     let mut cfg = config(id);
     cfg.keep_alive_secs = 1;
-    let st = state(cfg, BUF);
+    let st = state(cfg, SMALL);
     within(30, async {
         if over_ws {
-            let (driver, events) = spawn_driver!(st, ws(broker.ws_port, BUF));
+            let (driver, events) = spawn_driver!(st, ws(broker.ws_port, SMALL));
             idle_then_publish(st.client(), events).await;
             driver.await.unwrap().unwrap();
         } else {
@@ -248,7 +117,7 @@ async fn idle_then_publish(client: Handle, mut events: UnboundedReceiver<Seen>) 
     assert!(client.is_connected(), "link dropped while idle");
     while let Ok(seen) = events.try_recv() {
         assert!(
-            !matches!(seen, Seen::Disconnected(_) | Seen::Connected(_)),
+            !matches!(seen, Seen::Disconnected(_) | Seen::Connected { .. }),
             "link dropped (or reconnected) while idle: {seen:?}"
         );
     }

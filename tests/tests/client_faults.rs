@@ -265,12 +265,40 @@ async fn run_against(
     .await
 }
 
+/// What a refused CONNECT must come to: `run` ends with a link error
+/// naming `reason`, the events are the refusal (with `falling_back_to_v311`)
+/// then the close, and the client sent nothing after CONNECT (it just
+/// closes). `what` names the case in failure messages.
+fn assert_refused(
+    (err, seen, got): (ClientError<TokioTcpError>, Vec<Seen>, Vec<Got>),
+    reason: ReasonCode,
+    falling_back_to_v311: bool,
+    what: &str,
+) {
+    assert!(
+        matches!(err, ClientError::Link(CloseReason::ConnectRefused(r)) if r == reason),
+        "{what}: {err:?}"
+    );
+    assert_eq!(
+        seen,
+        [
+            Seen::Refused {
+                reason,
+                falling_back_to_v311
+            },
+            Seen::Disconnected(CloseReason::ConnectRefused(reason)),
+        ],
+        "{what}"
+    );
+    assert_eq!(got, [], "{what}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_3_2_2_3_connack_refusal_codes_surface() {
     for code in 1u8..=5 {
         let reason = ReasonCode::from_v311_connack(code).unwrap();
         // Literal bytes: a 3.1.1 CONNACK with return code `code`.
-        let (err, seen, got) = run_against(
+        let outcome = run_against(
             ProtocolChoice::V311,
             ProtocolVersion::V311,
             vec![0x20, 0x02, 0x00, code],
@@ -278,23 +306,7 @@ async fn mqtt_3_2_2_3_connack_refusal_codes_surface() {
             4096,
         )
         .await;
-        assert!(
-            matches!(err, ClientError::Link(CloseReason::ConnectRefused(r)) if r == reason),
-            "return code {code}: {err:?}"
-        );
-        assert_eq!(
-            seen,
-            [
-                Seen::Refused {
-                    reason,
-                    falling_back_to_v311: false
-                },
-                Seen::Disconnected(CloseReason::ConnectRefused(reason)),
-            ],
-            "return code {code}"
-        );
-        // Nothing after a refused CONNACK: the client just closes.
-        assert_eq!(got, [], "return code {code}");
+        assert_refused(outcome, reason, false, &format!("return code {code}"));
     }
 }
 
@@ -305,7 +317,7 @@ async fn mqtt_5_3_2_2_2_connack_refusal_reason_codes_surface() {
         0x80, 0x84, 0x85, 0x86, 0x87, 0x88, 0x8A, 0x8C, 0x95, 0x9C, 0x9F,
     ] {
         let reason = ReasonCode(code);
-        let (err, seen, got) = run_against(
+        let outcome = run_against(
             ProtocolChoice::V5,
             ProtocolVersion::V5,
             connack(reason, ProtocolVersion::V5),
@@ -313,29 +325,14 @@ async fn mqtt_5_3_2_2_2_connack_refusal_reason_codes_surface() {
             4096,
         )
         .await;
-        assert!(
-            matches!(err, ClientError::Link(CloseReason::ConnectRefused(r)) if r == reason),
-            "reason code {code:#x}: {err:?}"
-        );
-        assert_eq!(
-            seen,
-            [
-                Seen::Refused {
-                    reason,
-                    falling_back_to_v311: false
-                },
-                Seen::Disconnected(CloseReason::ConnectRefused(reason)),
-            ],
-            "reason code {code:#x}"
-        );
-        assert_eq!(got, [], "reason code {code:#x}");
+        assert_refused(outcome, reason, false, &format!("reason code {code:#x}"));
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_5_3_2_2_2_unsupported_protocol_version_with_fallback_reports_the_fallback() {
     let reason = ReasonCode::UNSUPPORTED_PROTOCOL_VERSION;
-    let (err, seen, got) = run_against(
+    let outcome = run_against(
         ProtocolChoice::V5WithFallback,
         ProtocolVersion::V5,
         connack(reason, ProtocolVersion::V5),
@@ -343,21 +340,7 @@ async fn mqtt_5_3_2_2_2_unsupported_protocol_version_with_fallback_reports_the_f
         4096,
     )
     .await;
-    assert!(
-        matches!(err, ClientError::Link(CloseReason::ConnectRefused(r)) if r == reason),
-        "{err:?}"
-    );
-    assert_eq!(
-        seen,
-        [
-            Seen::Refused {
-                reason,
-                falling_back_to_v311: true
-            },
-            Seen::Disconnected(CloseReason::ConnectRefused(reason)),
-        ]
-    );
-    assert_eq!(got, []);
+    assert_refused(outcome, reason, true, "5.0 CONNACK 0x84 with fallback");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

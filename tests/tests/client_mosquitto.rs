@@ -14,42 +14,16 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 
 use embermq::client::{
-    ClientConfig, ClientError, ClientState, Connection, CriticalSectionRawMutex, Event,
+    ClientConfig, ClientError, ClientState, Connection, CriticalSectionRawMutex,
 };
 use embermq::clock::TokioClock;
-use embermq::codec::{ProtocolVersion, QoS, ReasonCode, Will};
+use embermq::codec::{ProtocolVersion, QoS, ReasonCode};
 use embermq::session::{CloseReason, OutgoingMessage, ProtocolChoice, SessionConfig};
 use embermq_tests::peers::{Mosquitto, RestartableMosquitto};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::task::JoinHandle;
-
-/// 5.0 properties copied out: response topic, correlation data, user
-/// properties.
-type Props = (Option<String>, Option<Vec<u8>>, Vec<(String, String)>);
-
-/// An event copied out of the driver (messages own their topic and payload).
-#[derive(Debug, Clone, PartialEq)]
-enum Seen {
-    Message {
-        topic: String,
-        payload: Vec<u8>,
-        qos: QoS,
-        retain: bool,
-        /// 5.0: response topic, correlation data, user properties.
-        props: Props,
-    },
-    Connected {
-        session_present: bool,
-        version: ProtocolVersion,
-    },
-    Disconnected(CloseReason),
-    Reconnecting(u32),
-    PublishFailed(embermq::session::PublishFailure),
-    Restored(u16),
-    Other,
-}
 
 /// The driver future for `state` over `connector`, its events sent to
 /// `tx`: `run`'s own future, so that `tokio::spawn` checks it for `Send`
@@ -83,86 +57,11 @@ macro_rules! spawn_driver {
     }};
 }
 
-fn forward(tx: UnboundedSender<Seen>) -> impl FnMut(Event<'_>) + Send {
-    move |event: Event<'_>| {
-        let seen = match event {
-            Event::Message(m) => Seen::Message {
-                topic: m.topic.to_owned(),
-                payload: m.payload.to_vec(),
-                qos: m.qos,
-                retain: m.retain,
-                props: (
-                    m.properties.response_topic().map(str::to_owned),
-                    m.properties.correlation_data().map(<[u8]>::to_vec),
-                    m.properties
-                        .user_properties()
-                        .map(|u| (u.name.to_owned(), u.value.to_owned()))
-                        .collect(),
-                ),
-            },
-            Event::Connected {
-                session_present,
-                version,
-            } => Seen::Connected {
-                session_present,
-                version,
-            },
-            Event::Disconnected { reason } => Seen::Disconnected(reason),
-            Event::Reconnecting { attempt, .. } => Seen::Reconnecting(attempt),
-            Event::PublishComplete {
-                result: Err(failure),
-                ..
-            } => Seen::PublishFailed(failure),
-            Event::SubscriptionsRestored { refused } => Seen::Restored(refused),
-            _ => Seen::Other,
-        };
-        let _ = tx.send(seen);
-    }
-}
-
 fn config(id: &str, protocol: ProtocolChoice) -> SessionConfig<'static> {
     let mut c = SessionConfig::new(leak_str(format!("{id}-{}", std::process::id())));
     c.protocol = protocol;
     c.max_incoming_packet_size = 4096;
     c
-}
-
-/// The next event that `pick` accepts (others are skipped).
-async fn next_matching<T>(
-    events: &mut UnboundedReceiver<Seen>,
-    mut pick: impl FnMut(&Seen) -> Option<T>,
-) -> T {
-    loop {
-        let seen = events.recv().await.expect("driver ended");
-        if let Some(t) = pick(&seen) {
-            return t;
-        }
-    }
-}
-
-async fn connected(events: &mut UnboundedReceiver<Seen>) -> (bool, ProtocolVersion) {
-    next_matching(events, |s| match s {
-        Seen::Connected {
-            session_present,
-            version,
-        } => Some((*session_present, *version)),
-        _ => None,
-    })
-    .await
-}
-
-async fn message(events: &mut UnboundedReceiver<Seen>) -> (String, Vec<u8>, QoS, bool) {
-    next_matching(events, |s| match s {
-        Seen::Message {
-            topic,
-            payload,
-            qos,
-            retain,
-            ..
-        } => Some((topic.clone(), payload.clone(), *qos, *retain)),
-        _ => None,
-    })
-    .await
 }
 
 /// Which transport a test drives.
@@ -191,34 +90,6 @@ async fn publish_to_self(via: Via, protocol: ProtocolChoice, expect: ProtocolVer
         }
     })
     .await;
-}
-
-async fn publish_to_self_on(
-    client: Handle,
-    events: &mut UnboundedReceiver<Seen>,
-    expect: ProtocolVersion,
-) {
-    assert_eq!(connected(events).await, (false, expect));
-    let results = client
-        .subscribe(&[sub("t/#", QoS::ExactlyOnce)])
-        .await
-        .unwrap();
-    assert_eq!(results.codes(), &[ReasonCode(2)]);
-    for (i, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
-        .into_iter()
-        .enumerate()
-    {
-        let topic = format!("t/{i}");
-        let payload = format!("payload {i}");
-        let msg = OutgoingMessage::new(&topic, payload.as_bytes(), qos);
-        let token = client.publish(&msg).await.unwrap();
-        client.completion(token).await.unwrap();
-        assert_eq!(
-            message(events).await,
-            (topic, payload.into_bytes(), qos, false)
-        );
-    }
-    client.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,8 +156,7 @@ async fn subscribe_returns_one_result_per_filter_and_unsubscribe_too() {
         // 5.0 UNSUBACK: No subscription existed (0x11) for an unknown filter.
         let results = client.unsubscribe(&["never/subscribed"]).await.unwrap();
         assert_eq!(results.codes(), &[ReasonCode(0x11)]);
-        client.stop();
-        driver.await.unwrap().unwrap();
+        stop(client, driver).await;
     })
     .await;
 }
@@ -297,27 +167,10 @@ async fn mqtt_3_3_1_3_retained_message_delivered_to_a_later_subscriber() {
     let a = state(config("retain-a", ProtocolChoice::V5), 2048);
     let (driver_a, mut events_a) = spawn_driver!(a, tcp(broker.tcp_port), fast_reconnect());
     within(20, async {
-        connected(&mut events_a).await;
-        let mut msg = OutgoingMessage::new("r/x", b"kept", QoS::AtLeastOnce);
-        msg.retain = true;
-        let token = a.client().publish(&msg).await.unwrap();
-        a.client().completion(token).await.unwrap();
-        a.client().stop();
-        driver_a.await.unwrap().unwrap();
-
+        publish_retained(a.client(), driver_a, &mut events_a).await;
         let b = state(config("retain-b", ProtocolChoice::V311), 2048);
         let (driver_b, mut events_b) = spawn_driver!(b, tcp(broker.tcp_port), fast_reconnect());
-        connected(&mut events_b).await;
-        b.client()
-            .subscribe(&[sub("r/#", QoS::AtLeastOnce)])
-            .await
-            .unwrap();
-        assert_eq!(
-            message(&mut events_b).await,
-            ("r/x".to_owned(), b"kept".to_vec(), QoS::AtLeastOnce, true)
-        );
-        b.client().stop();
-        driver_b.await.unwrap().unwrap();
+        retained_arrives(b.client(), driver_b, &mut events_b).await;
     })
     .await;
 }
@@ -328,38 +181,15 @@ async fn mqtt_3_1_2_8_will_published_after_an_abnormal_disconnect() {
     let watcher = state(config("will-watch", ProtocolChoice::V5), 2048);
     let (driver_w, mut events_w) = spawn_driver!(watcher, tcp(broker.tcp_port), fast_reconnect());
     within(20, async {
-        connected(&mut events_w).await;
-        watcher
-            .client()
-            .subscribe(&[sub("wills/#", QoS::AtLeastOnce)])
-            .await
-            .unwrap();
-
-        let mut cfg = config("will-dev", ProtocolChoice::V311);
-        cfg.will = Some(Will {
-            topic: "wills/dev",
-            payload: b"gone",
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            properties: embermq::codec::Properties::NONE,
-        });
+        watch(watcher.client(), &mut events_w, &["wills/#"]).await;
+        let cfg = with_will(config("will-dev", ProtocolChoice::V311), "wills/dev");
         let dev = state(cfg, 2048);
         let (driver_d, mut events_d) = spawn_driver!(dev, tcp(broker.tcp_port), fast_reconnect());
         connected(&mut events_d).await;
         // Kill the driver: the transport is dropped without DISCONNECT.
-        driver_d.abort();
-        assert!(driver_d.await.unwrap_err().is_cancelled());
-        assert_eq!(
-            message(&mut events_w).await,
-            (
-                "wills/dev".to_owned(),
-                b"gone".to_vec(),
-                QoS::AtLeastOnce,
-                false
-            )
-        );
-        watcher.client().stop();
-        driver_w.await.unwrap().unwrap();
+        abort(driver_d).await;
+        will_arrives(&mut events_w, "wills/dev").await;
+        stop(watcher.client(), driver_w).await;
     })
     .await;
 }
@@ -370,28 +200,12 @@ async fn stop_sends_disconnect_so_no_will_is_published() {
     let watcher = state(config("nowill-watch", ProtocolChoice::V5), 2048);
     let (driver_w, mut events_w) = spawn_driver!(watcher, tcp(broker.tcp_port), fast_reconnect());
     within(20, async {
-        connected(&mut events_w).await;
-        watcher
-            .client()
-            .subscribe(&[
-                sub("wills/#", QoS::AtLeastOnce),
-                sub("done", QoS::AtLeastOnce),
-            ])
-            .await
-            .unwrap();
-        let mut cfg = config("nowill-dev", ProtocolChoice::V5);
-        cfg.will = Some(Will {
-            topic: "wills/dev",
-            payload: b"gone",
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            properties: embermq::codec::Properties::NONE,
-        });
+        watch(watcher.client(), &mut events_w, &["wills/#", "done"]).await;
+        let cfg = with_will(config("nowill-dev", ProtocolChoice::V5), "wills/dev");
         let dev = state(cfg, 2048);
         let (driver_d, mut events_d) = spawn_driver!(dev, tcp(broker.tcp_port), fast_reconnect());
         connected(&mut events_d).await;
-        dev.client().stop();
-        driver_d.await.unwrap().unwrap();
+        stop(dev.client(), driver_d).await;
         assert_eq!(
             next_matching(&mut events_d, |s| match s {
                 Seen::Disconnected(r) => Some(*r),
@@ -400,16 +214,8 @@ async fn stop_sends_disconnect_so_no_will_is_published() {
             .await,
             CloseReason::ClientRequested
         );
-        // A marker after the DISCONNECT: the will would have come first.
-        let token = watcher
-            .client()
-            .publish(&OutgoingMessage::new("done", b"", QoS::AtLeastOnce))
-            .await
-            .unwrap();
-        watcher.client().completion(token).await.unwrap();
-        assert_eq!(message(&mut events_w).await.0, "done");
-        watcher.client().stop();
-        driver_w.await.unwrap().unwrap();
+        marker_arrives_first(watcher.client(), &mut events_w).await;
+        stop(watcher.client(), driver_w).await;
     })
     .await;
 }
@@ -472,8 +278,7 @@ async fn two_tasks_with_a_tiny_outbox_deliver_everything_without_deadlock() {
         assert!(seen.iter().all(|s| *s));
         publisher.await.unwrap();
         assert_eq!(st.client().outbox_len(), 0);
-        st.client().stop();
-        driver.await.unwrap().unwrap();
+        stop(st.client(), driver).await;
     })
     .await;
 }
@@ -605,8 +410,7 @@ async fn kill_and_restart_mid_stream(qos: QoS) {
         // treating that as a redelivery would lose the message.
         assert!(killed);
         publisher.await.unwrap();
-        st.client().stop();
-        driver.await.unwrap().unwrap();
+        stop(st.client(), driver).await;
     })
     .await;
 }
@@ -700,8 +504,7 @@ async fn mqtt_3_1_2_10_half_open_link_found_within_one_and_a_half_keepalive() {
         // Thawed, the driver reconnects on its own.
         proxy.freeze(false);
         connected(&mut events).await;
-        st.client().stop();
-        driver.await.unwrap().unwrap();
+        stop(st.client(), driver).await;
     })
     .await;
 }
@@ -737,45 +540,12 @@ async fn a_packet_larger_than_the_receive_buffer_ends_run_with_a_typed_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_5_3_3_2_3_publish_properties_reach_the_subscriber() {
-    use embermq::codec::{PropertyFields, UserProperty};
     let broker = Mosquitto::start().unwrap();
     let st = state(config("props", ProtocolChoice::V5), 2048);
     let (driver, mut events) = spawn_driver!(st, tcp(broker.tcp_port), fast_reconnect());
     within(20, async {
         connected(&mut events).await;
-        st.client()
-            .subscribe(&[sub("req/#", QoS::AtLeastOnce)])
-            .await
-            .unwrap();
-        let users = [UserProperty {
-            name: "unit",
-            value: "celsius",
-        }];
-        let fields = PropertyFields {
-            response_topic: Some("resp/1"),
-            correlation_data: Some(b"c-42"),
-            user_properties: &users,
-            ..PropertyFields::NONE
-        };
-        let mut msg = OutgoingMessage::new("req/1", b"21.5", QoS::AtLeastOnce);
-        msg.properties = embermq::codec::Properties::from_fields(&fields);
-        let token = st.client().publish(&msg).await.unwrap();
-        st.client().completion(token).await.unwrap();
-        let props = next_matching(&mut events, |s| match s {
-            Seen::Message { props, .. } => Some(props.clone()),
-            _ => None,
-        })
-        .await;
-        assert_eq!(
-            props,
-            (
-                Some("resp/1".to_owned()),
-                Some(b"c-42".to_vec()),
-                vec![("unit".to_owned(), "celsius".to_owned())]
-            )
-        );
-        st.client().stop();
-        driver.await.unwrap().unwrap();
+        properties_to_self(st.client(), driver, &mut events).await;
     })
     .await;
 }
@@ -814,8 +584,7 @@ async fn stop_abandons_a_pending_connect_and_run_returns_ok() {
     within(10, async {
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!driver.is_finished());
-        st.client().stop();
-        driver.await.unwrap().unwrap();
+        stop(st.client(), driver).await;
     })
     .await;
 }
@@ -853,8 +622,7 @@ async fn subscriptions_restored_after_a_broker_that_lost_the_session() {
             .unwrap();
         st.client().completion(token).await.unwrap();
         assert_eq!(message(&mut events).await.1, b"still here");
-        st.client().stop();
-        driver.await.unwrap().unwrap();
+        stop(st.client(), driver).await;
     })
     .await;
 }

@@ -22,145 +22,21 @@ use support::*;
 
 use core::time::Duration;
 
-use embermq::client::{Connection, Event};
-use embermq::clock::TokioClock;
-use embermq::codec::{ProtocolVersion, QoS, ReasonCode, Will};
+use embermq::codec::{ProtocolVersion, QoS, ReasonCode};
 use embermq::session::{OutgoingMessage, ProtocolChoice, SessionConfig};
 use embermq_tests::rumqttd::Rumqttd;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::mpsc::UnboundedReceiver;
 
-/// The default buffer size (outbox, rx, tx, WebSocket buffers).
-const SMALL: usize = 4096;
-/// The large-payload test: 1 MiB of application payload.
-const BIG_PAYLOAD: usize = 1 << 20;
-/// Room for the 1 MiB PUBLISH: fixed header, topic, packet id, plus slack
-/// (and the outbox's 12-byte entry header).
-const BIG_BUF: usize = BIG_PAYLOAD + 1024;
 /// The stream test: messages of 16 KiB.
 const STREAM_PAYLOAD: usize = 16 << 10;
 /// Buffers for the stream test: one 16 KiB PUBLISH with room to spare.
 const STREAM_BUF: usize = 20 << 10;
-
-/// 5.0 properties copied out: response topic, correlation data, user
-/// properties.
-type Props = (Option<String>, Option<Vec<u8>>, Vec<(String, String)>);
-
-/// An event copied out of the driver (messages own their topic and payload).
-#[derive(Debug, Clone, PartialEq)]
-enum Seen {
-    Message {
-        topic: String,
-        payload: Vec<u8>,
-        qos: QoS,
-        retain: bool,
-        props: Props,
-    },
-    Connected {
-        session_present: bool,
-        version: ProtocolVersion,
-    },
-    Disconnected,
-    Other,
-}
-
-/// Spawns the driver for `state` over `connector` with rx and tx buffers of
-/// `buf` bytes on the multi-threaded runtime; events go to the returned
-/// channel. A macro so that `tokio::spawn` checks `run`'s own future for
-/// `Send` with its concrete types (see docs/client.md, "Send").
-macro_rules! spawn_driver {
-    ($state:expr, $connector:expr) => {
-        spawn_driver!($state, $connector, SMALL)
-    };
-    ($state:expr, $connector:expr, $buf:expr) => {{
-        let (state, connector, buf): (&'static State, _, usize) = ($state, $connector, $buf);
-        let (tx, rx) = unbounded_channel();
-        let driver = Connection::new(
-            state,
-            connector,
-            TokioClock::new(),
-            StdRng::seed_from_u64(7),
-            leak(buf),
-            leak(buf),
-            fast_reconnect(),
-        )
-        .run(forward(tx));
-        (tokio::spawn(driver), rx)
-    }};
-}
-
-fn forward(tx: UnboundedSender<Seen>) -> impl FnMut(Event<'_>) + Send {
-    move |event: Event<'_>| {
-        let seen = match event {
-            Event::Message(m) => Seen::Message {
-                topic: m.topic.to_owned(),
-                payload: m.payload.to_vec(),
-                qos: m.qos,
-                retain: m.retain,
-                props: (
-                    m.properties.response_topic().map(str::to_owned),
-                    m.properties.correlation_data().map(<[u8]>::to_vec),
-                    m.properties
-                        .user_properties()
-                        .map(|u| (u.name.to_owned(), u.value.to_owned()))
-                        .collect(),
-                ),
-            },
-            Event::Connected {
-                session_present,
-                version,
-            } => Seen::Connected {
-                session_present,
-                version,
-            },
-            Event::Disconnected { .. } => Seen::Disconnected,
-            _ => Seen::Other,
-        };
-        let _ = tx.send(seen);
-    }
-}
 
 fn config(id: &str, protocol: ProtocolChoice) -> SessionConfig<'static> {
     let mut c = SessionConfig::new(leak_str(format!("rumqttd-{id}-{}", std::process::id())));
     c.protocol = protocol;
     c.max_incoming_packet_size = SMALL as u32;
     c
-}
-
-async fn connected(events: &mut UnboundedReceiver<Seen>) -> (bool, ProtocolVersion) {
-    loop {
-        if let Seen::Connected {
-            session_present,
-            version,
-        } = events.recv().await.expect("driver ended")
-        {
-            return (session_present, version);
-        }
-    }
-}
-
-/// The next message: topic, payload, QoS, retain and 5.0 properties.
-async fn message_with_props(
-    events: &mut UnboundedReceiver<Seen>,
-) -> (String, Vec<u8>, QoS, bool, Props) {
-    loop {
-        if let Seen::Message {
-            topic,
-            payload,
-            qos,
-            retain,
-            props,
-        } = events.recv().await.expect("driver ended")
-        {
-            return (topic, payload, qos, retain, props);
-        }
-    }
-}
-
-async fn message(events: &mut UnboundedReceiver<Seen>) -> (String, Vec<u8>, QoS, bool) {
-    let (topic, payload, qos, retain, _) = message_with_props(events).await;
-    (topic, payload, qos, retain)
 }
 
 /// Subscribes to `t/0`, `t/1` and `t/2` at QoS 0, 1 and 2, publishes QoS
@@ -171,7 +47,7 @@ async fn message(events: &mut UnboundedReceiver<Seen>) -> (String, Vec<u8>, QoS,
 /// every message at the subscription's QoS, also above the QoS it was
 /// published with (see `rumqttd_0_20_delivers_at_the_subscription_qos_..`
 /// below), so with one QoS 2 filter every message would come back at QoS 2.
-async fn publish_to_self_on(
+async fn publish_to_self_one_filter_per_qos(
     client: Handle,
     events: &mut UnboundedReceiver<Seen>,
     expect: ProtocolVersion,
@@ -189,21 +65,7 @@ async fn publish_to_self_on(
         results.codes(),
         &[ReasonCode(0), ReasonCode(1), ReasonCode(2)]
     );
-    for (i, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
-        .into_iter()
-        .enumerate()
-    {
-        let topic = format!("t/{i}");
-        let payload = format!("payload {i}");
-        let msg = OutgoingMessage::new(&topic, payload.as_bytes(), qos);
-        let token = client.publish(&msg).await.unwrap();
-        client.completion(token).await.unwrap();
-        assert_eq!(
-            message(events).await,
-            (topic, payload.into_bytes(), qos, false)
-        );
-    }
-    client.stop();
+    publish_each_qos_to_self(client, events).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,7 +74,7 @@ async fn mqtt_4_3_qos_0_1_2_delivered_over_rumqttd_tcp_v311() {
     let st = state(config("self-v4", ProtocolChoice::V311), SMALL);
     within(20, async {
         let (driver, mut events) = spawn_driver!(st, tcp(broker.v4_port));
-        publish_to_self_on(st.client(), &mut events, ProtocolVersion::V311).await;
+        publish_to_self_one_filter_per_qos(st.client(), &mut events, ProtocolVersion::V311).await;
         driver.await.unwrap().unwrap();
     })
     .await;
@@ -224,7 +86,7 @@ async fn mqtt_4_3_qos_0_1_2_delivered_over_rumqttd_tcp_v5() {
     let st = state(config("self-v5", ProtocolChoice::V5), SMALL);
     within(20, async {
         let (driver, mut events) = spawn_driver!(st, tcp(broker.v5_port));
-        publish_to_self_on(st.client(), &mut events, ProtocolVersion::V5).await;
+        publish_to_self_one_filter_per_qos(st.client(), &mut events, ProtocolVersion::V5).await;
         driver.await.unwrap().unwrap();
     })
     .await;
@@ -236,7 +98,7 @@ async fn mqtt_6_qos_0_1_2_delivered_over_rumqttd_ws() {
     let st = state(config("self-ws", ProtocolChoice::V311), SMALL);
     within(20, async {
         let (driver, mut events) = spawn_driver!(st, ws(broker.ws_port, SMALL));
-        publish_to_self_on(st.client(), &mut events, ProtocolVersion::V311).await;
+        publish_to_self_one_filter_per_qos(st.client(), &mut events, ProtocolVersion::V311).await;
         driver.await.unwrap().unwrap();
     })
     .await;
@@ -251,7 +113,7 @@ async fn mqtt_6_qos_0_1_2_delivered_over_rumqttd_ws() {
 /// is still well defined: take the message as the QoS 2 delivery it was
 /// sent as, run the PUBREC/PUBREL/PUBCOMP flow, and deliver it once. If a
 /// later rumqttd delivers at QoS 0 this test fails, and the note above
-/// `publish_to_self_on` can go.
+/// `publish_to_self_one_filter_per_qos` can go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rumqttd_0_20_delivers_at_the_subscription_qos_against_mqtt_3_8_4_6_and_the_client_copes() {
     let broker = Rumqttd::start().unwrap();
@@ -276,8 +138,7 @@ async fn rumqttd_0_20_delivers_at_the_subscription_qos_against_mqtt_3_8_4_6_and_
                 ("up/0".to_owned(), vec![i], QoS::ExactlyOnce, false)
             );
         }
-        st.client().stop();
-        driver.await.unwrap().unwrap();
+        stop(st.client(), driver).await;
     })
     .await;
 }
@@ -288,27 +149,10 @@ async fn mqtt_3_3_1_3_retained_message_over_rumqttd_ws_delivered_to_a_later_subs
     let a = state(config("retain-a", ProtocolChoice::V311), SMALL);
     within(20, async {
         let (driver_a, mut events_a) = spawn_driver!(a, ws(broker.ws_port, SMALL));
-        connected(&mut events_a).await;
-        let mut msg = OutgoingMessage::new("r/x", b"kept", QoS::AtLeastOnce);
-        msg.retain = true;
-        let token = a.client().publish(&msg).await.unwrap();
-        a.client().completion(token).await.unwrap();
-        a.client().stop();
-        driver_a.await.unwrap().unwrap();
-
+        publish_retained(a.client(), driver_a, &mut events_a).await;
         let b = state(config("retain-b", ProtocolChoice::V311), SMALL);
         let (driver_b, mut events_b) = spawn_driver!(b, tcp(broker.v4_port));
-        connected(&mut events_b).await;
-        b.client()
-            .subscribe(&[sub("r/#", QoS::AtLeastOnce)])
-            .await
-            .unwrap();
-        assert_eq!(
-            message(&mut events_b).await,
-            ("r/x".to_owned(), b"kept".to_vec(), QoS::AtLeastOnce, true)
-        );
-        b.client().stop();
-        driver_b.await.unwrap().unwrap();
+        retained_arrives(b.client(), driver_b, &mut events_b).await;
     })
     .await;
 }
@@ -316,35 +160,10 @@ async fn mqtt_3_3_1_3_retained_message_over_rumqttd_ws_delivered_to_a_later_subs
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_6_one_mib_payload_at_qos_1_over_rumqttd_ws_arrives_intact() {
     let broker = Rumqttd::start().unwrap();
-    let mut cfg = config("big", ProtocolChoice::V311);
-    cfg.max_incoming_packet_size = BIG_BUF as u32;
-    let st = state(cfg, BIG_BUF);
-    // Not a repeating pattern: a misplaced or dropped chunk changes it.
-    let payload: Vec<u8> = (0..BIG_PAYLOAD as u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect();
+    let st = big_state(config("big", ProtocolChoice::V311));
     within(60, async {
         let (driver, mut events) = spawn_driver!(st, ws(broker.ws_port, BIG_BUF), BIG_BUF);
-        connected(&mut events).await;
-        st.client()
-            .subscribe(&[sub("big/#", QoS::AtLeastOnce)])
-            .await
-            .unwrap();
-        let token = st
-            .client()
-            .publish(&OutgoingMessage::new("big/1", &payload, QoS::AtLeastOnce))
-            .await
-            .unwrap();
-        st.client().completion(token).await.unwrap();
-        let (topic, got, qos, retain) = message(&mut events).await;
-        assert_eq!(
-            (topic.as_str(), qos, retain),
-            ("big/1", QoS::AtLeastOnce, false)
-        );
-        assert_eq!(got.len(), BIG_PAYLOAD);
-        assert!(got == payload, "1 MiB payload arrived altered");
-        st.client().stop();
-        driver.await.unwrap().unwrap();
+        one_mib_to_self(st.client(), driver, &mut events).await;
     })
     .await;
 }
@@ -416,8 +235,7 @@ async fn mqtt_4_3_2_qos1_stream_of_16_kib_messages_over_rumqttd_ws_loses_none() 
         publisher.await.unwrap();
         assert_eq!(pub_st.client().outbox_len(), 0);
         pub_st.client().stop();
-        sub_st.client().stop();
-        pub_driver.await.unwrap().unwrap();
+        stop(sub_st.client(), pub_driver).await;
         sub_driver.await.unwrap().unwrap();
     })
     .await;
@@ -430,37 +248,13 @@ async fn will_after_abnormal_disconnect(watch_port: u16, dev_port: u16, protocol
     let watcher = state(config("will-watch", protocol), SMALL);
     within(30, async {
         let (driver_w, mut events_w) = spawn_driver!(watcher, tcp(watch_port));
-        connected(&mut events_w).await;
-        watcher
-            .client()
-            .subscribe(&[sub("wills/#", QoS::AtLeastOnce)])
-            .await
-            .unwrap();
-
-        let mut cfg = config("will-dev", protocol);
-        cfg.will = Some(Will {
-            topic: "wills/dev",
-            payload: b"gone",
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            properties: embermq::codec::Properties::NONE,
-        });
-        let dev = state(cfg, SMALL);
+        watch(watcher.client(), &mut events_w, &["wills/#"]).await;
+        let dev = state(with_will(config("will-dev", protocol), "wills/dev"), SMALL);
         let (driver_d, mut events_d) = spawn_driver!(dev, tcp(dev_port));
         connected(&mut events_d).await;
-        driver_d.abort();
-        assert!(driver_d.await.unwrap_err().is_cancelled());
-        assert_eq!(
-            message(&mut events_w).await,
-            (
-                "wills/dev".to_owned(),
-                b"gone".to_vec(),
-                QoS::AtLeastOnce,
-                false
-            )
-        );
-        watcher.client().stop();
-        driver_w.await.unwrap().unwrap();
+        abort(driver_d).await;
+        will_arrives(&mut events_w, "wills/dev").await;
+        stop(watcher.client(), driver_w).await;
     })
     .await;
 }
@@ -479,45 +273,16 @@ async fn mqtt_5_3_1_2_5_will_published_by_rumqttd_after_an_abnormal_disconnect_v
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_5_3_3_2_3_publish_properties_reach_the_subscriber_through_rumqttd() {
-    use embermq::codec::{PropertyFields, UserProperty};
     let broker = Rumqttd::start().unwrap();
     let st = state(config("props", ProtocolChoice::V5), SMALL);
     within(20, async {
         let (driver, mut events) = spawn_driver!(st, tcp(broker.v5_port));
         assert_eq!(connected(&mut events).await.1, ProtocolVersion::V5);
-        st.client()
-            .subscribe(&[sub("req/#", QoS::AtLeastOnce)])
-            .await
-            .unwrap();
-        let users = [UserProperty {
-            name: "unit",
-            value: "celsius",
-        }];
-        let fields = PropertyFields {
-            response_topic: Some("resp/1"),
-            correlation_data: Some(b"c-42"),
-            user_properties: &users,
-            ..PropertyFields::NONE
-        };
-        let mut msg = OutgoingMessage::new("req/1", b"21.5", QoS::AtLeastOnce);
-        msg.properties = embermq::codec::Properties::from_fields(&fields);
-        let token = st.client().publish(&msg).await.unwrap();
-        st.client().completion(token).await.unwrap();
-        let (topic, payload, _, _, props) = message_with_props(&mut events).await;
+        let (topic, payload) = properties_to_self(st.client(), driver, &mut events).await;
         assert_eq!(
             (topic.as_str(), payload.as_slice()),
             ("req/1", &b"21.5"[..])
         );
-        assert_eq!(
-            props,
-            (
-                Some("resp/1".to_owned()),
-                Some(b"c-42".to_vec()),
-                vec![("unit".to_owned(), "celsius".to_owned())]
-            )
-        );
-        st.client().stop();
-        driver.await.unwrap().unwrap();
     })
     .await;
 }

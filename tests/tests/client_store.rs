@@ -19,9 +19,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use embermq::client::{
-    ClientError, ClientState, Connection, CriticalSectionRawMutex, Event, TokenStatus,
-};
+use embermq::client::{ClientError, ClientState, Connection, CriticalSectionRawMutex, TokenStatus};
 use embermq::clock::TokioClock;
 use embermq::codec::{Properties, PropertyFields, QoS};
 use embermq::session::{
@@ -32,35 +30,13 @@ use embermq::telemetry::Readings;
 use embermq_tests::peers::{Mosquitto, free_port};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 /// A client state whose outbox is backed by a [`FileStore`].
 type StoreState = ClientState<'static, CriticalSectionRawMutex, 16, 8, 128, 0, FileStore>;
 
 /// Messages the child queues.
 const CHILD_MESSAGES: u32 = 200;
-
-/// An event copied out of the driver.
-#[derive(Debug, Clone, PartialEq)]
-enum Seen {
-    Message { topic: String, payload: Vec<u8> },
-    Connected,
-    Other,
-}
-
-fn forward(tx: UnboundedSender<Seen>) -> impl FnMut(Event<'_>) + Send {
-    move |event: Event<'_>| {
-        let seen = match event {
-            Event::Message(m) => Seen::Message {
-                topic: m.topic.to_owned(),
-                payload: m.payload.to_vec(),
-            },
-            Event::Connected { .. } => Seen::Connected,
-            _ => Seen::Other,
-        };
-        let _ = tx.send(seen);
-    }
-}
 
 fn config(id: &str) -> SessionConfig<'static> {
     let mut c = SessionConfig::new(leak_str(format!("{id}-{}", std::process::id())));
@@ -107,13 +83,10 @@ async fn subscriber(
     (client, driver, events)
 }
 
+/// The next message's topic and payload.
 async fn next_message(events: &mut UnboundedReceiver<Seen>) -> (String, Vec<u8>) {
-    loop {
-        match events.recv().await.expect("driver ended") {
-            Seen::Message { topic, payload } => return (topic, payload),
-            _ => continue,
-        }
-    }
+    let (topic, payload, _, _) = message(events).await;
+    (topic, payload)
 }
 
 fn store_path(name: &str) -> PathBuf {
@@ -251,10 +224,8 @@ async fn file_store_outbox_survives_sigkill_and_every_message_arrives() {
         while st.client().outbox_len() > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        st.client().stop();
-        driver.await.unwrap().unwrap();
-        sub_client.stop();
-        sub_driver.await.unwrap().unwrap();
+        stop(st.client(), driver).await;
+        stop(sub_client, sub_driver).await;
     })
     .await;
     let reopened = FileStore::open(&path).unwrap();
@@ -339,10 +310,8 @@ async fn failed_persist_is_an_error_to_the_publisher_and_nothing_is_sent() {
             next_message(&mut events).await,
             ("fail/q0".to_owned(), b"sent".to_vec())
         );
-        client.stop();
-        driver.await.unwrap().unwrap();
-        sub_client.stop();
-        sub_driver.await.unwrap().unwrap();
+        stop(client, driver).await;
+        stop(sub_client, sub_driver).await;
     })
     .await;
 }
@@ -377,10 +346,8 @@ async fn publish_json_serializes_into_the_outbox_and_arrives_as_json() {
         assert_eq!(value["seq"], 42);
         assert_eq!(value["temp_c"], 21.5);
         assert_eq!(value["status"], "ok");
-        client.stop();
-        driver.await.unwrap().unwrap();
-        sub_client.stop();
-        sub_driver.await.unwrap().unwrap();
+        stop(client, driver).await;
+        stop(sub_client, sub_driver).await;
     })
     .await;
 
@@ -463,10 +430,8 @@ async fn message_larger_than_the_transmit_buffer_fails_alone_and_the_rest_flows(
                 limit: SizeLimit::TransmitBuffer
             })
         );
-        client.stop();
-        driver.await.unwrap().unwrap();
-        sub_client.stop();
-        sub_driver.await.unwrap().unwrap();
+        stop(client, driver).await;
+        stop(sub_client, sub_driver).await;
     })
     .await;
 }
@@ -492,8 +457,7 @@ async fn token_status_goes_from_queued_to_completed_to_unknown() {
         // Looking does not take the outcome; awaiting does.
         client.completion(t).await.unwrap();
         assert_eq!(client.status(t), TokenStatus::Unknown);
-        client.stop();
-        driver.await.unwrap().unwrap();
+        stop(client, driver).await;
     })
     .await;
 }
@@ -521,8 +485,7 @@ async fn mqtt_3_3_2_3_3_message_expiring_while_the_broker_is_down_fails_expired(
         // wakes the driver), not after a link came up.
         assert!(started.elapsed() < Duration::from_secs(4));
         assert_eq!(client.outbox_len(), 0);
-        client.stop();
-        driver.await.unwrap().unwrap();
+        stop(client, driver).await;
     })
     .await;
 }
@@ -584,10 +547,8 @@ async fn file_store_killed_mid_stream_loses_no_persisted_message() {
         }
         let missing: Vec<_> = persisted.difference(&got).collect();
         assert!(missing.is_empty(), "persisted but lost: {missing:?}");
-        st.client().stop();
-        driver.await.unwrap().unwrap();
-        sub_client.stop();
-        sub_driver.await.unwrap().unwrap();
+        stop(st.client(), driver).await;
+        stop(sub_client, sub_driver).await;
     })
     .await;
     let _ = std::fs::remove_file(&path);

@@ -11,7 +11,7 @@ mod support;
 use support::*;
 
 use embedded_io_async::{Read, Write};
-use embermq::client::{Connection, Event};
+use embermq::client::Connection;
 use embermq::clock::TokioClock;
 use embermq::codec::{ProtocolVersion, QoS, ReasonCode};
 use embermq::session::{OutgoingMessage, ProtocolChoice, SessionConfig};
@@ -25,29 +25,7 @@ use embermq_tests::tls::{ClientAuth, OTHER_NAME, ServerCert, TestPki, TlsMosquit
 use embermq_ws::{Buffers, ConnectError, WsConnector};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
-
-/// What the tests need from the driver's events.
-#[derive(Debug, Clone, PartialEq)]
-enum Seen {
-    Connected(ProtocolVersion),
-    Message { topic: String, payload: Vec<u8> },
-    Other,
-}
-
-fn forward(tx: UnboundedSender<Seen>) -> impl FnMut(Event<'_>) + Send {
-    move |event: Event<'_>| {
-        let seen = match event {
-            Event::Connected { version, .. } => Seen::Connected(version),
-            Event::Message(m) => Seen::Message {
-                topic: m.topic.to_owned(),
-                payload: m.payload.to_vec(),
-            },
-            _ => Seen::Other,
-        };
-        let _ = tx.send(seen);
-    }
-}
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 fn config(id: &str) -> SessionConfig<'static> {
     let mut c = SessionConfig::new(leak_str(format!("{id}-{}", std::process::id())));
@@ -82,27 +60,10 @@ macro_rules! spawn_driver {
     }};
 }
 
-async fn next_matching<T>(
-    events: &mut UnboundedReceiver<Seen>,
-    mut pick: impl FnMut(&Seen) -> Option<T>,
-) -> T {
-    loop {
-        let seen = events.recv().await.expect("driver ended");
-        if let Some(t) = pick(&seen) {
-            return t;
-        }
-    }
-}
-
 /// Connects, subscribes to `tls/#`, publishes at QoS 0, 1 and 2 to itself
 /// and receives each message back; then stops the client.
 async fn round_trip(state: &'static State, events: &mut UnboundedReceiver<Seen>) {
-    let version = next_matching(events, |s| match s {
-        Seen::Connected(v) => Some(*v),
-        _ => None,
-    })
-    .await;
-    assert_eq!(version, ProtocolVersion::V5);
+    assert_eq!(connected(events).await.1, ProtocolVersion::V5);
     let client = state.client();
     let results = client
         .subscribe(&[sub("tls/#", QoS::ExactlyOnce)])
@@ -120,14 +81,44 @@ async fn round_trip(state: &'static State, events: &mut UnboundedReceiver<Seen>)
             .await
             .unwrap();
         client.completion(token).await.unwrap();
-        let got = next_matching(events, |s| match s {
-            Seen::Message { topic, payload } => Some((topic.clone(), payload.clone())),
-            _ => None,
-        })
-        .await;
-        assert_eq!(got, (topic, payload.into_bytes()));
+        let (got_topic, got_payload, _, _) = message(events).await;
+        assert_eq!((got_topic, got_payload), (topic, payload.into_bytes()));
     }
     client.stop();
+}
+
+/// [`round_trip`] under a 20 s limit with the driver over `$connector`
+/// spawned on the runtime; the driver must end with `Ok`.
+macro_rules! spawned_round_trip {
+    ($state:expr, $connector:expr) => {{
+        let state: &'static State = $state;
+        let connector = $connector;
+        within(20, async {
+            let (driver, mut events) = spawn_driver!(state, connector);
+            round_trip(state, &mut events).await;
+            driver.await.unwrap().unwrap();
+        })
+        .await;
+    }};
+}
+
+/// [`round_trip`] under a 20 s limit with the driver over `$connector`
+/// run in this task beside it (for stacks whose futures are not `Send`);
+/// the driver must end with `Ok`.
+macro_rules! joined_round_trip {
+    ($state:expr, $connector:expr) => {{
+        let state: &'static State = $state;
+        let connector = $connector;
+        within(20, async {
+            let (tx, mut events) = unbounded_channel();
+            let (ended, ()) = tokio::join!(
+                driver!(state, connector, tx),
+                round_trip(state, &mut events)
+            );
+            ended.unwrap();
+        })
+        .await;
+    }};
 }
 
 /// The handshake error of a direct `connect`, which must fail.
@@ -166,12 +157,7 @@ async fn mqtts_publish_subscribe_round_trip_verifying_localhost() {
     let state = state(config("mqtts"), 4096);
     let connector =
         RustlsConnector::tcp("localhost", broker.mqtts_port, &pki.trusting_ca()).unwrap();
-    within(20, async {
-        let (driver, mut events) = spawn_driver!(state, connector);
-        round_trip(state, &mut events).await;
-        driver.await.unwrap().unwrap();
-    })
-    .await;
+    spawned_round_trip!(state, connector);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,12 +166,7 @@ async fn wss_publish_subscribe_round_trip_websocket_inside_tls() {
     let broker = TlsMosquitto::start(&pki, ServerCert::Valid, ClientAuth::None).unwrap();
     let state = state(config("wss"), 4096);
     let connector = wss(broker.wss_port, &pki.trusting_ca());
-    within(20, async {
-        let (driver, mut events) = spawn_driver!(state, connector);
-        round_trip(state, &mut events).await;
-        driver.await.unwrap().unwrap();
-    })
-    .await;
+    spawned_round_trip!(state, connector);
 }
 
 #[tokio::test]
@@ -269,12 +250,7 @@ async fn mtls_required_and_client_certificate_given_round_trip() {
         &pki.trusting_ca_with_client_cert(),
     )
     .unwrap();
-    within(20, async {
-        let (driver, mut events) = spawn_driver!(state, connector);
-        round_trip(state, &mut events).await;
-        driver.await.unwrap().unwrap();
-    })
-    .await;
+    spawned_round_trip!(state, connector);
 }
 
 #[tokio::test]
@@ -331,43 +307,26 @@ fn embedded_buffers() -> EmbeddedTlsBuffers<'static> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_tls_1_3_publish_subscribe_round_trip_over_mqtts() {
-    let pki = TestPki::generate().unwrap();
-    let broker = TlsMosquitto::start(&pki, ServerCert::Valid, ClientAuth::None).unwrap();
-    let state = state(config("etls"), 4096);
-    let connector = EmbeddedTlsConnector::new(
-        TokioTcpConnector::new("127.0.0.1", broker.mqtts_port),
+/// The device TLS stack over TCP to `port` on loopback, verifying the name
+/// `localhost` against the pinned CA certificate `ca_der`.
+fn embedded_tls(
+    port: u16,
+    ca_der: &[u8],
+) -> EmbeddedTlsConnector<'static, TokioTcpConnector, StdRng> {
+    EmbeddedTlsConnector::new(
+        TokioTcpConnector::new("127.0.0.1", port),
         "localhost",
-        Box::leak(pki.ca.cert_der.clone().into_boxed_slice()),
+        Box::leak(ca_der.to_vec().into_boxed_slice()),
         embedded_buffers(),
         StdRng::seed_from_u64(5),
-    );
-    // embedded-tls keeps a raw pointer across an `.await`, so its stream's
-    // futures are not `Send`: the driver runs in this task, beside the
-    // test (as in an embassy task) rather than spawned.
-    within(20, async {
-        let (tx, mut events) = unbounded_channel();
-        let (ended, ()) = tokio::join!(
-            driver!(state, connector, tx),
-            round_trip(state, &mut events)
-        );
-        ended.unwrap();
-    })
-    .await;
+    )
 }
 
-#[tokio::test]
-async fn embedded_tls_rejects_a_server_the_pinned_ca_did_not_sign() {
-    let pki = TestPki::generate().unwrap();
-    let broker = TlsMosquitto::start(&pki, ServerCert::Valid, ClientAuth::None).unwrap();
-    let mut connector = EmbeddedTlsConnector::new(
-        TokioTcpConnector::new("127.0.0.1", broker.mqtts_port),
-        "localhost",
-        Box::leak(pki.other_ca.cert_der.clone().into_boxed_slice()),
-        embedded_buffers(),
-        StdRng::seed_from_u64(5),
-    );
+/// The TLS error of a direct `connect` over the device TLS stack, which
+/// must fail, and must fail as a certificate rejection.
+async fn embedded_tls_rejection(
+    mut connector: EmbeddedTlsConnector<'static, TokioTcpConnector, StdRng>,
+) -> EmbeddedTlsError {
     let err = match within(10, connector.connect()).await {
         Ok(_) => panic!("the handshake succeeded"),
         Err(EmbeddedTlsConnectError::Tls(e)) => e,
@@ -377,6 +336,27 @@ async fn embedded_tls_rejects_a_server_the_pinned_ca_did_not_sign() {
         matches!(err, EmbeddedTlsError::CertificateRejected(_)),
         "{err:?}"
     );
+    err
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_tls_1_3_publish_subscribe_round_trip_over_mqtts() {
+    let pki = TestPki::generate().unwrap();
+    let broker = TlsMosquitto::start(&pki, ServerCert::Valid, ClientAuth::None).unwrap();
+    let state = state(config("etls"), 4096);
+    let connector = embedded_tls(broker.mqtts_port, &pki.ca.cert_der);
+    // embedded-tls keeps a raw pointer across an `.await`, so its stream's
+    // futures are not `Send`: the driver runs in this task, beside the
+    // test (as in an embassy task) rather than spawned.
+    joined_round_trip!(state, connector);
+}
+
+#[tokio::test]
+async fn embedded_tls_rejects_a_server_the_pinned_ca_did_not_sign() {
+    let pki = TestPki::generate().unwrap();
+    let broker = TlsMosquitto::start(&pki, ServerCert::Valid, ClientAuth::None).unwrap();
+    let connector = embedded_tls(broker.mqtts_port, &pki.other_ca.cert_der);
+    let err = embedded_tls_rejection(connector).await;
     eprintln!("{err}");
     assert!(err.to_string().contains("pinned CA"), "{err}");
 }
@@ -385,22 +365,8 @@ async fn embedded_tls_rejects_a_server_the_pinned_ca_did_not_sign() {
 async fn embedded_tls_rejects_a_certificate_for_another_name() {
     let pki = TestPki::generate().unwrap();
     let broker = TlsMosquitto::start(&pki, ServerCert::WrongName, ClientAuth::None).unwrap();
-    let mut connector = EmbeddedTlsConnector::new(
-        TokioTcpConnector::new("127.0.0.1", broker.mqtts_port),
-        "localhost",
-        Box::leak(pki.ca.cert_der.clone().into_boxed_slice()),
-        embedded_buffers(),
-        StdRng::seed_from_u64(5),
-    );
-    let err = match within(10, connector.connect()).await {
-        Ok(_) => panic!("the handshake succeeded"),
-        Err(EmbeddedTlsConnectError::Tls(e)) => e,
-        Err(e) => panic!("not a TLS failure: {e}"),
-    };
-    assert!(
-        matches!(err, EmbeddedTlsError::CertificateRejected(_)),
-        "{err:?}"
-    );
+    let connector = embedded_tls(broker.mqtts_port, &pki.ca.cert_der);
+    embedded_tls_rejection(connector).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -408,13 +374,7 @@ async fn embedded_tls_wss_round_trip_websocket_inside_device_tls() {
     let pki = TestPki::generate().unwrap();
     let broker = TlsMosquitto::start(&pki, ServerCert::Valid, ClientAuth::None).unwrap();
     let state = state(config("etls-wss"), 4096);
-    let tls = EmbeddedTlsConnector::new(
-        TokioTcpConnector::new("127.0.0.1", broker.wss_port),
-        "localhost",
-        Box::leak(pki.ca.cert_der.clone().into_boxed_slice()),
-        embedded_buffers(),
-        StdRng::seed_from_u64(5),
-    );
+    let tls = embedded_tls(broker.wss_port, &pki.ca.cert_der);
     let connector = WsConnector::new(
         tls,
         "localhost",
@@ -426,13 +386,5 @@ async fn embedded_tls_wss_round_trip_websocket_inside_device_tls() {
         },
         StdRng::seed_from_u64(3),
     );
-    within(20, async {
-        let (tx, mut events) = unbounded_channel();
-        let (ended, ()) = tokio::join!(
-            driver!(state, connector, tx),
-            round_trip(state, &mut events)
-        );
-        ended.unwrap();
-    })
-    .await;
+    joined_round_trip!(state, connector);
 }
