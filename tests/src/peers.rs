@@ -168,8 +168,11 @@ async def handler(ws):
         await ws.send(msg)
 
 async def main():
-    async with websockets.serve(handler, "127.0.0.1", int(sys.argv[1]),
-                                subprotocols=["mqtt"], max_size=None):
+    # Port 0: the kernel picks a free port and we report it, so no other
+    # process can take it between choosing and binding.
+    async with websockets.serve(handler, "127.0.0.1", 0,
+                                subprotocols=["mqtt"], max_size=None) as server:
+        print(server.sockets[0].getsockname()[1], flush=True)
         await asyncio.Future()
 
 asyncio.run(main())
@@ -189,15 +192,37 @@ impl PythonWsServer {
         let dir = temp_dir("pyws")?;
         let script = dir.join("ws_echo.py");
         std::fs::write(&script, PYTHON_WS_SERVER)?;
-        let port = free_port()?;
-        let child = Command::new(SYSTEM_PYTHON)
+        let mut child = Command::new(SYSTEM_PYTHON)
             .arg(&script)
-            .arg(port.to_string())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
+        let stdout = child.stdout.take();
         let mut process = PeerProcess { child, dir };
+        // The server binds port 0 and prints the port it got: a port chosen
+        // here and bound later could be taken by another test's peer in
+        // between (then the upgrade would reach, say, a mosquitto).
+        let (sent, reported) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut line = String::new();
+            if let Some(out) = stdout {
+                let _ = std::io::BufReader::new(out).read_line(&mut line);
+            }
+            let _ = sent.send(line);
+        });
+        let line = reported
+            .recv_timeout(Duration::from_secs(15))
+            .map_err(|_| {
+                io::Error::new(io::ErrorKind::TimedOut, "python server reported no port")
+            })?;
+        let port: u16 = line.trim().parse().map_err(|_| {
+            io::Error::other(format!(
+                "python server did not start (said {:?})",
+                line.trim()
+            ))
+        })?;
         wait_accepting(&mut process.child, &[port], Duration::from_secs(15))?;
         Ok(Self {
             port,
