@@ -5,7 +5,8 @@
 //! `--command-every`, each on a small fleet for a few seconds, asserted
 //! from the JSON report.
 
-use std::path::PathBuf;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use embermq_tests::peers::Mosquitto;
@@ -17,13 +18,33 @@ fn temp_path(tag: &str, ext: &str) -> PathBuf {
     std::env::temp_dir().join(format!("embermq-sim-{tag}-{}.{ext}", std::process::id()))
 }
 
-/// Runs `embermq sim` with `args`, `--quiet` and a report file; returns
-/// the process output and the parsed report (`Null` when none was written).
-fn sim(tag: &str, args: &[&str]) -> (Output, Value) {
+/// Runs `embermq sim` with `devices` devices all started at once
+/// (`--herd`) against `broker`, `--cafile` when given, the options in
+/// `knobs` (separated by spaces), `--quiet` and a report file; returns the
+/// process output and the parsed report, which must have been written.
+fn sim(
+    tag: &str,
+    devices: u64,
+    broker: &str,
+    cafile: Option<&Path>,
+    knobs: &str,
+) -> (Output, Value) {
     let report = temp_path(tag, "json");
     let out = Command::new(env!("CARGO_BIN_EXE_embermq"))
         .arg("sim")
-        .args(args)
+        .args([
+            "--devices",
+            &devices.to_string(),
+            "--broker",
+            broker,
+            "--herd",
+        ])
+        .args(
+            cafile
+                .into_iter()
+                .flat_map(|ca| [OsStr::new("--cafile"), ca.as_os_str()]),
+        )
+        .args(knobs.split_whitespace())
         .arg("--quiet")
         .arg("--report")
         .arg(&report)
@@ -34,7 +55,24 @@ fn sim(tag: &str, args: &[&str]) -> (Output, Value) {
         .and_then(|t| serde_json::from_slice(&t).ok())
         .unwrap_or(Value::Null);
     let _ = std::fs::remove_file(&report);
+    assert!(json.is_object(), "{tag}: no report; {}", text(&out));
     (out, json)
+}
+
+/// mosquitto with TLS listeners and a valid server certificate from a fresh
+/// test PKI (no client certificates asked).
+fn tls_broker() -> (TestPki, TlsMosquitto) {
+    let pki = TestPki::generate().expect("rcgen makes the PKI");
+    let broker = TlsMosquitto::start(&pki, ServerCert::Valid, ClientAuth::None)
+        .expect("mosquitto with TLS listeners starts");
+    (pki, broker)
+}
+
+/// `pem` written to a fresh file for `--cafile`.
+fn ca_file(tag: &str, pem: &str) -> PathBuf {
+    let path = temp_path(tag, "pem");
+    std::fs::write(&path, pem).expect("CA file written");
+    path
 }
 
 fn n(v: &Value, path: &str) -> u64 {
@@ -69,37 +107,19 @@ fn assert_qos1_no_loss_no_duplicates(r: &Value, out: &Output, devices: u64) {
 
 #[test]
 fn sim_mqtts_and_wss_20_devices_qos1_with_cafile_no_loss_no_duplicates() {
-    let pki = TestPki::generate().expect("rcgen makes the PKI");
-    let broker = TlsMosquitto::start(&pki, ServerCert::Valid, ClientAuth::None)
-        .expect("mosquitto with TLS listeners starts");
-    let ca = temp_path("tls-ca", "pem");
-    std::fs::write(&ca, &pki.ca.cert_pem).expect("CA file written");
-    let ca_arg = ca.to_string_lossy().into_owned();
+    let (pki, broker) = tls_broker();
+    let ca = ca_file("tls-ca", &pki.ca.cert_pem);
     for (tag, url) in [
         ("mqtts", format!("mqtts://localhost:{}", broker.mqtts_port)),
         ("wss", format!("wss://localhost:{}/mqtt", broker.wss_port)),
     ] {
         let (out, r) = sim(
             tag,
-            &[
-                "--devices",
-                "20",
-                "--broker",
-                &url,
-                "--cafile",
-                &ca_arg,
-                "--herd",
-                "--interval",
-                "0.25",
-                "--duration",
-                "3",
-                "--qos",
-                "1",
-                "--drain",
-                "5",
-            ],
+            20,
+            &url,
+            Some(&ca),
+            "--interval 0.25 --duration 3 --qos 1 --drain 5",
         );
-        assert!(r.is_object(), "{url}: no report; {}", text(&out));
         assert_eq!(r["broker"].as_str(), Some(url.as_str()), "{}", text(&out));
         assert_qos1_no_loss_no_duplicates(&r, &out, 20);
         // About 3.5 s of publishing at 4 readings per second.
@@ -110,32 +130,18 @@ fn sim_mqtts_and_wss_20_devices_qos1_with_cafile_no_loss_no_duplicates() {
 
 #[test]
 fn sim_mqtts_with_the_wrong_ca_connects_no_device_and_reports_connect_failures() {
-    let pki = TestPki::generate().expect("rcgen makes the PKI");
-    let broker = TlsMosquitto::start(&pki, ServerCert::Valid, ClientAuth::None)
-        .expect("mosquitto with TLS listeners starts");
-    let ca = temp_path("tls-other-ca", "pem");
-    std::fs::write(&ca, &pki.other_ca.cert_pem).expect("CA file written");
+    let (pki, broker) = tls_broker();
+    let ca = ca_file("tls-other-ca", &pki.other_ca.cert_pem);
     let url = format!("mqtts://localhost:{}", broker.mqtts_port);
     let (out, r) = sim(
         "tls-wrong-ca",
-        &[
-            "--devices",
-            "5",
-            "--broker",
-            &url,
-            "--cafile",
-            &ca.to_string_lossy(),
-            "--herd",
-            "--duration",
-            "1",
-            "--drain",
-            "1",
-            "--no-checker",
-        ],
+        5,
+        &url,
+        Some(&ca),
+        "--duration 1 --drain 1 --no-checker",
     );
     let _ = std::fs::remove_file(&ca);
     let t = text(&out);
-    assert!(r.is_object(), "no report; {t}");
     assert_eq!(n(&r, "/connected_peak"), 0, "{t}");
     assert!(n(&r, "/errors/connect_failed") >= 5, "{t}");
     assert_eq!(r["clean"], Value::Bool(false), "{t}");
@@ -144,30 +150,17 @@ fn sim_mqtts_with_the_wrong_ca_connects_no_device_and_reports_connect_failures()
 
 #[test]
 fn sim_insecure_connects_without_the_ca_and_warns_loudly() {
-    let pki = TestPki::generate().expect("rcgen makes the PKI");
-    let broker = TlsMosquitto::start(&pki, ServerCert::Valid, ClientAuth::None)
-        .expect("mosquitto with TLS listeners starts");
+    let (_pki, broker) = tls_broker();
     let url = format!("mqtts://localhost:{}", broker.mqtts_port);
     // The test CA is in no root store: only --insecure lets this connect.
     let (out, r) = sim(
         "tls-insecure",
-        &[
-            "--devices",
-            "5",
-            "--broker",
-            &url,
-            "--insecure",
-            "--herd",
-            "--duration",
-            "1",
-            "--drain",
-            "3",
-            "--qos",
-            "1",
-        ],
+        5,
+        &url,
+        None,
+        "--insecure --duration 1 --drain 3 --qos 1",
     );
     let t = text(&out);
-    assert!(r.is_object(), "no report; {t}");
     assert_eq!(n(&r, "/connected_peak"), 5, "{t}");
     assert_eq!(r["clean"], Value::Bool(true), "{t}");
     assert!(
@@ -202,26 +195,12 @@ fn sim_herd_50_devices_start_at_once_all_connect_and_lose_nothing() {
     let url = format!("ws://127.0.0.1:{}/mqtt", broker.ws_port);
     let (out, r) = sim(
         "herd",
-        &[
-            "--devices",
-            "50",
-            "--broker",
-            &url,
-            "--herd",
-            // A ramp this slow would take 50 s; --herd ignores it.
-            "--ramp",
-            "1",
-            "--interval",
-            "0.5",
-            "--duration",
-            "3",
-            "--qos",
-            "1",
-            "--drain",
-            "5",
-        ],
+        50,
+        &url,
+        None,
+        // A ramp this slow would take 50 s; --herd ignores it.
+        "--ramp 1 --interval 0.5 --duration 3 --qos 1 --drain 5",
     );
-    assert!(r.is_object(), "no report; {}", text(&out));
     assert_qos1_no_loss_no_duplicates(&r, &out, 50);
     assert_eq!(n(&r, "/connects"), 50, "{}", text(&out));
     assert_eq!(n(&r, "/reconnects"), 0, "{}", text(&out));
@@ -242,27 +221,11 @@ fn sim_pause_stops_publishing_for_the_pause_window() {
     // against 22.5 without the pause.
     let (out, r) = sim(
         "pause",
-        &[
-            "--devices",
-            "20",
-            "--broker",
-            &url,
-            "--herd",
-            "--interval",
-            "0.2",
-            "--duration",
-            "4",
-            "--pause-at",
-            "1",
-            "--pause-for",
-            "2",
-            "--qos",
-            "1",
-            "--drain",
-            "5",
-        ],
+        20,
+        &url,
+        None,
+        "--interval 0.2 --duration 4 --pause-at 1 --pause-for 2 --qos 1 --drain 5",
     );
-    assert!(r.is_object(), "no report; {}", text(&out));
     assert_qos1_no_loss_no_duplicates(&r, &out, 20);
     let published = n(&r, "/published/qos1");
     assert!(
@@ -279,26 +242,12 @@ fn sim_commands_are_all_answered_but_for_the_last_round_and_every_reply_arrives(
     // Each of 20 devices gets a command every second: one every 50 ms.
     let (out, r) = sim(
         "commands",
-        &[
-            "--devices",
-            "20",
-            "--broker",
-            &url,
-            "--herd",
-            "--interval",
-            "1",
-            "--duration",
-            "4",
-            "--command-every",
-            "1",
-            "--qos",
-            "1",
-            "--drain",
-            "5",
-        ],
+        20,
+        &url,
+        None,
+        "--interval 1 --duration 4 --command-every 1 --qos 1 --drain 5",
     );
     let t = text(&out);
-    assert!(r.is_object(), "no report; {t}");
     let sent = n(&r, "/commands_sent");
     // About 4.5 s at 20 per second.
     assert!(sent >= 60, "{sent} commands: {t}");

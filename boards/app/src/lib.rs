@@ -26,9 +26,13 @@
 //! Everything the board does is behind the small [`Board`] trait (LED,
 //! sensors, logging of [`AppEvent`]s); memory is lent by the board.
 //!
+//! With the `embassy` feature (`wss` adds TLS), `Link` is the client wired
+//! as every board wires it: MQTT over WebSocket over embassy-net TCP, the
+//! outbox in flash, the buffers in one static `LinkMemory` the board lends.
+//!
 //! Deliberately not here: bringing the network up (Wi-Fi, LTE, Ethernet),
-//! building the transport, and rebooting (answered as unsupported), which
-//! are the boards' own.
+//! the flash driver, the log, and rebooting (answered as unsupported),
+//! which are the boards' own.
 #![no_std]
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -46,12 +50,16 @@ mod board;
 pub mod command;
 mod device;
 mod flash_store;
+#[cfg(feature = "embassy")]
+mod link;
 mod rng;
 mod settings;
 
 pub use board::{AppEvent, Board};
 pub use device::run;
 pub use flash_store::{FlashStore, FlashStoreError};
+#[cfg(feature = "embassy")]
+pub use link::{Broker, Link, LinkError, LinkMemory};
 pub use rng::SharedRng;
 pub use settings::{
     DEVICE_ID_MAX_LEN, Settings, SettingsError, TOPIC_MAX_LEN, Topics, device_id_from_serial,

@@ -22,11 +22,11 @@ use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use embedded_storage_async::nor_flash::{
     ErrorType, MultiwriteNorFlash, NorFlash, NorFlashErrorKind, ReadNorFlash,
 };
-use embermq::client::{Backoff, ClientConfig, ClientState, Connection, Event};
+use embermq::client::{Backoff, Client, ClientConfig, ClientState, Connection, Event};
 use embermq::clock::TokioClock;
 use embermq::codec::{Properties, PropertyFields, QoS, Subscription, SubscriptionOptions};
 use embermq::session::{OutgoingMessage, SessionConfig};
-use embermq::store::Store;
+use embermq::store::{NoStore, Store};
 use embermq::time::Duration;
 use embermq::transport::TokioTcpConnector;
 use embermq_board_app::{AppEvent, Board, FlashStore, Settings};
@@ -35,14 +35,26 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-type State = ClientState<'static, NoopRawMutex, 8, 4>;
-
 fn leak(len: usize) -> &'static mut [u8] {
     Box::leak(vec![0u8; len].into_boxed_slice())
 }
 
 fn leak_str(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
+}
+
+/// `{prefix}-{pid}`: a client id (and topic level) no other run shares.
+fn unique_id(prefix: &str) -> &'static str {
+    leak_str(format!("{prefix}-{}", std::process::id()))
+}
+
+/// A client state for `config` with a 4096-byte outbox kept in `store`
+/// (`NoStore`: RAM only), alive for the rest of the test.
+fn leak_state<St: Store>(
+    config: SessionConfig<'static>,
+    store: St,
+) -> &'static ClientState<'static, NoopRawMutex, 8, 4, 128, 0, St> {
+    Box::leak(Box::new(ClientState::with_store(config, leak(4096), store)))
 }
 
 fn free_port() -> u16 {
@@ -141,6 +153,19 @@ struct MockBoard {
     events: UnboundedSender<String>,
 }
 
+impl MockBoard {
+    /// A board with its LED never switched, and the receiver of the
+    /// events it reports.
+    fn new() -> (Self, UnboundedReceiver<String>) {
+        let (events, events_rx) = unbounded_channel();
+        let board = Self {
+            led: Rc::default(),
+            events,
+        };
+        (board, events_rx)
+    }
+}
+
 impl Board for MockBoard {
     fn set_led(&mut self, on: bool) {
         self.led.borrow_mut().push(on);
@@ -173,6 +198,14 @@ const FAST: ClientConfig = ClientConfig {
     },
     connect_timeout: Duration::from_secs(5),
 };
+
+/// Settings for device `id`, a reading every `interval_secs`, reconnecting
+/// as [`FAST`].
+fn fast_settings(id: &'static str, interval_secs: u32) -> Settings<'static> {
+    let mut settings = Settings::new(id, interval_secs).unwrap();
+    settings.client = FAST;
+    settings
+}
 
 fn observer_handler(tx: UnboundedSender<Seen>) -> impl FnMut(Event<'_>) {
     move |event| {
@@ -225,6 +258,54 @@ fn device_connector(port: u16) -> WsConnector<'static, TokioTcpConnector, StdRng
     )
 }
 
+/// The board application on `state` with `board`, over WebSocket to the
+/// broker's `ws_port` (the client's RNG seeded with `seed`), until stopped.
+async fn run_device<St: Store>(
+    state: &'static ClientState<'static, NoopRawMutex, 8, 4, 128, 0, St>,
+    ws_port: u16,
+    seed: u64,
+    board: MockBoard,
+    settings: &Settings<'_>,
+) -> Result<(), impl core::fmt::Debug> {
+    let connection = Connection::new(
+        state,
+        device_connector(ws_port),
+        TokioClock::new(),
+        StdRng::seed_from_u64(seed),
+        leak(2048),
+        leak(2048),
+        settings.client,
+    );
+    embermq_board_app::run(state, connection, TokioClock::new(), board, settings).await
+}
+
+/// An observer named `{name}-{pid}` (MQTT 5.0 over TCP to the broker's
+/// `tcp_port`, RNG seeded with `seed`): its client, the messages it
+/// receives, and its driver to run beside the test.
+fn observer(
+    name: &str,
+    tcp_port: u16,
+    seed: u64,
+) -> (
+    Client<'static, 'static, NoopRawMutex, 8, 4>,
+    UnboundedReceiver<Seen>,
+    impl core::future::Future<Output = Result<(), impl core::fmt::Debug>>,
+) {
+    let state = leak_state(SessionConfig::new(unique_id(name)), NoStore);
+    let (seen_tx, seen) = unbounded_channel();
+    let driver = Connection::new(
+        state,
+        TokioTcpConnector::new("127.0.0.1", tcp_port),
+        TokioClock::new(),
+        StdRng::seed_from_u64(seed),
+        leak(4096),
+        leak(4096),
+        FAST,
+    )
+    .run(observer_handler(seen_tx));
+    (state.client(), seen, driver)
+}
+
 fn command<'a>(
     topic: &'a str,
     json: &'a [u8],
@@ -239,63 +320,23 @@ fn command<'a>(
 #[tokio::test(flavor = "current_thread")]
 async fn telemetry_arrives_and_commands_change_the_interval_switch_the_led_and_are_answered() {
     let broker = Mosquitto::start();
-    let id = leak_str(format!("app-test-{}", std::process::id()));
+    let id = unique_id("app-test");
     // 30 s: a second reading within the test's few seconds proves the
     // interval command took effect.
-    let mut settings = Settings::new(id, 30).unwrap();
-    settings.client = FAST;
+    let settings = fast_settings(id, 30);
     let topics = settings.topics().clone();
 
-    let device_state: &'static State = Box::leak(Box::new(ClientState::new(
-        settings.session_config(2048),
-        leak(4096),
-    )));
+    let device_state = leak_state(settings.session_config(2048), NoStore);
     let device_client = device_state.client();
-    let (events_tx, mut events) = unbounded_channel();
-    let board = MockBoard {
-        led: Rc::default(),
-        events: events_tx,
-    };
+    let (board, mut events) = MockBoard::new();
     let led = board.led.clone();
     let ready = tokio::sync::Notify::new();
     let device = async {
         ready.notified().await;
-        let connection = Connection::new(
-            device_state,
-            device_connector(broker.ws_port),
-            TokioClock::new(),
-            StdRng::seed_from_u64(2),
-            leak(2048),
-            leak(2048),
-            settings.client,
-        );
-        embermq_board_app::run(
-            device_state,
-            connection,
-            TokioClock::new(),
-            board,
-            &settings,
-        )
-        .await
+        run_device(device_state, broker.ws_port, 2, board, &settings).await
     };
 
-    let observer_id = leak_str(format!("app-observer-{}", std::process::id()));
-    let observer_state: &'static State = Box::leak(Box::new(ClientState::new(
-        SessionConfig::new(observer_id),
-        leak(4096),
-    )));
-    let observer = observer_state.client();
-    let (seen_tx, mut seen) = unbounded_channel();
-    let observer_driver = Connection::new(
-        observer_state,
-        TokioTcpConnector::new("127.0.0.1", broker.tcp_port),
-        TokioClock::new(),
-        StdRng::seed_from_u64(3),
-        leak(4096),
-        leak(4096),
-        FAST,
-    )
-    .run(observer_handler(seen_tx));
+    let (observer, mut seen, observer_driver) = observer("app-observer", broker.tcp_port, 3);
 
     let answers = leak_str(format!("test/answers/{id}"));
     let body = async {
@@ -381,56 +422,17 @@ async fn after_a_broker_restart_the_device_reconnects_resubscribes_and_keeps_rep
     let broker = Mosquitto::start();
     let (tcp_port, ws_port) = (broker.tcp_port, broker.ws_port);
     let broker = RefCell::new(Some(broker));
-    let id = leak_str(format!("app-restart-{}", std::process::id()));
-    let mut settings = Settings::new(id, 1).unwrap();
-    settings.client = FAST;
+    let id = unique_id("app-restart");
+    let settings = fast_settings(id, 1);
     let topics = settings.topics().clone();
 
-    let device_state: &'static State = Box::leak(Box::new(ClientState::new(
-        settings.session_config(2048),
-        leak(4096),
-    )));
+    let device_state = leak_state(settings.session_config(2048), NoStore);
     let device_client = device_state.client();
-    let (events_tx, mut events) = unbounded_channel();
-    let board = MockBoard {
-        led: Rc::default(),
-        events: events_tx,
-    };
+    let (board, mut events) = MockBoard::new();
     let led = board.led.clone();
-    let connection = Connection::new(
-        device_state,
-        device_connector(ws_port),
-        TokioClock::new(),
-        StdRng::seed_from_u64(4),
-        leak(2048),
-        leak(2048),
-        settings.client,
-    );
-    let device = embermq_board_app::run(
-        device_state,
-        connection,
-        TokioClock::new(),
-        board,
-        &settings,
-    );
+    let device = run_device(device_state, ws_port, 4, board, &settings);
 
-    let observer_id = leak_str(format!("app-restart-observer-{}", std::process::id()));
-    let observer_state: &'static State = Box::leak(Box::new(ClientState::new(
-        SessionConfig::new(observer_id),
-        leak(4096),
-    )));
-    let observer = observer_state.client();
-    let (seen_tx, mut seen) = unbounded_channel();
-    let observer_driver = Connection::new(
-        observer_state,
-        TokioTcpConnector::new("127.0.0.1", tcp_port),
-        TokioClock::new(),
-        StdRng::seed_from_u64(5),
-        leak(4096),
-        leak(4096),
-        FAST,
-    )
-    .run(observer_handler(seen_tx));
+    let (observer, mut seen, observer_driver) = observer("app-restart-observer", tcp_port, 5);
 
     let body = async {
         let filters = [topics.telemetry(), topics.replies()].map(|filter| Subscription {
@@ -542,48 +544,21 @@ impl NorFlash for SharedFlash {
 
 impl MultiwriteNorFlash for SharedFlash {}
 
-type DurableState =
-    ClientState<'static, NoopRawMutex, 8, 4, 128, 0, FlashStore<'static, SharedFlash>>;
-
 #[tokio::test(flavor = "current_thread")]
 async fn readings_kept_in_flash_while_the_broker_is_away_arrive_after_a_reset() {
     // The broker's ports, held (listening, never accepting) until it starts,
     // so no other test takes them meanwhile.
     let hold = [0, 1].map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"));
     let [tcp_port, ws_port] = hold.each_ref().map(|l| l.local_addr().unwrap().port());
-    let id = leak_str(format!("app-durable-{}", std::process::id()));
+    let id = unique_id("app-durable");
     let flash = SharedFlash::new();
-    let (events_tx, mut events) = unbounded_channel();
-    let board = MockBoard {
-        led: Rc::default(),
-        events: events_tx,
-    };
+    let (board, mut events) = MockBoard::new();
 
     // First boot: no broker. Readings every second go into the outbox and
     // the flash; then the device is reset (its RAM state dropped).
-    let mut settings = Settings::new(id, 1).unwrap();
-    settings.client = FAST;
-    let state: &'static DurableState = Box::leak(Box::new(ClientState::with_store(
-        settings.session_config(2048),
-        leak(4096),
-        flash.store(),
-    )));
-    let connection = Connection::new(
-        state,
-        device_connector(ws_port),
-        TokioClock::new(),
-        StdRng::seed_from_u64(6),
-        leak(2048),
-        leak(2048),
-        settings.client,
-    );
-    let first_boot = embermq_board_app::run(
-        state,
-        connection,
-        TokioClock::new(),
-        board.clone(),
-        &settings,
-    );
+    let settings = fast_settings(id, 1);
+    let state = leak_state(settings.session_config(2048), flash.store());
+    let first_boot = run_device(state, ws_port, 6, board.clone(), &settings);
     let client = state.client();
     let offline = async {
         wait_for_event(&mut events, "reading 2 queued").await;
@@ -595,47 +570,17 @@ async fn readings_kept_in_flash_while_the_broker_is_away_arrive_after_a_reset() 
     // The broker is back; an observer watches the telemetry.
     drop(hold);
     let broker = Mosquitto::start_on(tcp_port, ws_port);
-    let observer_id = leak_str(format!("app-durable-observer-{}", std::process::id()));
-    let observer_state: &'static State = Box::leak(Box::new(ClientState::new(
-        SessionConfig::new(observer_id),
-        leak(4096),
-    )));
-    let observer = observer_state.client();
-    let (seen_tx, mut seen) = unbounded_channel();
-    let observer_driver = Connection::new(
-        observer_state,
-        TokioTcpConnector::new("127.0.0.1", broker.tcp_port),
-        TokioClock::new(),
-        StdRng::seed_from_u64(7),
-        leak(4096),
-        leak(4096),
-        FAST,
-    )
-    .run(observer_handler(seen_tx));
+    let (observer, mut seen, observer_driver) =
+        observer("app-durable-observer", broker.tcp_port, 7);
 
     // Second boot, on the same flash; one reading a day of its own, so
     // readings 1 and 2 can only be the first boot's, replayed from flash.
-    let mut settings = Settings::new(id, 86_400).unwrap();
-    settings.client = FAST;
-    let settings = &*Box::leak(Box::new(settings));
-    let state: &'static DurableState = Box::leak(Box::new(ClientState::with_store(
-        settings.session_config(2048),
-        leak(4096),
-        flash.store(),
-    )));
+    let settings = &*Box::leak(Box::new(fast_settings(id, 86_400)));
+    let state = leak_state(settings.session_config(2048), flash.store());
     let ready = tokio::sync::Notify::new();
     let second_boot = async {
         ready.notified().await;
-        let connection = Connection::new(
-            state,
-            device_connector(ws_port),
-            TokioClock::new(),
-            StdRng::seed_from_u64(8),
-            leak(2048),
-            leak(2048),
-            settings.client,
-        );
-        embermq_board_app::run(state, connection, TokioClock::new(), board, settings).await
+        run_device(state, ws_port, 8, board, settings).await
     };
     let device = state.client();
     let topic = settings.topics().telemetry();

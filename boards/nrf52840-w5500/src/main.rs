@@ -12,8 +12,6 @@
 #![no_std]
 #![no_main]
 
-use core::cell::RefCell;
-
 use defmt::{error, info, unwrap};
 use embassy_embedded_hal::adapter::BlockingAsync;
 use embassy_executor::Spawner;
@@ -28,15 +26,10 @@ use embassy_nrf::spim::{self, Spim};
 use embassy_nrf::{bind_interrupts, peripherals, rng};
 use embassy_time::Delay;
 use embedded_hal_bus::spi::ExclusiveDevice;
-use embermq::client::{ClientState, Connection, NoopRawMutex};
-use embermq::clock::EmbassyClock;
-use embermq::transport::EmbassyTcpConnector;
 use embermq_board_app::{
-    AppEvent, Board, FlashStore, Settings, SharedRng, device_id_from_serial, port_from_env,
-    secs_from_env, str_from_env,
+    AppEvent, Board, Broker, Link, LinkMemory, Settings, device_id_from_serial, secs_from_env,
 };
-use embermq_ws::{Buffers, WsConnector};
-use static_cell::StaticCell;
+use static_cell::{ConstStaticCell, StaticCell};
 use {defmt_rtt as _, panic_probe as _};
 
 bind_interrupts!(struct Irqs {
@@ -44,32 +37,16 @@ bind_interrupts!(struct Irqs {
     RNG => rng::InterruptHandler<peripherals::RNG>;
 });
 
-/// The broker's host name or IPv4 address (build-time `BROKER_HOST`).
-const BROKER_HOST: &str = str_from_env(option_env!("BROKER_HOST"), "test.mosquitto.org");
-/// The broker's WebSocket port (build-time `BROKER_PORT`).
-const BROKER_PORT: u16 = port_from_env(option_env!("BROKER_PORT"), 8080);
-/// The WebSocket path (build-time `BROKER_PATH`).
-const BROKER_PATH: &str = str_from_env(option_env!("BROKER_PATH"), "/mqtt");
+/// The broker (build-time `BROKER_HOST`, `BROKER_PORT`, `BROKER_PATH`).
+const BROKER: Broker = Broker::FROM_ENV;
 /// The device id (build-time `DEVICE_ID`); unset: `nrf52840-` and the
 /// chip's FICR device id in hex.
 const DEVICE_ID: Option<&str> = option_env!("DEVICE_ID");
 /// Seconds between readings at start-up (build-time `TELEMETRY_SECS`).
 const TELEMETRY_SECS: u32 = secs_from_env(option_env!("TELEMETRY_SECS"), 10);
 
-/// TCP socket buffers (receive window, send buffer).
-const TCP_BUF: usize = 2048;
-/// WebSocket frame buffers (the handshake response must fit in `rx`).
-const WS_BUF: usize = 1024;
-/// The largest MQTT packet received / sent.
-const MQTT_RX: usize = 2048;
-const MQTT_TX: usize = 1024;
-/// Queued and unacknowledged publishes.
-const OUTBOX: usize = 4096;
 /// The flash pages of the durable outbox (the last 32 KiB, left out of FLASH in `memory.x`).
 const OUTBOX_FLASH: core::ops::Range<u32> = 0xF_8000..0x10_0000;
-/// The durable outbox's item buffer: the largest record (a PUBLISH no
-/// larger than the transmit buffer) and its 4-byte key.
-const STORE_BUF_LEN: usize = MQTT_TX + 4;
 
 type W5500Runner = Runner<
     'static,
@@ -81,10 +58,6 @@ type W5500Runner = Runner<
 
 /// The internal flash through the async NOR flash traits.
 type Flash = BlockingAsync<Nvmc<'static>>;
-
-/// The client state: 8 publishes in flight, 2 subscriptions, the outbox
-/// kept in flash.
-type MqttState = ClientState<'static, NoopRawMutex, 8, 2, 128, 0, FlashStore<'static, Flash>>;
 
 /// LED1 (active low) and the defmt log.
 struct Nrf52840Board {
@@ -156,64 +129,28 @@ async fn main(spawner: Spawner) -> ! {
     };
     let settings = unwrap!(Settings::new(device_id, TELEMETRY_SECS).map_err(|_| "DEVICE_ID"));
 
-    static RNG: StaticCell<RefCell<Rng<'static, Async>>> = StaticCell::new();
-    let rng = SharedRng::new(RNG.init(RefCell::new(rng)));
-
-    static TCP_RX: StaticCell<[u8; TCP_BUF]> = StaticCell::new();
-    static TCP_TX: StaticCell<[u8; TCP_BUF]> = StaticCell::new();
-    static WS_RX: StaticCell<[u8; WS_BUF]> = StaticCell::new();
-    static WS_TX: StaticCell<[u8; WS_BUF]> = StaticCell::new();
-    let tcp = EmbassyTcpConnector::new(
-        stack,
-        BROKER_HOST,
-        BROKER_PORT,
-        TCP_RX.init([0; TCP_BUF]),
-        TCP_TX.init([0; TCP_BUF]),
-    );
-    let ws = WsConnector::new(
-        tcp,
-        BROKER_HOST,
-        Some(BROKER_PORT),
-        BROKER_PATH,
-        Buffers {
-            rx: WS_RX.init([0; WS_BUF]),
-            tx: WS_TX.init([0; WS_BUF]),
-        },
-        rng,
-    );
-
+    // The buffers, client state and RNG of the link, zeroed at boot.
+    static MEMORY: ConstStaticCell<LinkMemory<Flash, Rng<'static, Async>>> =
+        ConstStaticCell::new(LinkMemory::new());
     // Unacknowledged readings are kept in flash and sent after a reset.
-    static STORE_BUF: StaticCell<[u8; STORE_BUF_LEN]> = StaticCell::new();
-    let store = match FlashStore::new(flash, OUTBOX_FLASH, STORE_BUF.init([0; STORE_BUF_LEN])) {
-        Ok(store) => store,
+    let link = match Link::open(
+        stack,
+        BROKER,
+        MEMORY.take(),
+        flash,
+        OUTBOX_FLASH,
+        rng,
+        &settings,
+    ) {
+        Ok(link) => link,
         Err(e) => defmt::panic!("flash outbox: {}", defmt::Display2Format(&e)),
     };
-    static OUTBOX_BUF: StaticCell<[u8; OUTBOX]> = StaticCell::new();
-    static MQTT_STATE: StaticCell<MqttState> = StaticCell::new();
-    static RX: StaticCell<[u8; MQTT_RX]> = StaticCell::new();
-    static TX: StaticCell<[u8; MQTT_TX]> = StaticCell::new();
-    let state = MQTT_STATE.init(ClientState::with_store(
-        settings.session_config(MQTT_RX),
-        OUTBOX_BUF.init([0; OUTBOX]),
-        store,
-    ));
-    let connection = Connection::new(
-        state,
-        ws,
-        EmbassyClock::new(),
-        rng,
-        RX.init([0; MQTT_RX]),
-        TX.init([0; MQTT_TX]),
-        settings.client,
-    );
     info!(
         "device {} -> ws://{}:{}{}",
-        device_id, BROKER_HOST, BROKER_PORT, BROKER_PATH
+        device_id, BROKER.host, BROKER.port, BROKER.path
     );
     let board = Nrf52840Board { led };
-    if let Err(e) =
-        embermq_board_app::run(state, connection, EmbassyClock::new(), board, &settings).await
-    {
+    if let Err(e) = link.run(board, &settings).await {
         error!("client stopped: {}", defmt::Display2Format(&e));
     }
     defmt::panic!("the client never stops on its own")

@@ -13,7 +13,6 @@
 #![no_std]
 #![no_main]
 
-use core::cell::RefCell;
 use core::mem::MaybeUninit;
 use core::net::IpAddr;
 
@@ -28,15 +27,11 @@ use embassy_nrf::gpio::{Level, Output, OutputDrive};
 use embassy_nrf::interrupt;
 use embassy_nrf::mode::Blocking;
 use embassy_nrf::nvmc::Nvmc;
-use embermq::client::{ClientState, Connection, NoopRawMutex};
-use embermq::clock::EmbassyClock;
-use embermq::transport::EmbassyTcpConnector;
 use embermq_board_app::{
-    AppEvent, Board, FlashStore, Settings, SharedRng, device_id_from_serial, port_from_env,
-    secs_from_env, str_from_env,
+    AppEvent, Board, Broker, Link, LinkMemory, Settings, device_id_from_serial, secs_from_env,
+    str_from_env,
 };
-use embermq_ws::{Buffers, WsConnector};
-use static_cell::StaticCell;
+use static_cell::{ConstStaticCell, StaticCell};
 use {defmt_rtt as _, panic_probe as _};
 
 /// Access point name (build-time `LTE_APN`, or `APN`); empty lets the
@@ -51,55 +46,22 @@ const LTE_USER: Option<&str> = option_env!("LTE_USER");
 const LTE_PASSWORD: Option<&str> = option_env!("LTE_PASSWORD");
 /// SIM PIN (build-time `SIM_PIN`), if the SIM is locked.
 const SIM_PIN: Option<&str> = option_env!("SIM_PIN");
-/// The broker's host name or IPv4 address (build-time `BROKER_HOST`).
-const BROKER_HOST: &str = str_from_env(option_env!("BROKER_HOST"), "test.mosquitto.org");
-/// The broker's WebSocket port (build-time `BROKER_PORT`).
-const BROKER_PORT: u16 = port_from_env(option_env!("BROKER_PORT"), 8080);
-/// The WebSocket path (build-time `BROKER_PATH`).
-const BROKER_PATH: &str = str_from_env(option_env!("BROKER_PATH"), "/mqtt");
+/// The broker (build-time `BROKER_HOST`, `BROKER_PORT`, `BROKER_PATH`); a
+/// `wss` build verifies it against the CA certificate (DER) from build-time
+/// `BROKER_CA_DER` (or not at all with `WSS_INSECURE=1`).
+const BROKER: Broker =
+    Broker::FROM_ENV.with_ca(include_bytes!(concat!(env!("OUT_DIR"), "/broker-ca.der")));
 /// The device id (build-time `DEVICE_ID`); unset: `nrf9160-` and the
 /// chip's FICR device id in hex.
 const DEVICE_ID: Option<&str> = option_env!("DEVICE_ID");
 /// Seconds between readings at start-up (build-time `TELEMETRY_SECS`).
 const TELEMETRY_SECS: u32 = secs_from_env(option_env!("TELEMETRY_SECS"), 30);
 
-/// TCP socket buffers (receive window, send buffer).
-const TCP_BUF: usize = 2048;
-/// WebSocket frame buffers (the handshake response must fit in `rx`).
-const WS_BUF: usize = 1024;
-/// The largest MQTT packet received / sent.
-const MQTT_RX: usize = 2048;
-const MQTT_TX: usize = 1024;
-/// Queued and unacknowledged publishes.
-const OUTBOX: usize = 4096;
 /// The flash pages of the durable outbox (the last 32 KiB, left out of FLASH in `memory.x`).
 const OUTBOX_FLASH: core::ops::Range<u32> = 0xF_8000..0x10_0000;
-/// TLS record buffers (`wss`): a whole TLS 1.3 record (2^14 + 256 bytes)
-/// to decrypt in place, the same again to collect it, and outgoing records.
-#[cfg(feature = "wss")]
-const TLS_RECORD: usize = 16_640;
-#[cfg(feature = "wss")]
-const TLS_WRITE: usize = 4096;
-/// The broker's CA certificate (DER) from build-time `BROKER_CA_DER`.
-#[cfg(feature = "wss")]
-const BROKER_CA: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/broker-ca.der"));
-#[cfg(feature = "wss")]
-const _: () = assert!(
-    !BROKER_CA.is_empty() || option_env!("WSS_INSECURE").is_some(),
-    "a wss build needs BROKER_CA_DER (the broker's CA certificate, DER) or WSS_INSECURE=1"
-);
-/// The URL scheme, for the log.
-const SCHEME: &str = if cfg!(feature = "wss") { "wss" } else { "ws" };
-/// The durable outbox's item buffer: the largest record (a PUBLISH no
-/// larger than the transmit buffer) and its 4-byte key.
-const STORE_BUF_LEN: usize = MQTT_TX + 4;
 
 /// The internal flash through the async NOR flash traits.
 type Flash = BlockingAsync<Nvmc<'static>>;
-
-/// The client state: 8 publishes in flight, 2 subscriptions, the outbox
-/// kept in flash.
-type MqttState = ClientState<'static, NoopRawMutex, 8, 2, 128, 0, FlashStore<'static, Flash>>;
 
 /// LED1 (active high on the nRF9160 DK) and the defmt log.
 struct Nrf9160Board {
@@ -184,87 +146,35 @@ async fn main(spawner: Spawner) -> ! {
     };
     let settings = unwrap!(Settings::new(device_id, TELEMETRY_SECS).map_err(|_| "DEVICE_ID"));
 
-    static RNG: StaticCell<RefCell<CcRng<'static, Blocking>>> = StaticCell::new();
-    let rng = SharedRng::new(RNG.init(RefCell::new(rng)));
-
-    static TCP_RX: StaticCell<[u8; TCP_BUF]> = StaticCell::new();
-    static TCP_TX: StaticCell<[u8; TCP_BUF]> = StaticCell::new();
-    static WS_RX: StaticCell<[u8; WS_BUF]> = StaticCell::new();
-    static WS_TX: StaticCell<[u8; WS_BUF]> = StaticCell::new();
-    let tcp = EmbassyTcpConnector::new(
-        stack,
-        BROKER_HOST,
-        BROKER_PORT,
-        TCP_RX.init([0; TCP_BUF]),
-        TCP_TX.init([0; TCP_BUF]),
-    );
-    // wss: TLS 1.3 (embedded-tls) between the WebSocket and TCP.
-    #[cfg(feature = "wss")]
-    let tcp = {
-        use embermq::transport::embedded_tls::{EmbeddedTlsBuffers, EmbeddedTlsConnector};
-        use static_cell::ConstStaticCell;
-        static TLS_READ_BUF: ConstStaticCell<[u8; TLS_RECORD]> =
-            ConstStaticCell::new([0; TLS_RECORD]);
-        static TLS_STAGING_BUF: ConstStaticCell<[u8; TLS_RECORD]> =
-            ConstStaticCell::new([0; TLS_RECORD]);
-        static TLS_WRITE_BUF: ConstStaticCell<[u8; TLS_WRITE]> =
-            ConstStaticCell::new([0; TLS_WRITE]);
-        let buffers = EmbeddedTlsBuffers {
-            read: TLS_READ_BUF.take(),
-            write: TLS_WRITE_BUF.take(),
-            staging: TLS_STAGING_BUF.take(),
-        };
-        if BROKER_CA.is_empty() {
-            warn!("wss WITHOUT server verification (WSS_INSECURE): lab use only");
-            EmbeddedTlsConnector::insecure_without_verification(tcp, BROKER_HOST, buffers, rng)
-        } else {
-            EmbeddedTlsConnector::new(tcp, BROKER_HOST, BROKER_CA, buffers, rng)
-        }
-    };
-    let ws = WsConnector::new(
-        tcp,
-        BROKER_HOST,
-        Some(BROKER_PORT),
-        BROKER_PATH,
-        Buffers {
-            rx: WS_RX.init([0; WS_BUF]),
-            tx: WS_TX.init([0; WS_BUF]),
-        },
-        rng,
-    );
-
+    // The buffers, client state and RNG of the link, zeroed at boot.
+    static MEMORY: ConstStaticCell<LinkMemory<Flash, CcRng<'static, Blocking>>> =
+        ConstStaticCell::new(LinkMemory::new());
+    if BROKER.is_insecure() {
+        warn!("wss WITHOUT server verification (WSS_INSECURE): lab use only");
+    }
     // Unacknowledged readings are kept in flash and sent after a reset.
-    static STORE_BUF: StaticCell<[u8; STORE_BUF_LEN]> = StaticCell::new();
-    let store = match FlashStore::new(flash, OUTBOX_FLASH, STORE_BUF.init([0; STORE_BUF_LEN])) {
-        Ok(store) => store,
+    let link = match Link::open(
+        stack,
+        BROKER,
+        MEMORY.take(),
+        flash,
+        OUTBOX_FLASH,
+        rng,
+        &settings,
+    ) {
+        Ok(link) => link,
         Err(e) => defmt::panic!("flash outbox: {}", defmt::Display2Format(&e)),
     };
-    static OUTBOX_BUF: StaticCell<[u8; OUTBOX]> = StaticCell::new();
-    static MQTT_STATE: StaticCell<MqttState> = StaticCell::new();
-    static RX: StaticCell<[u8; MQTT_RX]> = StaticCell::new();
-    static TX: StaticCell<[u8; MQTT_TX]> = StaticCell::new();
-    let state = MQTT_STATE.init(ClientState::with_store(
-        settings.session_config(MQTT_RX),
-        OUTBOX_BUF.init([0; OUTBOX]),
-        store,
-    ));
-    let connection = Connection::new(
-        state,
-        ws,
-        EmbassyClock::new(),
-        rng,
-        RX.init([0; MQTT_RX]),
-        TX.init([0; MQTT_TX]),
-        settings.client,
-    );
     info!(
         "device {} -> {}://{}:{}{}",
-        device_id, SCHEME, BROKER_HOST, BROKER_PORT, BROKER_PATH
+        device_id,
+        BROKER.scheme(),
+        BROKER.host,
+        BROKER.port,
+        BROKER.path
     );
     let board = Nrf9160Board { led };
-    if let Err(e) =
-        embermq_board_app::run(state, connection, EmbassyClock::new(), board, &settings).await
-    {
+    if let Err(e) = link.run(board, &settings).await {
         error!("client stopped: {}", defmt::Display2Format(&e));
     }
     defmt::panic!("the client never stops on its own")

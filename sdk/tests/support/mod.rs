@@ -397,12 +397,14 @@ fn mb_qos(q: u8) -> QoS {
     mqttbytes::qos(q).expect("model qos is 0..=2")
 }
 
-/// The model as a mqttbytes v4 (= MQTT 3.1.1) packet.
-pub fn to_mqttbytes_v4(m: &Model) -> mqttbytes::v4::Packet {
-    use mqttbytes::v4 as mb;
-    match m {
-        Model::Connect(c) => mb::Packet::Connect(mb::Connect {
-            protocol: mqttbytes::Protocol::V4,
+/// A model CONNECT as the `mb::Connect` in scope (`mqttbytes::v4` or `v5`,
+/// alike in the fields written here), with the version's `protocol`, the
+/// version's own fields of `LastWill` (`will: { .. }`) and of `Connect`.
+macro_rules! mqttbytes_connect {
+    ($c:expr, $protocol:expr, will: { $($will:tt)* } $($own:tt)*) => {{
+        let c = $c;
+        mb::Connect {
+            protocol: $protocol,
             keep_alive: c.keep_alive,
             client_id: c.client_id.clone(),
             clean_session: c.clean_session,
@@ -411,12 +413,43 @@ pub fn to_mqttbytes_v4(m: &Model) -> mqttbytes::v4::Packet {
                 message: Bytes::from(w.payload.clone()),
                 qos: mb_qos(w.qos),
                 retain: w.retain,
+                $($will)*
             }),
             login: c.username.as_ref().map(|u| mb::Login {
                 username: u.clone(),
                 password: c.password.clone().unwrap_or_default(),
             }),
-        }),
+            $($own)*
+        }
+    }};
+}
+
+/// A model PUBLISH as the `mb::Publish` in scope (v4 or v5), with the
+/// version's own fields.
+macro_rules! mqttbytes_publish {
+    ($p:expr, $($own:tt)*) => {{
+        let p = $p;
+        mb::Publish {
+            dup: p.dup,
+            qos: mb_qos(p.qos),
+            retain: p.retain,
+            topic: p.topic.clone(),
+            pkid: p.pkid,
+            payload: Bytes::from(p.payload.clone()),
+            $($own)*
+        }
+    }};
+}
+
+/// The model as a mqttbytes v4 (= MQTT 3.1.1) packet.
+pub fn to_mqttbytes_v4(m: &Model) -> mqttbytes::v4::Packet {
+    use mqttbytes::v4 as mb;
+    match m {
+        Model::Connect(c) => mb::Packet::Connect(mqttbytes_connect!(
+            c,
+            mqttbytes::Protocol::V4,
+            will: {}
+        )),
         Model::ConnAck(c) => mb::Packet::ConnAck(mb::ConnAck {
             session_present: c.session_present,
             code: match c.code {
@@ -428,14 +461,7 @@ pub fn to_mqttbytes_v4(m: &Model) -> mqttbytes::v4::Packet {
                 _ => mb::ConnectReturnCode::NotAuthorized,
             },
         }),
-        Model::Publish(p) => mb::Packet::Publish(mb::Publish {
-            dup: p.dup,
-            qos: mb_qos(p.qos),
-            retain: p.retain,
-            topic: p.topic.clone(),
-            pkid: p.pkid,
-            payload: Bytes::from(p.payload.clone()),
-        }),
+        Model::Publish(p) => mb::Packet::Publish(mqttbytes_publish!(p,)),
         Model::Ack(a) => match a.kind {
             AckKind::PubAck => mb::Packet::PubAck(mb::PubAck { pkid: a.pkid }),
             AckKind::PubRec => mb::Packet::PubRec(mb::PubRec { pkid: a.pkid }),
@@ -473,11 +499,13 @@ pub fn to_mqttbytes_v4(m: &Model) -> mqttbytes::v4::Packet {
     }
 }
 
-/// A mqttbytes v4 packet back in the model.
-pub fn from_mqttbytes_v4(p: &mqttbytes::v4::Packet) -> Model {
-    use mqttbytes::v4 as mb;
-    match p {
-        mb::Packet::Connect(c) => Model::Connect(Connect {
+/// A mqttbytes CONNECT (`v4::Connect` or `v5::Connect`: the fields read
+/// here have the same names and meaning in both) in the model, with the
+/// version's `props`.
+macro_rules! model_connect {
+    ($c:expr, $props:expr) => {{
+        let c = $c;
+        Connect {
             keep_alive: c.keep_alive,
             client_id: c.client_id.clone(),
             clean_session: c.clean_session,
@@ -497,21 +525,38 @@ pub fn from_mqttbytes_v4(p: &mqttbytes::v4::Packet) -> Model {
                 .as_ref()
                 .map(|l| l.password.clone())
                 .filter(|p| !p.is_empty()),
-            props: ConnectProps::default(),
-        }),
-        mb::Packet::ConnAck(c) => Model::ConnAck(ConnAck {
-            session_present: c.session_present,
-            code: c.code as u8,
-        }),
-        mb::Packet::Publish(p) => Model::Publish(Publish {
+            props: $props,
+        }
+    }};
+}
+
+/// A mqttbytes PUBLISH (`v4::Publish` or `v5::Publish`, alike in the
+/// fields read here) in the model, with the version's `props`.
+macro_rules! model_publish {
+    ($p:expr, $props:expr) => {{
+        let p = $p;
+        Publish {
             dup: p.dup,
             qos: p.qos as u8,
             retain: p.retain,
             topic: p.topic.clone(),
             pkid: p.pkid,
             payload: p.payload.to_vec(),
-            props: PublishProps::default(),
+            props: $props,
+        }
+    }};
+}
+
+/// A mqttbytes v4 packet back in the model.
+pub fn from_mqttbytes_v4(p: &mqttbytes::v4::Packet) -> Model {
+    use mqttbytes::v4 as mb;
+    match p {
+        mb::Packet::Connect(c) => Model::Connect(model_connect!(c, ConnectProps::default())),
+        mb::Packet::ConnAck(c) => Model::ConnAck(ConnAck {
+            session_present: c.session_present,
+            code: c.code as u8,
         }),
+        mb::Packet::Publish(p) => Model::Publish(model_publish!(p, PublishProps::default())),
         mb::Packet::PubAck(a) => Model::Ack(v311_ack(AckKind::PubAck, a.pkid)),
         mb::Packet::PubRec(a) => Model::Ack(v311_ack(AckKind::PubRec, a.pkid)),
         mb::Packet::PubRel(a) => Model::Ack(v311_ack(AckKind::PubRel, a.pkid)),
@@ -564,37 +609,48 @@ fn v311_ack(kind: AckKind, pkid: u16) -> Ack {
     }
 }
 
-/// mqttbytes v4 encoding of a packet.
-pub fn mqttbytes_v4_bytes(p: &mqttbytes::v4::Packet) -> Vec<u8> {
-    use mqttbytes::v4 as mb;
-    let mut buf = BytesMut::new();
-    match p {
-        mb::Packet::Connect(c) => c.write(&mut buf),
-        mb::Packet::ConnAck(c) => c.write(&mut buf),
-        mb::Packet::Publish(c) => c.write(&mut buf),
-        mb::Packet::PubAck(c) => c.write(&mut buf),
-        mb::Packet::PubRec(c) => c.write(&mut buf),
-        mb::Packet::PubRel(c) => c.write(&mut buf),
-        mb::Packet::PubComp(c) => c.write(&mut buf),
-        mb::Packet::Subscribe(c) => c.write(&mut buf),
-        mb::Packet::SubAck(c) => c.write(&mut buf),
-        mb::Packet::Unsubscribe(c) => c.write(&mut buf),
-        mb::Packet::UnsubAck(c) => c.write(&mut buf),
-        mb::Packet::PingReq => mb::PingReq.write(&mut buf),
-        mb::Packet::PingResp => mb::PingResp.write(&mut buf),
-        mb::Packet::Disconnect => mb::Disconnect.write(&mut buf),
-    }
-    .expect("mqttbytes encodes the model");
-    buf.to_vec()
+/// `pub fn $bytes(&Packet) -> Vec<u8>` (mqttbytes' encoding of a packet)
+/// and `pub fn $decode(&[u8]) -> Result<Packet, _>` (its decoding of one
+/// whole packet) for the mqttbytes module `$v` (`v4` or `v5`, whose packet
+/// types differ but are written and read alike; DISCONNECT differs, hence
+/// `$disconnect`, its arm).
+macro_rules! mqttbytes_codec {
+    ($v:ident, $bytes:ident, $decode:ident, $disconnect:pat => $write_disconnect:expr) => {
+        #[doc = concat!("mqttbytes ", stringify!($v), " encoding of a packet.")]
+        pub fn $bytes(p: &mqttbytes::$v::Packet) -> Vec<u8> {
+            use mqttbytes::$v as mb;
+            let mut buf = BytesMut::new();
+            match p {
+                mb::Packet::Connect(c) => c.write(&mut buf),
+                mb::Packet::ConnAck(c) => c.write(&mut buf),
+                mb::Packet::Publish(c) => c.write(&mut buf),
+                mb::Packet::PubAck(c) => c.write(&mut buf),
+                mb::Packet::PubRec(c) => c.write(&mut buf),
+                mb::Packet::PubRel(c) => c.write(&mut buf),
+                mb::Packet::PubComp(c) => c.write(&mut buf),
+                mb::Packet::Subscribe(c) => c.write(&mut buf),
+                mb::Packet::SubAck(c) => c.write(&mut buf),
+                mb::Packet::Unsubscribe(c) => c.write(&mut buf),
+                mb::Packet::UnsubAck(c) => c.write(&mut buf),
+                mb::Packet::PingReq => mb::PingReq.write(&mut buf),
+                mb::Packet::PingResp => mb::PingResp.write(&mut buf),
+                $disconnect => $write_disconnect.write(&mut buf),
+            }
+            .expect("mqttbytes encodes the model");
+            buf.to_vec()
+        }
+
+        #[doc = concat!("mqttbytes ", stringify!($v), " decoding of one whole packet.")]
+        pub fn $decode(bytes: &[u8]) -> Result<mqttbytes::$v::Packet, mqttbytes::Error> {
+            let mut buf = BytesMut::from(bytes);
+            let p = mqttbytes::$v::read(&mut buf, 1 << 28)?;
+            assert!(buf.is_empty(), "mqttbytes left {} bytes", buf.len());
+            Ok(p)
+        }
+    };
 }
 
-/// mqttbytes v4 decoding of one whole packet.
-pub fn mqttbytes_v4_decode(bytes: &[u8]) -> Result<mqttbytes::v4::Packet, mqttbytes::Error> {
-    let mut buf = BytesMut::from(bytes);
-    let p = mqttbytes::v4::read(&mut buf, 1 << 28)?;
-    assert!(buf.is_empty(), "mqttbytes left {} bytes", buf.len());
-    Ok(p)
-}
+mqttbytes_codec!(v4, mqttbytes_v4_bytes, mqttbytes_v4_decode, mb::Packet::Disconnect => mb::Disconnect);
 
 // ------------------------------------------------------------ v5 generators
 
@@ -725,22 +781,10 @@ fn none_if_default<T: Default + PartialEq>(t: T) -> Option<T> {
 pub fn to_mqttbytes_v5(m: &Model) -> mqttbytes::v5::Packet {
     use mqttbytes::v5 as mb;
     match m {
-        Model::Connect(c) => mb::Packet::Connect(mb::Connect {
-            protocol: mqttbytes::Protocol::V5,
-            keep_alive: c.keep_alive,
-            client_id: c.client_id.clone(),
-            clean_session: c.clean_session,
-            last_will: c.will.as_ref().map(|w| mb::LastWill {
-                topic: w.topic.clone(),
-                message: Bytes::from(w.payload.clone()),
-                qos: mb_qos(w.qos),
-                retain: w.retain,
-                properties: None,
-            }),
-            login: c.username.as_ref().map(|u| mb::Login {
-                username: u.clone(),
-                password: c.password.clone().unwrap_or_default(),
-            }),
+        Model::Connect(c) => mb::Packet::Connect(mqttbytes_connect!(
+            c,
+            mqttbytes::Protocol::V5,
+            will: { properties: None, }
             properties: none_if_default(c.props.clone()).map(|p| mb::ConnectProperties {
                 session_expiry_interval: p.session_expiry_interval,
                 receive_maximum: p.receive_maximum,
@@ -752,14 +796,9 @@ pub fn to_mqttbytes_v5(m: &Model) -> mqttbytes::v5::Packet {
                 authentication_method: None,
                 authentication_data: None,
             }),
-        }),
-        Model::Publish(p) => mb::Packet::Publish(mb::Publish {
-            dup: p.dup,
-            qos: mb_qos(p.qos),
-            retain: p.retain,
-            topic: p.topic.clone(),
-            pkid: p.pkid,
-            payload: Bytes::from(p.payload.clone()),
+        )),
+        Model::Publish(p) => mb::Packet::Publish(mqttbytes_publish!(
+            p,
             properties: none_if_default(p.props.clone()).map(|p| mb::PublishProperties {
                 payload_format_indicator: p.payload_format_indicator,
                 message_expiry_interval: p.message_expiry_interval,
@@ -774,7 +813,7 @@ pub fn to_mqttbytes_v5(m: &Model) -> mqttbytes::v5::Packet {
                     .collect(),
                 content_type: p.content_type,
             }),
-        }),
+        )),
         Model::Ack(a) => {
             let props = (a.reason_string.clone(), a.user_properties.clone());
             let has_props = props.0.is_some() || !props.1.is_empty();
@@ -872,69 +911,51 @@ pub fn to_mqttbytes_v5(m: &Model) -> mqttbytes::v5::Packet {
     }
 }
 
-fn pub_ack_reason(r: u8) -> mqttbytes::v5::PubAckReason {
-    use mqttbytes::v5::PubAckReason as R;
-    match r {
-        0x00 => R::Success,
-        0x10 => R::NoMatchingSubscribers,
-        0x80 => R::UnspecifiedError,
-        0x83 => R::ImplementationSpecificError,
-        0x87 => R::NotAuthorized,
-        0x90 => R::TopicNameInvalid,
-        0x91 => R::PacketIdentifierInUse,
-        0x97 => R::QuotaExceeded,
-        _ => R::PayloadFormatInvalid,
-    }
+/// `fn $name(code) -> mqttbytes::v5::$reason` for PUBACK and PUBREC, whose
+/// reason codes are the same (MQTT 5.0 §3.4.2.1, §3.5.2.1) in two types.
+macro_rules! pub_ack_or_rec_reason {
+    ($name:ident, $reason:ident) => {
+        fn $name(r: u8) -> mqttbytes::v5::$reason {
+            use mqttbytes::v5::$reason as R;
+            match r {
+                0x00 => R::Success,
+                0x10 => R::NoMatchingSubscribers,
+                0x80 => R::UnspecifiedError,
+                0x83 => R::ImplementationSpecificError,
+                0x87 => R::NotAuthorized,
+                0x90 => R::TopicNameInvalid,
+                0x91 => R::PacketIdentifierInUse,
+                0x97 => R::QuotaExceeded,
+                _ => R::PayloadFormatInvalid,
+            }
+        }
+    };
 }
 
-fn pub_rec_reason(r: u8) -> mqttbytes::v5::PubRecReason {
-    use mqttbytes::v5::PubRecReason as R;
-    match r {
-        0x00 => R::Success,
-        0x10 => R::NoMatchingSubscribers,
-        0x80 => R::UnspecifiedError,
-        0x83 => R::ImplementationSpecificError,
-        0x87 => R::NotAuthorized,
-        0x90 => R::TopicNameInvalid,
-        0x91 => R::PacketIdentifierInUse,
-        0x97 => R::QuotaExceeded,
-        _ => R::PayloadFormatInvalid,
-    }
-}
+pub_ack_or_rec_reason!(pub_ack_reason, PubAckReason);
+pub_ack_or_rec_reason!(pub_rec_reason, PubRecReason);
 
 /// A mqttbytes v5 packet back in the model.
 pub fn from_mqttbytes_v5(p: &mqttbytes::v5::Packet) -> Model {
     use mqttbytes::v5 as mb;
-    let ack = |kind, pkid, reason: u8, rs: Option<&String>, up: Option<&UserProps>| Ack {
-        kind,
-        pkid,
-        reason,
-        reason_string: rs.cloned(),
-        user_properties: up.cloned().unwrap_or_default(),
-    };
+    // The four acks are alike but for their types.
+    macro_rules! ack {
+        ($kind:ident, $a:expr) => {{
+            let a = $a;
+            let props = a.properties.as_ref();
+            Model::Ack(Ack {
+                kind: AckKind::$kind,
+                pkid: a.pkid,
+                reason: a.reason as u8,
+                reason_string: props.and_then(|p| p.reason_string.clone()),
+                user_properties: props.map(|p| p.user_properties.clone()).unwrap_or_default(),
+            })
+        }};
+    }
     match p {
-        mb::Packet::Connect(c) => Model::Connect(Connect {
-            keep_alive: c.keep_alive,
-            client_id: c.client_id.clone(),
-            clean_session: c.clean_session,
-            will: c.last_will.as_ref().map(|w| Will {
-                topic: w.topic.clone(),
-                payload: w.message.to_vec(),
-                qos: w.qos as u8,
-                retain: w.retain,
-            }),
-            username: c
-                .login
-                .as_ref()
-                .map(|l| l.username.clone())
-                .filter(|u| !u.is_empty()),
-            password: c
-                .login
-                .as_ref()
-                .map(|l| l.password.clone())
-                .filter(|p| !p.is_empty()),
-            props: c
-                .properties
+        mb::Packet::Connect(c) => Model::Connect(model_connect!(
+            c,
+            c.properties
                 .as_ref()
                 .map(|p| ConnectProps {
                     session_expiry_interval: p.session_expiry_interval,
@@ -943,17 +964,11 @@ pub fn from_mqttbytes_v5(p: &mqttbytes::v5::Packet) -> Model {
                     topic_alias_maximum: p.topic_alias_max,
                     user_properties: p.user_properties.clone(),
                 })
-                .unwrap_or_default(),
-        }),
-        mb::Packet::Publish(p) => Model::Publish(Publish {
-            dup: p.dup,
-            qos: p.qos as u8,
-            retain: p.retain,
-            topic: p.topic.clone(),
-            pkid: p.pkid,
-            payload: p.payload.to_vec(),
-            props: p
-                .properties
+                .unwrap_or_default()
+        )),
+        mb::Packet::Publish(p) => Model::Publish(model_publish!(
+            p,
+            p.properties
                 .as_ref()
                 .map(|p| PublishProps {
                     payload_format_indicator: p.payload_format_indicator,
@@ -969,36 +984,12 @@ pub fn from_mqttbytes_v5(p: &mqttbytes::v5::Packet) -> Model {
                         .collect(),
                     content_type: p.content_type.clone(),
                 })
-                .unwrap_or_default(),
-        }),
-        mb::Packet::PubAck(a) => Model::Ack(ack(
-            AckKind::PubAck,
-            a.pkid,
-            a.reason as u8,
-            a.properties.as_ref().and_then(|p| p.reason_string.as_ref()),
-            a.properties.as_ref().map(|p| &p.user_properties),
+                .unwrap_or_default()
         )),
-        mb::Packet::PubRec(a) => Model::Ack(ack(
-            AckKind::PubRec,
-            a.pkid,
-            a.reason as u8,
-            a.properties.as_ref().and_then(|p| p.reason_string.as_ref()),
-            a.properties.as_ref().map(|p| &p.user_properties),
-        )),
-        mb::Packet::PubRel(a) => Model::Ack(ack(
-            AckKind::PubRel,
-            a.pkid,
-            a.reason as u8,
-            a.properties.as_ref().and_then(|p| p.reason_string.as_ref()),
-            a.properties.as_ref().map(|p| &p.user_properties),
-        )),
-        mb::Packet::PubComp(a) => Model::Ack(ack(
-            AckKind::PubComp,
-            a.pkid,
-            a.reason as u8,
-            a.properties.as_ref().and_then(|p| p.reason_string.as_ref()),
-            a.properties.as_ref().map(|p| &p.user_properties),
-        )),
+        mb::Packet::PubAck(a) => ack!(PubAck, a),
+        mb::Packet::PubRec(a) => ack!(PubRec, a),
+        mb::Packet::PubRel(a) => ack!(PubRel, a),
+        mb::Packet::PubComp(a) => ack!(PubComp, a),
         mb::Packet::Subscribe(s) => Model::Subscribe(Subscribe {
             pkid: s.pkid,
             filters: s
@@ -1045,37 +1036,7 @@ pub fn from_mqttbytes_v5(p: &mqttbytes::v5::Packet) -> Model {
     }
 }
 
-/// mqttbytes v5 encoding of a packet.
-pub fn mqttbytes_v5_bytes(p: &mqttbytes::v5::Packet) -> Vec<u8> {
-    use mqttbytes::v5 as mb;
-    let mut buf = BytesMut::new();
-    match p {
-        mb::Packet::Connect(c) => c.write(&mut buf),
-        mb::Packet::ConnAck(c) => c.write(&mut buf),
-        mb::Packet::Publish(c) => c.write(&mut buf),
-        mb::Packet::PubAck(c) => c.write(&mut buf),
-        mb::Packet::PubRec(c) => c.write(&mut buf),
-        mb::Packet::PubRel(c) => c.write(&mut buf),
-        mb::Packet::PubComp(c) => c.write(&mut buf),
-        mb::Packet::Subscribe(c) => c.write(&mut buf),
-        mb::Packet::SubAck(c) => c.write(&mut buf),
-        mb::Packet::Unsubscribe(c) => c.write(&mut buf),
-        mb::Packet::UnsubAck(c) => c.write(&mut buf),
-        mb::Packet::PingReq => mb::PingReq.write(&mut buf),
-        mb::Packet::PingResp => mb::PingResp.write(&mut buf),
-        mb::Packet::Disconnect(c) => c.write(&mut buf),
-    }
-    .expect("mqttbytes encodes the model");
-    buf.to_vec()
-}
-
-/// mqttbytes v5 decoding of one whole packet.
-pub fn mqttbytes_v5_decode(bytes: &[u8]) -> Result<mqttbytes::v5::Packet, mqttbytes::Error> {
-    let mut buf = BytesMut::from(bytes);
-    let p = mqttbytes::v5::read(&mut buf, 1 << 28)?;
-    assert!(buf.is_empty(), "mqttbytes left {} bytes", buf.len());
-    Ok(p)
-}
+mqttbytes_codec!(v5, mqttbytes_v5_bytes, mqttbytes_v5_decode, mb::Packet::Disconnect(c) => c);
 
 // ---------------------------------------------------------------- embermq
 
