@@ -36,6 +36,17 @@ impl Instant {
         self.0
     }
 
+    /// Whole seconds since the epoch, rounded down.
+    pub const fn as_secs(self) -> u64 {
+        div_1000(self.0).0
+    }
+
+    /// Seconds since the epoch, rounded up to the next whole second.
+    pub const fn as_secs_ceil(self) -> u64 {
+        let (secs, rest) = div_1000(self.0);
+        if rest == 0 { secs } else { secs + 1 }
+    }
+
     /// The time from `earlier` to `self`, or zero if `earlier` is later.
     pub const fn saturating_since(self, earlier: Instant) -> Duration {
         Duration(self.0.saturating_sub(earlier.0))
@@ -68,7 +79,7 @@ impl Duration {
 
     /// The span in whole seconds, rounded down.
     pub const fn as_secs(self) -> u64 {
-        self.0 / 1000
+        div_1000(self.0).0
     }
 
     /// `self * n / d` in integer arithmetic, saturating (e.g. 1.5 × keepalive
@@ -79,6 +90,23 @@ impl Duration {
         }
         Duration(self.0.saturating_mul(n) / d)
     }
+}
+
+/// `ms / 1000` and `ms % 1000` without a 64-bit division: 32-bit targets
+/// (Cortex-M, RISC-V) have none in hardware, and the library routine costs
+/// about a kilobyte of flash. Long division in 16-bit digits: every partial
+/// dividend is below `1000 << 16`, so each step is one 32-bit division.
+const fn div_1000(ms: u64) -> (u64, u32) {
+    let mut quotient = 0u64;
+    let mut rest = 0u32;
+    let mut shift = 64;
+    while shift > 0 {
+        shift -= 16;
+        let part = (rest << 16) | ((ms >> shift) as u32 & 0xffff);
+        quotient = (quotient << 16) | (part / 1000) as u64;
+        rest = part % 1000;
+    }
+    (quotient, rest)
 }
 
 impl Add<Duration> for Instant {
@@ -105,7 +133,7 @@ impl Add for Duration {
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0.is_multiple_of(1000) {
-            write!(f, "{}s", self.0 / 1000)
+            write!(f, "{}s", self.as_secs())
         } else {
             write!(f, "{}ms", self.0)
         }
@@ -130,6 +158,33 @@ mod tests {
             Duration::from_secs(15)
         );
         assert_eq!(Duration::from_secs(10).mul_div(3, 0), Duration::ZERO);
+    }
+
+    #[test]
+    fn seconds_without_64_bit_division_match_the_division() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let edges = [
+            0,
+            1,
+            999,
+            1000,
+            1001,
+            65_535_999,
+            u64::from(u32::MAX) * 1000,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        for ms in edges.into_iter().chain((0..10_000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x >> (x % 64)
+        })) {
+            let t = Instant::from_millis(ms);
+            assert_eq!(t.as_secs(), ms / 1000, "{ms}");
+            assert_eq!(t.as_secs_ceil(), ms.div_ceil(1000), "{ms}");
+            assert_eq!(Duration::from_millis(ms).as_secs(), ms / 1000, "{ms}");
+        }
     }
 
     #[test]

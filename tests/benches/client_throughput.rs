@@ -309,6 +309,206 @@ fn run_rumqttc(case: Case) -> Sample {
     })
 }
 
+/// The floor (QoS 0 and 1): no client library at all, only what any client
+/// must do on this I/O pattern. A hand-written loop on the same runtime
+/// and socket options sends pre-built MQTT packets in masked WebSocket
+/// frames (mask key zero, so masking costs nothing) and parses only the
+/// first byte and length of what comes back. Like embermq it answers
+/// everything received and sends every publish the windows allow in one
+/// write per wake-up; it keeps the same windows (16 in flight, 64 not yet
+/// back). What it costs is the kernel, the runtime and the loopback peer's
+/// wake-ups: a client can only add to it.
+fn run_floor(case: Case) -> Option<Sample> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if case.qos > 1 {
+        return None;
+    }
+    let id = client_id("floor", &case);
+    let topic = format!("bench/{id}");
+    Some(on_runtime("floor", async move {
+        let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", case.ws_port))
+            .await
+            .expect("floor: connect");
+        sock.set_nodelay(true).expect("nodelay");
+        let upgrade = format!(
+            "GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n",
+            case.ws_port
+        );
+        sock.write_all(upgrade.as_bytes())
+            .await
+            .expect("floor: upgrade");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            sock.read_exact(&mut byte)
+                .await
+                .expect("floor: upgrade reply");
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"), "floor: upgrade refused");
+        // MQTT packets, built once.
+        let packet = |first: u8, body: &[u8]| {
+            let mut p = vec![first];
+            let mut len = body.len();
+            loop {
+                let digit = (len % 128) as u8;
+                len /= 128;
+                p.push(if len > 0 { digit | 0x80 } else { digit });
+                if len == 0 {
+                    break;
+                }
+            }
+            p.extend_from_slice(body);
+            p
+        };
+        let str16 = |s: &[u8]| {
+            let mut v = (s.len() as u16).to_be_bytes().to_vec();
+            v.extend_from_slice(s);
+            v
+        };
+        let mut connect = str16(b"MQTT");
+        connect.extend_from_slice(&[4, 0x02, 0, 60]);
+        connect.extend(str16(id.as_bytes()));
+        let mut subscribe = vec![0, 1];
+        subscribe.extend(str16(topic.as_bytes()));
+        subscribe.push(case.qos);
+        let mut publish_body = str16(topic.as_bytes());
+        let id_at = publish_body.len();
+        if case.qos == 1 {
+            publish_body.extend_from_slice(&[0, 0]);
+        }
+        publish_body.extend(vec![0x5a; case.payload]);
+        let mut publish = packet(0x30 | (case.qos << 1), &publish_body);
+        let id_at = publish.len() - publish_body.len() + id_at;
+        // One masked binary frame around `mqtt`, appended to `out`.
+        let frame = |out: &mut Vec<u8>, mqtt: &[u8]| {
+            out.push(0x82);
+            match mqtt.len() {
+                n if n < 126 => out.push(0x80 | n as u8),
+                n if n <= 0xFFFF => {
+                    out.push(0x80 | 126);
+                    out.extend_from_slice(&(n as u16).to_be_bytes());
+                }
+                n => {
+                    out.push(0x80 | 127);
+                    out.extend_from_slice(&(n as u64).to_be_bytes());
+                }
+            }
+            out.extend_from_slice(&[0, 0, 0, 0]);
+            out.extend_from_slice(mqtt);
+        };
+        let mut out = Vec::with_capacity(BUF);
+        let mut mqtt = packet(0x10, &connect);
+        mqtt.extend(packet(0x82, &subscribe));
+        frame(&mut out, &mqtt);
+        sock.write_all(&out).await.expect("floor: connect");
+        // Received: WebSocket bytes in `rx`, the MQTT stream in `stream`.
+        let mut rx = vec![0u8; BUF];
+        let (mut rx_len, mut stream) = (0usize, Vec::<u8>::with_capacity(BUF));
+        let (mut sent, mut received, mut acked, mut inflight) = (0u32, 0u32, 0u32, 0usize);
+        let mut subscribed = false;
+        let mut acks: Vec<[u8; 2]> = Vec::new();
+        let mut next_id: u16 = 0;
+        let mut t0 = (Instant::now(), cpu_time());
+        let need_acks = if case.qos == 1 { case.n } else { 0 };
+        while received < case.n || acked < need_acks {
+            // Everything due, in one write.
+            out.clear();
+            mqtt.clear();
+            for id in acks.drain(..) {
+                mqtt.extend_from_slice(&[0x40, 2, id[0], id[1]]);
+            }
+            while subscribed
+                && sent < case.n
+                && (sent - received) < WINDOW as u32
+                && (case.qos == 0 || inflight < INFLIGHT)
+                && mqtt.len() < 16 << 10
+            {
+                if case.qos == 1 {
+                    next_id = next_id % 0xFFFF + 1;
+                    publish[id_at..id_at + 2].copy_from_slice(&next_id.to_be_bytes());
+                    inflight += 1;
+                }
+                mqtt.extend_from_slice(&publish);
+                sent += 1;
+            }
+            if !mqtt.is_empty() {
+                frame(&mut out, &mqtt);
+                sock.write_all(&out).await.expect("floor: write");
+            }
+            // One read, then everything complete in it.
+            let n = sock.read(&mut rx[rx_len..]).await.expect("floor: read");
+            assert!(n > 0, "floor: broker closed");
+            rx_len += n;
+            let mut at = 0;
+            while rx_len - at >= 2 {
+                let (len, hdr) = match rx[at + 1] & 0x7F {
+                    126 if rx_len - at >= 4 => {
+                        (u16::from_be_bytes([rx[at + 2], rx[at + 3]]) as usize, 4)
+                    }
+                    127 if rx_len - at >= 10 => (
+                        u64::from_be_bytes(rx[at + 2..at + 10].try_into().unwrap()) as usize,
+                        10,
+                    ),
+                    126 | 127 => break,
+                    n => (n as usize, 2),
+                };
+                if rx_len - at < hdr + len {
+                    break;
+                }
+                stream.extend_from_slice(&rx[at + hdr..at + hdr + len]);
+                at += hdr + len;
+            }
+            rx.copy_within(at..rx_len, 0);
+            rx_len -= at;
+            let mut p = 0;
+            loop {
+                let (mut len, mut mul, mut i) = (0usize, 1usize, p + 1);
+                let complete = loop {
+                    let Some(&b) = stream.get(i) else { break false };
+                    len += (b & 0x7F) as usize * mul;
+                    mul *= 128;
+                    i += 1;
+                    if b & 0x80 == 0 {
+                        break true;
+                    }
+                };
+                if !complete || stream.len() < i + len {
+                    break;
+                }
+                match stream[p] >> 4 {
+                    9 => {
+                        subscribed = true;
+                        t0 = (Instant::now(), cpu_time());
+                    }
+                    4 => {
+                        acked += 1;
+                        inflight -= 1;
+                    }
+                    3 => {
+                        received += 1;
+                        if stream[p] & 0x06 != 0 {
+                            let topic_len = u16::from_be_bytes([stream[i], stream[i + 1]]) as usize;
+                            let at = i + 2 + topic_len;
+                            acks.push([stream[at], stream[at + 1]]);
+                        }
+                    }
+                    _ => {}
+                }
+                p = i + len;
+            }
+            stream.drain(..p);
+        }
+        Sample {
+            wall: t0.0.elapsed(),
+            cpu: cpu_time() - t0.1,
+            n: case.n,
+        }
+    }))
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -367,12 +567,14 @@ fn main() {
     );
     println!(
         "| case | n | embermq msg/s | rumqttc msg/s | throughput ratio | embermq CPU µs/msg \
-         | rumqttc CPU µs/msg | CPU ratio | target |"
+         | rumqttc CPU µs/msg | CPU ratio | target | floor CPU µs/msg | floor / rumqttc CPU |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|");
     let only_case = std::env::var("EMBERMQ_BENCH_CASE").unwrap_or_default();
     let only_client = std::env::var("EMBERMQ_BENCH_CLIENT").unwrap_or_default();
-    let (with_embermq, with_rumqttc) = (only_client != "rumqttc", only_client != "embermq");
+    let with = |who: &str| only_client.is_empty() || only_client == who;
+    let (with_embermq, with_rumqttc, with_floor) =
+        (with("embermq"), with("rumqttc"), with("floor"));
     for case in cases.into_iter().filter(|c| c.name.contains(&only_case)) {
         // Warm-up: connections, allocator, broker caches.
         let warm = Case {
@@ -385,13 +587,19 @@ fn main() {
         if with_rumqttc {
             run_rumqttc(warm);
         }
-        let (mut e, mut r) = (Vec::new(), Vec::new());
+        if with_floor {
+            run_floor(warm);
+        }
+        let (mut e, mut r, mut f) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             if with_embermq {
                 e.push(run_embermq(case));
             }
             if with_rumqttc {
                 r.push(run_rumqttc(case));
+            }
+            if with_floor {
+                f.extend(run_floor(case));
             }
         }
         let rate = |s: &[Sample]| {
@@ -410,8 +618,14 @@ fn main() {
         };
         let (er, rr, ec, rc) = (rate(&e), rate(&r), cpu(&e), cpu(&r));
         let met = ec <= rc / 2.0 && er >= rr;
+        let fc = cpu(&f);
+        let (floor, floor_ratio) = if f.is_empty() {
+            ("-".to_owned(), "-".to_owned())
+        } else {
+            (format!("{fc:.2}"), format!("{:.2}x", fc / rc))
+        };
         println!(
-            "| {} | {} | {:.0} | {:.0} | {:.2}x | {:.2} | {:.2} | {:.2}x | {} |",
+            "| {} | {} | {:.0} | {:.0} | {:.2}x | {:.2} | {:.2} | {:.2}x | {} | {} | {} |",
             case.name,
             case.n,
             er,
@@ -420,7 +634,9 @@ fn main() {
             ec,
             rc,
             ec / rc,
-            if met { "met" } else { "missed" }
+            if met { "met" } else { "missed" },
+            floor,
+            floor_ratio
         );
     }
     println!("target (issue 4): embermq CPU per message <= 0.5x rumqttc's and throughput >= 1x");

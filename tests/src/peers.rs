@@ -291,6 +291,23 @@ impl RestartableMosquitto {
         Ok(broker)
     }
 
+    /// Stops the broker with SIGTERM, the way a service manager does:
+    /// mosquitto closes its connections and saves its database before it
+    /// exits. Waits for the exit.
+    pub fn terminate(&mut self) -> io::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            let status = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status()?;
+            if !status.success() {
+                return Err(io::Error::other(format!("kill -TERM failed: {status}")));
+            }
+            child.wait()?;
+        }
+        Ok(())
+    }
+
     /// Kills the broker with SIGKILL (no chance to save) and reaps it.
     pub fn kill(&mut self) -> io::Result<()> {
         if let Some(mut child) = self.child.take() {

@@ -311,18 +311,37 @@ async fn connect_failures_back_off_and_give_up_after_max_attempts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_killed_and_restarted_mid_stream_every_qos1_message_delivered() {
-    kill_and_restart_mid_stream(QoS::AtLeastOnce).await;
+    restart_mid_stream(QoS::AtLeastOnce, Restart::Kill).await;
 }
 
+/// MQTT 4.3.3: exactly once, as long as the broker keeps its side of the
+/// session. Stopped the way a service manager stops it (SIGTERM), mosquitto
+/// saves its database on the way out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn broker_killed_and_restarted_mid_stream_qos2_every_message_once() {
-    kill_and_restart_mid_stream(QoS::ExactlyOnce).await;
+async fn mqtt_4_3_3_broker_restarted_mid_stream_qos2_every_message_exactly_once() {
+    restart_mid_stream(QoS::ExactlyOnce, Restart::Terminate).await;
+}
+
+// No QoS 2 case through a killed (-9) mosquitto: 2.0.11 answers PUBREC
+// before it saves a message and, restarted without it, answers our PUBREL
+// with a successful PUBCOMP (5.0 wants 0x92), so messages vanish where no
+// client can see it; it also redelivers completed flows without DUP and its
+// receive quota breaks (PUBREC 0x97 to every publish, hundreds of drops).
+// Traced in docs/client.md ("Broker crashes"). QoS 1 survives the kill.
+
+/// How the broker goes down mid-stream.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Restart {
+    /// SIGKILL: no chance to save.
+    Kill,
+    /// SIGTERM: saves its database, then exits.
+    Terminate,
 }
 
 /// 10,000 messages to self at `qos` through a mosquitto with persistence,
-/// killed (-9) and restarted after a third: every message arrives; at
+/// stopped (`how`) and restarted after a third: every message arrives; at
 /// QoS 2 none twice.
-async fn kill_and_restart_mid_stream(qos: QoS) {
+async fn restart_mid_stream(qos: QoS, how: Restart) {
     const COUNT: u32 = 10_000;
     let mut broker = RestartableMosquitto::start().unwrap();
     // QoS 2 over 5.0, where a broker that forgot a message can say so
@@ -350,11 +369,12 @@ async fn kill_and_restart_mid_stream(qos: QoS) {
         let mut killed = false;
         let (mut drops, mut resumed) = (0, 0);
         let mut failed = Vec::new();
+        let mut redelivered = 0u32;
         while distinct < COUNT {
             let next = tokio::time::timeout(Duration::from_secs(5), events.recv()).await;
             let Ok(next) = next else {
-                let missing: Vec<usize> =
-                    (0..COUNT as usize).filter(|i| !seen[*i]).take(20).collect();
+                let missing: Vec<u32> =
+                    (0..COUNT).filter(|i| !seen[*i as usize]).take(20).collect();
                 panic!(
                     "stalled: {distinct} of {COUNT}, outbox {}, publisher done {}, \
                      missing {missing:?}, drops {drops}, resumed {resumed}, failed {failed:?}",
@@ -363,7 +383,18 @@ async fn kill_and_restart_mid_stream(qos: QoS) {
                 );
             };
             let i = match next.expect("driver ended") {
-                Seen::Message { payload, .. } => u32::from_be_bytes(payload.try_into().unwrap()),
+                Seen::Message { payload, dup, .. } => {
+                    let i = u32::from_be_bytes(payload.try_into().unwrap());
+                    if seen[i as usize] {
+                        assert_ne!(
+                            qos,
+                            QoS::ExactlyOnce,
+                            "message {i} delivered twice (dup {dup})"
+                        );
+                        redelivered += 1;
+                    }
+                    i
+                }
                 Seen::Disconnected(_) => {
                     drops += 1;
                     continue;
@@ -385,14 +416,15 @@ async fn kill_and_restart_mid_stream(qos: QoS) {
             if !seen[i] {
                 seen[i] = true;
                 distinct += 1;
-            } else {
-                assert_ne!(qos, QoS::ExactlyOnce, "message {i} delivered twice");
             }
             if !killed && distinct == COUNT / 3 {
                 killed = true;
                 let b = &mut broker;
                 tokio::task::block_in_place(|| {
-                    b.kill().unwrap();
+                    match how {
+                        Restart::Kill => b.kill().unwrap(),
+                        Restart::Terminate => b.terminate().unwrap(),
+                    }
                     std::thread::sleep(Duration::from_millis(300));
                     b.restart().unwrap();
                 });
@@ -403,12 +435,8 @@ async fn kill_and_restart_mid_stream(qos: QoS) {
             "drops {drops} resumed {resumed}"
         );
         // Every message arrived (the loop only ends at COUNT distinct).
-        // At QoS 2 this needs the session's fingerprint check: the restarted
-        // mosquitto 2.0.11 resends its unacknowledged PUBLISHes with DUP and
-        // then reuses, for a NEW message (DUP 0), a packet id whose flow it
-        // forgot in the kill but we still hold awaiting PUBREL (traced);
-        // treating that as a redelivery would lose the message.
         assert!(killed);
+        eprintln!("{how:?}, {qos:?}: {drops} drops, {resumed} resumed, {redelivered} redelivered");
         publisher.await.unwrap();
         stop(st.client(), driver).await;
     })

@@ -160,6 +160,23 @@ struct FrameState {
     offset: u64,
 }
 
+/// Why reading stopped. A protocol error is answered with a Close by
+/// [`WsConnection::fail`], awaited in one place per entry point rather than
+/// at every check (each await is a state of the reader's future: fewer of
+/// them is less code on a device).
+enum ReadFailure<E> {
+    /// The peer broke the protocol: fail the connection with this.
+    Protocol(ProtocolError),
+    /// Returned as it is.
+    Ended(Error<E>),
+}
+
+impl<E> From<Error<E>> for ReadFailure<E> {
+    fn from(e: Error<E>) -> Self {
+        Self::Ended(e)
+    }
+}
+
 /// What the reader found when asked to stop at data.
 enum Step {
     /// A data frame's payload is ready to be read.
@@ -504,6 +521,15 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
         Error::Protocol(e)
     }
 
+    /// The error a read ends with: a protocol error fails the connection
+    /// first (see [`ReadFailure`]).
+    async fn failed(&mut self, f: ReadFailure<T::Error>) -> Error<T::Error> {
+        match f {
+            ReadFailure::Protocol(e) => self.fail(e).await,
+            ReadFailure::Ended(e) => e,
+        }
+    }
+
     // ----- receiving -----------------------------------------------------
 
     /// Reads more bytes from the transport into the receive buffer.
@@ -549,17 +575,17 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
     /// Processes frames until a data frame's payload is ready or a Close
     /// arrived. Control frames are handled here: pings answered, pongs
     /// dropped. With `stop_before_data`, a data header is left unconsumed.
-    async fn advance(&mut self, stop_before_data: bool) -> Result<Step, Error<T::Error>> {
+    async fn advance(&mut self, stop_before_data: bool) -> Result<Step, ReadFailure<T::Error>> {
         loop {
             if matches!(self.state, State::Closed | State::Failed) {
-                return Err(Error::NotConnected);
+                return Err(Error::NotConnected.into());
             }
             if self.frame.is_some() {
                 return Ok(Step::Data);
             }
             let buffered = self.rx.get(self.rx_pos..self.rx_end).unwrap_or_default();
             let (header, header_len) = match FrameHeader::decode(buffered) {
-                Err(e) => return Err(self.fail(e).await),
+                Err(e) => return Err(ReadFailure::Protocol(e)),
                 Ok(None) => {
                     self.fill().await?;
                     continue;
@@ -574,7 +600,7 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
                 } else {
                     ProtocolError::MaskedFrameFromServer
                 };
-                return Err(self.fail(e).await);
+                return Err(ReadFailure::Protocol(e));
             }
             if header.opcode.is_control() {
                 // Whole control frames only: decode guarantees len <= 125.
@@ -588,7 +614,9 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
                 let payload = self.rx.get(start..start + len).unwrap_or_default();
                 let control = self.control.get_mut(..len).unwrap_or_default();
                 control.copy_from_slice(payload);
-                if let Some(key) = header.mask {
+                // Only a server receives masked frames (checked above); the
+                // test lets a client build drop the unmasking code.
+                if let (true, Some(key)) = (self.role.expects_masked(), header.mask) {
                     apply_mask(control, key, 0);
                 }
                 self.rx_pos += total;
@@ -611,15 +639,17 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
             }
             match (header.opcode, self.msg) {
                 (Opcode::Continuation, None) => {
-                    return Err(self.fail(ProtocolError::ContinuationWithoutStart).await);
+                    return Err(ReadFailure::Protocol(
+                        ProtocolError::ContinuationWithoutStart,
+                    ));
                 }
                 (Opcode::Text | Opcode::Binary, Some(_)) => {
-                    return Err(self
-                        .fail(ProtocolError::DataFrameInsideFragmentedMessage)
-                        .await);
+                    return Err(ReadFailure::Protocol(
+                        ProtocolError::DataFrameInsideFragmentedMessage,
+                    ));
                 }
                 (Opcode::Text, None) if self.cfg.mqtt => {
-                    return Err(self.fail(ProtocolError::TextFrameInMqtt).await);
+                    return Err(ReadFailure::Protocol(ProtocolError::TextFrameInMqtt));
                 }
                 _ => {}
             }
@@ -631,7 +661,7 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
                 None => header.payload_len,
             };
             if msg_len > self.cfg.max_message_len {
-                return Err(self.fail(ProtocolError::MessageTooBig).await);
+                return Err(ReadFailure::Protocol(ProtocolError::MessageTooBig));
             }
             if self.msg.is_none() {
                 self.msg = Some(header.opcode);
@@ -650,17 +680,17 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
     }
 
     /// Validates a received Close payload (in `self.control`) and echoes it.
-    async fn on_close(&mut self, len: usize) -> Result<(), Error<T::Error>> {
+    async fn on_close(&mut self, len: usize) -> Result<(), ReadFailure<T::Error>> {
         let payload = self.control.get(..len).unwrap_or_default();
         if len == 1 {
-            return Err(self.fail(ProtocolError::InvalidClosePayload).await);
+            return Err(ReadFailure::Protocol(ProtocolError::InvalidClosePayload));
         }
         if let Some((code, reason)) = payload.split_first_chunk::<2>() {
             if !is_sendable_close_code(u16::from_be_bytes(*code)) {
-                return Err(self.fail(ProtocolError::InvalidClosePayload).await);
+                return Err(ReadFailure::Protocol(ProtocolError::InvalidClosePayload));
             }
             if core::str::from_utf8(reason).is_err() {
-                return Err(self.fail(ProtocolError::InvalidUtf8).await);
+                return Err(ReadFailure::Protocol(ProtocolError::InvalidUtf8));
             }
         }
         if self.state == State::Open {
@@ -680,8 +710,8 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
     /// `opcode: Close` with its payload in `buf` (as much as fits); after
     /// that, and after any failure, [`Error::NotConnected`].
     pub async fn recv_msg(&mut self, buf: &mut [u8]) -> Result<RecvInfo, Error<T::Error>> {
-        match self.advance(false).await? {
-            Step::Close(len) => {
+        let received = match self.advance(false).await {
+            Ok(Step::Close(len)) => {
                 let n = len.min(buf.len());
                 if let (Some(dst), Some(src)) = (buf.get_mut(..n), self.control.get(..n)) {
                     dst.copy_from_slice(src);
@@ -693,7 +723,12 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
                     remaining: 0,
                 })
             }
-            Step::Data => self.read_payload(buf).await,
+            Ok(Step::Data) => self.read_payload(buf).await,
+            Err(f) => Err(f),
+        };
+        match received {
+            Ok(info) => Ok(info),
+            Err(f) => Err(self.failed(f).await),
         }
     }
 
@@ -719,7 +754,13 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
         &mut self,
         deadline: impl Future<Output = ()>,
     ) -> Result<bool, Error<T::Error>> {
-        match select(self.advance(true), deadline).await {
+        let serviced = async {
+            match self.advance(true).await {
+                Ok(step) => Ok(step),
+                Err(f) => Err(self.failed(f).await),
+            }
+        };
+        match select(serviced, deadline).await {
             Either::First(Ok(Step::Data)) => Ok(true),
             Either::First(Ok(Step::Close(_))) => Err(Error::NotConnected),
             Either::First(Err(e)) => Err(e),
@@ -728,9 +769,9 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
     }
 
     /// Delivers payload bytes of the current data frame.
-    async fn read_payload(&mut self, buf: &mut [u8]) -> Result<RecvInfo, Error<T::Error>> {
+    async fn read_payload(&mut self, buf: &mut [u8]) -> Result<RecvInfo, ReadFailure<T::Error>> {
         let Some(mut frame) = self.frame else {
-            return Err(Error::NotConnected);
+            return Err(Error::NotConnected.into());
         };
         let want = usize::try_from(frame.remaining)
             .unwrap_or(usize::MAX)
@@ -742,11 +783,11 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
                 // Straight from the transport into the caller's buffer.
                 let dst = buf.get_mut(..want).unwrap_or_default();
                 n = match self.io.read(dst).await {
-                    Ok(0) => return Err(self.eof()),
+                    Ok(0) => return Err(self.eof().into()),
                     Ok(n) => n.min(want),
                     Err(e) => {
                         self.state = State::Failed;
-                        return Err(Error::Io(e));
+                        return Err(Error::Io(e).into());
                     }
                 };
             } else {
@@ -758,12 +799,14 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
             }
         }
         let data = buf.get_mut(..n).unwrap_or_default();
-        if let Some(key) = frame.mask {
+        // A frame carries a mask only where the role expects one (checked
+        // in `advance`); the test lets a client build drop this code.
+        if let (true, Some(key)) = (self.role.expects_masked(), frame.mask) {
             apply_mask(data, key, frame.offset);
         }
         let opcode = self.msg.unwrap_or(Opcode::Binary);
         if opcode == Opcode::Text && !self.utf8.feed(data) {
-            return Err(self.fail(ProtocolError::InvalidUtf8).await);
+            return Err(ReadFailure::Protocol(ProtocolError::InvalidUtf8));
         }
         frame.offset += n as u64;
         frame.remaining -= n as u64;
@@ -778,7 +821,7 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
             if frame.fin {
                 self.msg = None;
                 if opcode == Opcode::Text && !self.utf8.is_complete() {
-                    return Err(self.fail(ProtocolError::InvalidUtf8).await);
+                    return Err(ReadFailure::Protocol(ProtocolError::InvalidUtf8));
                 }
             }
         } else {

@@ -11,6 +11,8 @@
 //!   the same dummy transport: the embermq client (MQTT 5.0 with the 3.1.1
 //!   fall-back chosen at run time, QoS 0/1/2, subscribe, reconnect with
 //!   backoff, the outbox) over `embermq_ws::WsConnector`;
+//! - `--features mqtt`: the client alone, straight over the dummy
+//!   transport (no WebSocket; informational, closest to coreMQTT's figure);
 //! - `--features durable`: the same with the outbox also kept in flash
 //!   (`embermq_board_app::FlashStore`, sequential-storage) on a stand-in
 //!   NOR flash; its item buffer (1028 bytes) counts as lent.
@@ -102,7 +104,7 @@ fn block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
-#[cfg(not(feature = "stack"))]
+#[cfg(not(feature = "mqtt"))]
 fn run(lent: Lent) -> ! {
     let Lent {
         rx,
@@ -123,9 +125,9 @@ fn run(lent: Lent) -> ! {
     })
 }
 
-#[cfg(feature = "stack")]
+#[cfg(feature = "mqtt")]
 mod stack;
-#[cfg(feature = "stack")]
+#[cfg(feature = "mqtt")]
 use stack::run;
 
 #[cortex_m_rt::entry]

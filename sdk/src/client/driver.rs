@@ -8,6 +8,7 @@
 //! queued work. The clock is read here and nowhere else in the client.
 
 use core::pin::pin;
+use core::task::Poll;
 
 use embassy_futures::select::{Either, Either3, select, select3};
 use embassy_sync::blocking_mutex::raw::RawMutex;
@@ -361,7 +362,8 @@ struct Drained {
     closed: Option<CloseReason>,
 }
 
-/// Writes everything the session has to send.
+/// Writes everything the session has to send: as many packets as fit the
+/// transmit buffer go out in one write, and one flush ends it all.
 async fn transmit<
     M: RawMutex,
     T: Write,
@@ -379,9 +381,10 @@ async fn transmit<
 ) -> Result<(), LinkError> {
     let mut wrote = false;
     loop {
-        let next = state.with(|sh| sh.session.poll_transmit(clock.now(), tx));
+        let next = state.with(|sh| sh.session.poll_transmit_batch(clock.now(), tx));
         match next {
-            Ok(Some(n)) => {
+            Ok(0) => break,
+            Ok(n) => {
                 let bytes = tx.get(..n).unwrap_or(&[]);
                 transport
                     .write_all(bytes)
@@ -389,7 +392,6 @@ async fn transmit<
                     .map_err(|e| LinkError::Io(e.kind()))?;
                 wrote = true;
             }
-            Ok(None) => break,
             Err(e) => return Err(LinkError::Fatal(ClientError::Session(e))),
         }
     }
@@ -406,6 +408,13 @@ enum LinkError {
     Io(embedded_io_async::ErrorKind),
     Fatal(ClientError),
 }
+
+/// How many reads [`serve`] makes without waiting, after handling received
+/// packets, before it sends the answers: with the byte bound
+/// ([`session::BATCH_BYTES`] handled), it keeps a flood of incoming
+/// messages from holding back what we have to send, and large messages
+/// from holding back their acknowledgements.
+const EAGER_READS: u32 = 16;
 
 /// Serves one open transport until it closes.
 async fn serve<
@@ -437,7 +446,7 @@ async fn serve<
     // Why the link ended: an I/O error, else what the session said.
     let mut io_failure = None;
     let mut closed = None;
-    loop {
+    'link: loop {
         match transmit(state, transport, clock, tx).await {
             Ok(()) => {}
             Err(LinkError::Io(kind)) => {
@@ -461,61 +470,105 @@ async fn serve<
             }
             continue;
         }
-        if start < filled {
-            let bytes = rx.get(start..filled).unwrap_or(&[]);
-            match state.with(|sh| sh.session.handle_incoming(bytes, clock.now())) {
-                Ok(Incoming::Packet { len, message, .. }) => {
-                    if let Some(mut message) = message {
-                        // 5.0 §3.3.2.3.4: a PUBLISH that carries only a
-                        // Topic Alias gets the topic the alias stands for.
-                        let mut aliased = heapless::String::<F>::new();
-                        if message.topic.is_empty()
-                            && let Some(alias) = message.topic_alias
-                        {
-                            state.with(|sh| {
-                                if let Some(topic) = sh.session.inbound_alias_topic(alias) {
-                                    let _ = aliased.push_str(topic);
-                                }
-                            });
-                            message.topic = aliased.as_str();
+        // Handle every complete packet received, reading on while more
+        // bytes are already here, so that the answers to all of them go
+        // out together (one write) before the next wait.
+        let mut handled = false;
+        let mut handled_bytes = 0usize;
+        let mut eager_reads = EAGER_READS;
+        loop {
+            while start < filled {
+                let bytes = rx.get(start..filled).unwrap_or(&[]);
+                match state.with(|sh| sh.session.handle_incoming(bytes, clock.now())) {
+                    Ok(Incoming::Packet { len, message, .. }) => {
+                        if let Some(mut message) = message {
+                            // Events queued before this message (CONNACK's
+                            // Connected, completions) come first.
+                            if state.with(|sh| sh.session.has_events()) {
+                                let drained = drain_events(state, handler).await;
+                                accepted |= drained.accepted;
+                                closed = drained.closed.or(closed);
+                            }
+                            // 5.0 §3.3.2.3.4: a PUBLISH that carries only a
+                            // Topic Alias gets the topic the alias stands for.
+                            let mut aliased = heapless::String::<F>::new();
+                            if message.topic.is_empty()
+                                && let Some(alias) = message.topic_alias
+                            {
+                                state.with(|sh| {
+                                    if let Some(topic) = sh.session.inbound_alias_topic(alias) {
+                                        let _ = aliased.push_str(topic);
+                                    }
+                                });
+                                message.topic = aliased.as_str();
+                            }
+                            handler.on_event(Event::Message(message)).await;
                         }
-                        handler.on_event(Event::Message(message)).await;
+                        start = start.saturating_add(len).min(filled);
+                        handled_bytes = handled_bytes.saturating_add(len);
+                        handled = true;
                     }
-                    start = start.saturating_add(len).min(filled);
-                    continue;
-                }
-                // Transmit and drain, then parse again.
-                Ok(Incoming::Backpressure) => continue,
-                Ok(Incoming::Incomplete { needed }) => {
-                    if start == 0 && filled == rx.len() {
-                        let e = ClientError::RxBufferTooSmall {
-                            needed: filled.saturating_add(needed),
-                            capacity: rx.len(),
-                        };
-                        // 5.0: DISCONNECT 0x95 (Packet too large) tells the
-                        // broker why and keeps the will; a normal DISCONNECT
-                        // would make it discard the will.
-                        state.with(|sh| {
-                            sh.session
-                                .close_with_error(crate::codec::ReasonCode::PACKET_TOO_LARGE)
-                        });
-                        let _ = transmit(state, transport, clock, tx).await;
-                        return LinkEnd::Fatal(e);
+                    // Transmit and drain, then parse again.
+                    Ok(Incoming::Backpressure) => continue 'link,
+                    Ok(Incoming::Incomplete { needed }) => {
+                        if start == 0 && filled == rx.len() {
+                            let e = ClientError::RxBufferTooSmall {
+                                needed: filled.saturating_add(needed),
+                                capacity: rx.len(),
+                            };
+                            // 5.0: DISCONNECT 0x95 (Packet too large) tells the
+                            // broker why and keeps the will; a normal DISCONNECT
+                            // would make it discard the will.
+                            state.with(|sh| {
+                                sh.session
+                                    .close_with_error(crate::codec::ReasonCode::PACKET_TOO_LARGE)
+                            });
+                            let _ = transmit(state, transport, clock, tx).await;
+                            return LinkEnd::Fatal(e);
+                        }
+                        break;
                     }
-                }
-                Err(_e) => {
-                    // The session has moved to closing (5.0: a DISCONNECT
-                    // with the reason is queued); the loop sends it and
-                    // closes.
-                    warn!("closing the link: received packet rejected");
-                    continue;
+                    Err(_e) => {
+                        // The session has moved to closing (5.0: a DISCONNECT
+                        // with the reason is queued); the loop sends it and
+                        // closes.
+                        warn!("closing the link: received packet rejected");
+                        continue 'link;
+                    }
                 }
             }
+            if start > 0 {
+                rx.copy_within(start..filled, 0);
+                filled -= start;
+                start = 0;
+            }
+            if !handled || eager_reads == 0 || handled_bytes >= session::BATCH_BYTES {
+                break;
+            }
+            eager_reads -= 1;
+            // Only what is ready now: a pending read is dropped (reads are
+            // cancel-safe, as the wait below needs too).
+            let free = rx.get_mut(filled..).unwrap_or(&mut []);
+            let ended = match embassy_futures::poll_once(transport.read(free)) {
+                Poll::Ready(Ok(0)) => None,
+                Poll::Ready(Ok(n)) => {
+                    filled = filled.saturating_add(n).min(rx.len());
+                    continue;
+                }
+                Poll::Ready(Err(e)) => Some(e.kind()),
+                Poll::Pending => break,
+            };
+            // The link ended behind what was just handled (a refusing
+            // CONNACK, a DISCONNECT): its events say why.
+            io_failure = ended;
+            let drained = drain_events(state, handler).await;
+            accepted |= drained.accepted;
+            closed = drained.closed.or(closed);
+            break 'link;
         }
-        if start > 0 {
-            rx.copy_within(start..filled, 0);
-            filled -= start;
-            start = 0;
+        if handled {
+            // Answer what was handled before waiting.
+            continue;
         }
         // Wait for bytes, the session's deadline, or queued work.
         let deadline = state.with(|sh| sh.session.poll_timeout());

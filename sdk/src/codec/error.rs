@@ -168,6 +168,14 @@ pub enum Violation {
     /// Bytes left after the last field the packet defines (the remaining
     /// length disagrees with the contents).
     TrailingBytes,
+    /// A packet type that flows only from client to server (CONNECT,
+    /// SUBSCRIBE, UNSUBSCRIBE, PINGREQ) received by a client
+    /// ([`Packet::decode_from_server`](super::Packet::decode_from_server)):
+    /// 3.1.1 §2.2.1 Table 2.1, 5.0 §2.1.2 Table 2-1, direction of flow.
+    NotSentByServer {
+        /// The packet's type.
+        packet_type: PacketType,
+    },
 }
 
 impl Violation {
@@ -187,7 +195,8 @@ impl Violation {
             | Self::InvalidProtocolName
             | Self::ZeroPacketId
             | Self::PacketIdMismatch
-            | Self::NoTopicFilters => ReasonCode::PROTOCOL_ERROR,
+            | Self::NoTopicFilters
+            | Self::NotSentByServer { .. } => ReasonCode::PROTOCOL_ERROR,
             _ => ReasonCode::MALFORMED_PACKET,
         }
     }
@@ -269,6 +278,9 @@ impl fmt::Display for Violation {
             }
             Self::Truncated => f.write_str("a field runs past the end of the packet"),
             Self::TrailingBytes => f.write_str("bytes left over after the last field"),
+            Self::NotSentByServer { packet_type } => {
+                write!(f, "{packet_type} flows only from client to server")
+            }
         }
     }
 }

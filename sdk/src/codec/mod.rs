@@ -16,7 +16,9 @@
 //!   [`Decoded::Complete`]` { value, len }` (the packet and the bytes it
 //!   took) or [`Decoded::Incomplete`]` { needed }` (not an error; nothing
 //!   consumed). [`Packet::decode_body`] decodes a body after a separate
-//!   [`FixedHeader::decode`].
+//!   [`FixedHeader::decode`]. A client uses [`Packet::decode_from_server`],
+//!   which refuses the client-to-server packet types
+//!   ([`Violation::NotSentByServer`]) without carrying their decoders.
 //! - [`Packet::encode`]`(&self, &mut [u8], version) -> Result<usize, EncodeError>`
 //!   and [`Packet::encoded_len`]`(version)`. CONNECT is always written in its
 //!   own [`Connect::protocol_version`].
@@ -148,6 +150,13 @@ pub use disconnect::Disconnect;
 pub use error::{DecodeError, EncodeError, Violation};
 pub use fixed_header::{FixedHeader, PacketType};
 pub use packet::{DecodeOptions, Decoded, Packet, ProtocolVersion, QoS};
+// The per-packet encoders, for the client session: calling them directly
+// (rather than through `Packet::encode`) keeps the server-side encoders out
+// of a client's firmware.
+pub(crate) use packet::{
+    encode_ack, encode_auth, encode_connect, encode_disconnect, encode_empty, encode_subscribe,
+    encode_unsubscribe,
+};
 pub use properties::{
     CarriedProperties, Properties, Property, PropertyFields, PropertyIter, UserProperty,
     id as property_id,

@@ -169,6 +169,34 @@ impl<'a> Packet<'a> {
     /// packet gives the packet and its length, and bytes after it are left
     /// alone. The maximum packet size is enforced from the fixed header.
     pub fn decode(buf: &'a [u8], opts: &DecodeOptions) -> Result<Decoded<Self>, DecodeError> {
+        Self::decode_framed(buf, opts, Self::decode_body)
+    }
+
+    /// Decodes one packet a server sends to a client, from the start of
+    /// `buf`: what a client uses in place of [`Packet::decode`].
+    ///
+    /// The same as [`Packet::decode`] for CONNACK, PUBLISH, the
+    /// acknowledgements, PINGRESP, DISCONNECT and AUTH. The four packet
+    /// types that flow only from client to server (CONNECT, SUBSCRIBE,
+    /// UNSUBSCRIBE, PINGREQ) are refused, once complete, with
+    /// [`Violation::NotSentByServer`] and their bodies are not decoded, so
+    /// a client's firmware does not carry their decoders.
+    pub fn decode_from_server(
+        buf: &'a [u8],
+        opts: &DecodeOptions,
+    ) -> Result<Decoded<Self>, DecodeError> {
+        Self::decode_framed(buf, opts, Self::decode_body_from_server)
+    }
+
+    /// The framing both decoders share: the fixed header, the maximum
+    /// packet size, a short buffer as `Incomplete`, then `body` on exactly
+    /// the packet's body.
+    #[inline(always)]
+    fn decode_framed(
+        buf: &'a [u8],
+        opts: &DecodeOptions,
+        decode_body: fn(&FixedHeader, &'a [u8], ProtocolVersion) -> Result<Self, DecodeError>,
+    ) -> Result<Decoded<Self>, DecodeError> {
         let header = match FixedHeader::decode(buf, opts)? {
             Decoded::Complete { value, .. } => value,
             Decoded::Incomplete { needed } => return Ok(Decoded::Incomplete { needed }),
@@ -182,8 +210,18 @@ impl<'a> Packet<'a> {
         let body = packet
             .get(usize::from(header.header_len)..)
             .ok_or(Violation::Truncated)?;
-        let value = Self::decode_body(&header, body, opts.version)?;
+        let value = decode_body(&header, body, opts.version)?;
         Ok(Decoded::Complete { value, len: total })
+    }
+
+    /// [`Packet::decode_body`] for the packets a server sends; see
+    /// [`Packet::decode_from_server`].
+    fn decode_body_from_server(
+        header: &FixedHeader,
+        body: &'a [u8],
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
+        Self::decode_body_of::<false>(header, body, version)
     }
 
     /// Decodes the body (the `header.remaining_length` bytes after the fixed
@@ -195,11 +233,34 @@ impl<'a> Packet<'a> {
         body: &'a [u8],
         version: ProtocolVersion,
     ) -> Result<Self, DecodeError> {
+        Self::decode_body_of::<true>(header, body, version)
+    }
+
+    /// The body decoder; without `TO_SERVER` the packets only a client
+    /// sends are refused before any of their decoders is reached, so a
+    /// client build does not carry them.
+    #[inline]
+    fn decode_body_of<const TO_SERVER: bool>(
+        header: &FixedHeader,
+        body: &'a [u8],
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
         if body.len() != header.remaining_length as usize {
             return Err(Violation::Truncated.into());
         }
         let flags = header.flags;
         let t = header.packet_type;
+        if !TO_SERVER
+            && matches!(
+                t,
+                PacketType::Connect
+                    | PacketType::Subscribe
+                    | PacketType::Unsubscribe
+                    | PacketType::Pingreq
+            )
+        {
+            return Err(Violation::NotSentByServer { packet_type: t }.into());
+        }
         Ok(match t {
             PacketType::Connect => Self::Connect(Connect::decode(body)?),
             PacketType::Connack => Self::Connack(Connack::decode(body, version)?),
@@ -317,9 +378,9 @@ impl<'a> Packet<'a> {
 /// Each encoder measures its body once; `header` writes the fixed header
 /// and hands back a writer over exactly the rest of the packet.
 macro_rules! encoder {
-    ($name:ident, $ty:ident, $t:ident, |$p:ident, $w:ident, $version:ident| len: $len:expr, write: $write:expr) => {
-        #[inline(never)]
-        fn $name(
+    ($(#[$attr:meta])* $name:ident, $ty:ident, $t:ident, |$p:ident, $w:ident, $version:ident| len: $len:expr, write: $write:expr) => {
+        $(#[$attr])*
+        pub(crate) fn $name(
             $p: &$ty<'_>,
             buf: &mut [u8],
             $version: ProtocolVersion,
@@ -332,24 +393,34 @@ macro_rules! encoder {
     };
 }
 
-encoder!(encode_connack, Connack, Connack, |p, w, version|
+encoder!(#[inline(never)] encode_connack, Connack, Connack, |p, w, version|
     len: p.body_len(version), write: p.write_body(&mut w, version));
-encoder!(encode_subscribe, Subscribe, Subscribe, |p, w, version|
+encoder!(
+    // A client (on a device) has one caller, which lends a slice: inlined
+    // there, the re-encoding of a decoded list drops out.
+    #[cfg_attr(target_os = "none", inline)]
+    #[cfg_attr(not(target_os = "none"), inline(never))]
+    encode_subscribe, Subscribe, Subscribe, |p, w, version|
     len: p.body_len(version), write: p.write_body(&mut w, version));
-encoder!(encode_suback, Suback, Suback, |p, w, version|
+encoder!(#[inline(never)] encode_suback, Suback, Suback, |p, w, version|
     len: p.body_len(version), write: p.write_body(&mut w, version));
-encoder!(encode_unsubscribe, Unsubscribe, Unsubscribe, |p, w, version|
+encoder!(
+    // A client (on a device) has one caller, which lends a slice: inlined
+    // there, the re-encoding of a decoded list drops out.
+    #[cfg_attr(target_os = "none", inline)]
+    #[cfg_attr(not(target_os = "none"), inline(never))]
+    encode_unsubscribe, Unsubscribe, Unsubscribe, |p, w, version|
     len: p.body_len(version), write: p.write_body(&mut w, version));
-encoder!(encode_unsuback, Unsuback, Unsuback, |p, w, version|
+encoder!(#[inline(never)] encode_unsuback, Unsuback, Unsuback, |p, w, version|
     len: p.body_len(version), write: p.write_body(&mut w, version));
-encoder!(encode_disconnect, Disconnect, Disconnect, |p, w, version|
+encoder!(#[inline(never)] encode_disconnect, Disconnect, Disconnect, |p, w, version|
     len: p.body_len(version), write: p.write_body(&mut w, version));
-encoder!(encode_auth, Auth, Auth, |p, w, version|
+encoder!(#[inline(never)] encode_auth, Auth, Auth, |p, w, version|
     len: p.body_len(), write: p.write_body(&mut w, version));
 
 /// CONNECT is measured and written in its own version.
 #[inline(never)]
-fn encode_connect(p: &Connect<'_>, buf: &mut [u8]) -> Result<usize, EncodeError> {
+pub(crate) fn encode_connect(p: &Connect<'_>, buf: &mut [u8]) -> Result<usize, EncodeError> {
     let (mut w, total) = header(
         buf,
         PacketType::Connect,
@@ -363,7 +434,7 @@ fn encode_connect(p: &Connect<'_>, buf: &mut [u8]) -> Result<usize, EncodeError>
 
 /// PUBACK, PUBREC, PUBREL and PUBCOMP share a layout.
 #[inline(never)]
-fn encode_ack(
+pub(crate) fn encode_ack(
     p: &PubAck<'_>,
     t: PacketType,
     buf: &mut [u8],
@@ -377,7 +448,7 @@ fn encode_ack(
 
 /// PINGREQ and PINGRESP: a fixed header with no body.
 #[inline(never)]
-fn encode_empty(buf: &mut [u8], t: PacketType) -> Result<usize, EncodeError> {
+pub(crate) fn encode_empty(buf: &mut [u8], t: PacketType) -> Result<usize, EncodeError> {
     let (_, total) = header(buf, t, 0, 0)?;
     Ok(total)
 }
@@ -395,7 +466,9 @@ const fn fixed(packet_type: PacketType) -> u8 {
 /// `buf`, and returns a writer for the body over exactly the rest of the
 /// packet, with the packet's total length. The one bounds check that can
 /// fail is here, up front: every later write stays inside `buf[..total]`.
-#[inline(always)]
+/// Inlined on hosts; shared by every encoder on devices (built for size).
+#[cfg_attr(target_os = "none", inline(never))]
+#[cfg_attr(not(target_os = "none"), inline(always))]
 pub(crate) fn header(
     buf: &mut [u8],
     packet_type: PacketType,
@@ -412,6 +485,23 @@ pub(crate) fn header(
         .ok_or(EncodeError::InsufficientSize { required: total })?;
     let mut w = Writer::new(buf);
     let first = ((packet_type as u8) << 4) | flags;
+    // Devices: two plain writes (one shared copy of this function).
+    #[cfg(target_os = "none")]
+    write_header_plain(&mut w, first, &varint, varint_len)?;
+    #[cfg(not(target_os = "none"))]
+    write_header_wide(&mut w, first, varint, varint_len)?;
+    Ok((w, total))
+}
+
+/// The hosts' fixed-header write: one fixed-size store per length.
+#[cfg(any(not(target_os = "none"), test))]
+#[inline(always)]
+fn write_header_wide(
+    w: &mut Writer<'_>,
+    first: u8,
+    varint: [u8; 4],
+    varint_len: usize,
+) -> Result<(), EncodeError> {
     let [v0, v1, v2, v3] = varint;
     match varint_len {
         1 => w.array([first, v0])?,
@@ -419,7 +509,20 @@ pub(crate) fn header(
         3 => w.array([first, v0, v1, v2])?,
         _ => w.array([first, v0, v1, v2, v3])?,
     }
-    Ok((w, total))
+    Ok(())
+}
+
+/// The devices' fixed-header write (compared with the hosts' in the tests).
+#[cfg(any(target_os = "none", test))]
+#[inline(always)]
+fn write_header_plain(
+    w: &mut Writer<'_>,
+    first: u8,
+    varint: &[u8; 4],
+    varint_len: usize,
+) -> Result<(), EncodeError> {
+    w.u8(first)?;
+    w.bytes(varint.get(..varint_len).unwrap_or_default())
 }
 
 macro_rules! from_packet {
@@ -457,4 +560,122 @@ pub(crate) fn no_properties_in_v311(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Connack, Subscription, SubscriptionOptions, Unsubscribe};
+
+    /// 3.1.1 §2.2 / 5.0 §2.1.1: the fixed header's first byte and the
+    /// Remaining Length, at every length edge of the Variable Byte Integer
+    /// and in buffers one byte too short: the devices' plain write and the
+    /// hosts' wide write give the same results, and the same bytes when
+    /// they succeed.
+    #[test]
+    fn mqtt_2_2_device_and_host_fixed_header_writes_agree() {
+        for body in [
+            0u32,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            2_097_151,
+            2_097_152,
+            wire::MAX_VARINT,
+        ] {
+            let (varint, varint_len) = wire::varint_bytes(body);
+            for room in [varint_len, varint_len + 1] {
+                let (mut wide, mut plain) = ([0u8; 6], [0u8; 6]);
+                let a = write_header_wide(
+                    &mut Writer::new(&mut wide[..room]),
+                    0x30,
+                    varint,
+                    varint_len,
+                );
+                let b = write_header_plain(
+                    &mut Writer::new(&mut plain[..room]),
+                    0x30,
+                    &varint,
+                    varint_len,
+                );
+                assert_eq!(a, b, "{body} {room}");
+                // After an error the bytes are unspecified (`Packet::encode`).
+                if a.is_ok() {
+                    assert_eq!(wide, plain, "{body} {room}");
+                }
+            }
+        }
+    }
+
+    /// 3.1.1 §2.2.1 Table 2.1, 5.0 §2.1.2 Table 2-1 (direction of flow):
+    /// a client's decoder refuses the four client-to-server packet types
+    /// with an error value, whatever their body, and decodes what a server
+    /// sends exactly as `Packet::decode` does, `Incomplete` included.
+    #[test]
+    fn mqtt_2_1_2_client_decoder_refuses_client_to_server_packets() {
+        let opts = DecodeOptions::new(ProtocolVersion::V5);
+        let subs = [Subscription {
+            filter: "a/+",
+            options: SubscriptionOptions::qos(QoS::AtLeastOnce),
+        }];
+        let mut buf = [0u8; 64];
+        let refused = [
+            Packet::Connect(Connect::new(ProtocolVersion::V5, "c")),
+            Packet::Subscribe(Subscribe::new(7, &subs)),
+            Packet::Unsubscribe(Unsubscribe::new(8, &["a/+"])),
+            Packet::Pingreq,
+        ];
+        for packet in refused {
+            let n = packet.encode(&mut buf, ProtocolVersion::V5).unwrap();
+            let bytes = &buf[..n];
+            assert!(matches!(
+                Packet::decode(bytes, &opts),
+                Ok(Decoded::Complete { .. })
+            ));
+            assert_eq!(
+                Packet::decode_from_server(bytes, &opts),
+                Err(Violation::NotSentByServer {
+                    packet_type: packet.packet_type()
+                }
+                .into()),
+            );
+            // Refused only once complete; a prefix is still Incomplete.
+            assert!(matches!(
+                Packet::decode_from_server(&bytes[..n - 1], &opts),
+                Ok(Decoded::Incomplete { .. })
+            ));
+        }
+        let accepted = [
+            Packet::Connack(Connack {
+                session_present: false,
+                reason_code: crate::codec::ReasonCode::SUCCESS,
+                properties: crate::codec::Properties::NONE,
+            }),
+            Packet::Publish(Publish::new("a/b", b"x")),
+            Packet::Puback(PubAck::new(3)),
+            Packet::Pubrel(PubAck::new(4)),
+            Packet::Suback(Suback::new(7, &[crate::codec::ReasonCode::GRANTED_QOS_1])),
+            Packet::Unsuback(Unsuback::new(8, &[crate::codec::ReasonCode::SUCCESS])),
+            Packet::Pingresp,
+            Packet::Disconnect(Disconnect::NORMAL),
+        ];
+        for packet in accepted {
+            let n = packet.encode(&mut buf, ProtocolVersion::V5).unwrap();
+            let bytes = &buf[..n];
+            assert_eq!(
+                Packet::decode_from_server(bytes, &opts),
+                Packet::decode(bytes, &opts),
+                "{packet:?}"
+            );
+            assert_eq!(
+                Packet::decode_from_server(bytes, &opts),
+                Ok(Decoded::Complete {
+                    value: packet,
+                    len: n
+                })
+            );
+        }
+    }
 }

@@ -263,12 +263,83 @@ pub enum Property<'a> {
     SharedSubscriptionAvailable(bool),
 }
 
-fn boolean(r: &mut Reader<'_>, id: u8) -> Result<bool, Violation> {
-    match r.u8()? {
-        0 => Ok(false),
-        1 => Ok(true),
-        _ => Err(Violation::InvalidPropertyValue { id }),
-    }
+/// How a property's value is carried (5.0 §1.5, §2.2.2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    /// One byte (booleans, Maximum QoS).
+    Byte,
+    /// Two-byte integer.
+    Two,
+    /// Four-byte integer.
+    Four,
+    /// Variable Byte Integer.
+    Varint,
+    /// UTF-8 string.
+    Str,
+    /// Binary data.
+    Bin,
+    /// UTF-8 string pair.
+    Pair,
+}
+
+/// The [`Wire`] type of each identifier MQTT 5.0 defines, indexed by
+/// identifier (Table 2-4); `None` for the identifiers it does not define.
+const WIRE: [Option<Wire>; 0x2B] = {
+    use Wire::*;
+    [
+        None,         // 0x00
+        Some(Byte),   // 0x01 Payload Format Indicator
+        Some(Four),   // 0x02 Message Expiry Interval
+        Some(Str),    // 0x03 Content Type
+        None,         // 0x04
+        None,         // 0x05
+        None,         // 0x06
+        None,         // 0x07
+        Some(Str),    // 0x08 Response Topic
+        Some(Bin),    // 0x09 Correlation Data
+        None,         // 0x0A
+        Some(Varint), // 0x0B Subscription Identifier
+        None,         // 0x0C
+        None,         // 0x0D
+        None,         // 0x0E
+        None,         // 0x0F
+        None,         // 0x10
+        Some(Four),   // 0x11 Session Expiry Interval
+        Some(Str),    // 0x12 Assigned Client Identifier
+        Some(Two),    // 0x13 Server Keep Alive
+        None,         // 0x14
+        Some(Str),    // 0x15 Authentication Method
+        Some(Bin),    // 0x16 Authentication Data
+        Some(Byte),   // 0x17 Request Problem Information
+        Some(Four),   // 0x18 Will Delay Interval
+        Some(Byte),   // 0x19 Request Response Information
+        Some(Str),    // 0x1A Response Information
+        None,         // 0x1B
+        Some(Str),    // 0x1C Server Reference
+        None,         // 0x1D
+        None,         // 0x1E
+        Some(Str),    // 0x1F Reason String
+        None,         // 0x20
+        Some(Two),    // 0x21 Receive Maximum
+        Some(Two),    // 0x22 Topic Alias Maximum
+        Some(Two),    // 0x23 Topic Alias
+        Some(Byte),   // 0x24 Maximum QoS
+        Some(Byte),   // 0x25 Retain Available
+        Some(Pair),   // 0x26 User Property
+        Some(Four),   // 0x27 Maximum Packet Size
+        Some(Byte),   // 0x28 Wildcard Subscription Available
+        Some(Byte),   // 0x29 Subscription Identifier Available
+        Some(Byte),   // 0x2A Shared Subscription Available
+    ]
+};
+
+/// A value as read by its [`Wire`] type, before it becomes a [`Property`].
+#[derive(Clone, Copy)]
+enum Value<'a> {
+    Int(u32),
+    Str(&'a str),
+    Bin(&'a [u8]),
+    Pair(UserProperty<'a>),
 }
 
 impl<'a> Property<'a> {
@@ -307,51 +378,86 @@ impl<'a> Property<'a> {
     }
 
     /// Reads one property (identifier and value) and checks its value.
+    ///
+    /// Table-driven: the identifier's [`Wire`] type says how to read the
+    /// value (one reader per type, not one per property), and
+    /// [`Property::from_value`] gives it its variant.
     fn read(r: &mut Reader<'a>) -> Result<Self, Violation> {
-        use id::*;
         let raw_id = r.varint()?;
-        let id = u8::try_from(raw_id).map_err(|_| Violation::UnknownProperty { id: raw_id })?;
-        let property = match id {
-            PAYLOAD_FORMAT_INDICATOR => Self::PayloadFormatIndicator(boolean(r, id)?),
-            MESSAGE_EXPIRY_INTERVAL => Self::MessageExpiryInterval(r.u32()?),
-            CONTENT_TYPE => Self::ContentType(r.utf8()?),
-            RESPONSE_TOPIC => Self::ResponseTopic(r.utf8()?),
-            CORRELATION_DATA => Self::CorrelationData(r.binary()?),
-            SUBSCRIPTION_IDENTIFIER => Self::SubscriptionIdentifier(r.varint()?),
-            SESSION_EXPIRY_INTERVAL => Self::SessionExpiryInterval(r.u32()?),
-            ASSIGNED_CLIENT_IDENTIFIER => Self::AssignedClientIdentifier(r.utf8()?),
-            SERVER_KEEP_ALIVE => Self::ServerKeepAlive(r.u16()?),
-            AUTHENTICATION_METHOD => Self::AuthenticationMethod(r.utf8()?),
-            AUTHENTICATION_DATA => Self::AuthenticationData(r.binary()?),
-            REQUEST_PROBLEM_INFORMATION => Self::RequestProblemInformation(boolean(r, id)?),
-            WILL_DELAY_INTERVAL => Self::WillDelayInterval(r.u32()?),
-            REQUEST_RESPONSE_INFORMATION => Self::RequestResponseInformation(boolean(r, id)?),
-            RESPONSE_INFORMATION => Self::ResponseInformation(r.utf8()?),
-            SERVER_REFERENCE => Self::ServerReference(r.utf8()?),
-            REASON_STRING => Self::ReasonString(r.utf8()?),
-            RECEIVE_MAXIMUM => Self::ReceiveMaximum(r.u16()?),
-            TOPIC_ALIAS_MAXIMUM => Self::TopicAliasMaximum(r.u16()?),
-            TOPIC_ALIAS => Self::TopicAlias(r.u16()?),
-            MAXIMUM_QOS => Self::MaximumQos(match r.u8()? {
-                0 => QoS::AtMostOnce,
-                1 => QoS::AtLeastOnce,
-                _ => return Err(Violation::InvalidPropertyValue { id }),
-            }),
-            RETAIN_AVAILABLE => Self::RetainAvailable(boolean(r, id)?),
-            USER_PROPERTY => Self::UserProperty(UserProperty {
+        let unknown = Violation::UnknownProperty { id: raw_id };
+        let id = u8::try_from(raw_id).map_err(|_| unknown)?;
+        let wire = WIRE
+            .get(usize::from(id))
+            .copied()
+            .flatten()
+            .ok_or(unknown)?;
+        let value = match wire {
+            Wire::Byte => Value::Int(u32::from(r.u8()?)),
+            Wire::Two => Value::Int(u32::from(r.u16()?)),
+            Wire::Four => Value::Int(r.u32()?),
+            Wire::Varint => Value::Int(r.varint()?),
+            Wire::Str => Value::Str(r.utf8()?),
+            Wire::Bin => Value::Bin(r.binary()?),
+            Wire::Pair => Value::Pair(UserProperty {
                 name: r.utf8()?,
                 value: r.utf8()?,
             }),
-            MAXIMUM_PACKET_SIZE => Self::MaximumPacketSize(r.u32()?),
-            WILDCARD_SUBSCRIPTION_AVAILABLE => Self::WildcardSubscriptionAvailable(boolean(r, id)?),
-            SUBSCRIPTION_IDENTIFIER_AVAILABLE => {
-                Self::SubscriptionIdentifierAvailable(boolean(r, id)?)
-            }
-            SHARED_SUBSCRIPTION_AVAILABLE => Self::SharedSubscriptionAvailable(boolean(r, id)?),
-            _ => return Err(Violation::UnknownProperty { id: raw_id }),
         };
+        let property = Self::from_value(id, value).ok_or(Violation::InvalidPropertyValue { id })?;
         property.check_value()?;
         Ok(property)
+    }
+
+    /// The property `id` with a value read as its [`Wire`] type says;
+    /// `None` for a byte that is not a valid boolean or Maximum QoS.
+    fn from_value(id: u8, value: Value<'a>) -> Option<Self> {
+        use id::*;
+        let (n, s, b) = match value {
+            Value::Int(n) => (n, "", &[][..]),
+            Value::Str(s) => (0, s, &[][..]),
+            Value::Bin(b) => (0, "", b),
+            Value::Pair(u) => return Some(Self::UserProperty(u)),
+        };
+        let flag = || match n {
+            0 => Some(false),
+            1 => Some(true),
+            _ => None,
+        };
+        // Two-byte values were read from two bytes.
+        let short = u16::try_from(n).unwrap_or(u16::MAX);
+        Some(match id {
+            PAYLOAD_FORMAT_INDICATOR => Self::PayloadFormatIndicator(flag()?),
+            MESSAGE_EXPIRY_INTERVAL => Self::MessageExpiryInterval(n),
+            CONTENT_TYPE => Self::ContentType(s),
+            RESPONSE_TOPIC => Self::ResponseTopic(s),
+            CORRELATION_DATA => Self::CorrelationData(b),
+            SUBSCRIPTION_IDENTIFIER => Self::SubscriptionIdentifier(n),
+            SESSION_EXPIRY_INTERVAL => Self::SessionExpiryInterval(n),
+            ASSIGNED_CLIENT_IDENTIFIER => Self::AssignedClientIdentifier(s),
+            SERVER_KEEP_ALIVE => Self::ServerKeepAlive(short),
+            AUTHENTICATION_METHOD => Self::AuthenticationMethod(s),
+            AUTHENTICATION_DATA => Self::AuthenticationData(b),
+            REQUEST_PROBLEM_INFORMATION => Self::RequestProblemInformation(flag()?),
+            WILL_DELAY_INTERVAL => Self::WillDelayInterval(n),
+            REQUEST_RESPONSE_INFORMATION => Self::RequestResponseInformation(flag()?),
+            RESPONSE_INFORMATION => Self::ResponseInformation(s),
+            SERVER_REFERENCE => Self::ServerReference(s),
+            REASON_STRING => Self::ReasonString(s),
+            RECEIVE_MAXIMUM => Self::ReceiveMaximum(short),
+            TOPIC_ALIAS_MAXIMUM => Self::TopicAliasMaximum(short),
+            TOPIC_ALIAS => Self::TopicAlias(short),
+            MAXIMUM_QOS => Self::MaximumQos(match n {
+                0 => QoS::AtMostOnce,
+                1 => QoS::AtLeastOnce,
+                _ => return None,
+            }),
+            RETAIN_AVAILABLE => Self::RetainAvailable(flag()?),
+            MAXIMUM_PACKET_SIZE => Self::MaximumPacketSize(n),
+            WILDCARD_SUBSCRIPTION_AVAILABLE => Self::WildcardSubscriptionAvailable(flag()?),
+            SUBSCRIPTION_IDENTIFIER_AVAILABLE => Self::SubscriptionIdentifierAvailable(flag()?),
+            SHARED_SUBSCRIPTION_AVAILABLE => Self::SharedSubscriptionAvailable(flag()?),
+            _ => return None,
+        })
     }
 
     /// The range rules of each property's section.

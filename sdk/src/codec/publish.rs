@@ -4,9 +4,9 @@
 //! It does not resolve topic aliases: a 5.0 PUBLISH with an empty topic and
 //! a Topic Alias decodes with `topic == ""`, and the session substitutes.
 
-use super::error::{EncodeError, Violation};
-use super::fixed_header::PacketType;
-use super::packet::{ProtocolVersion, QoS, no_properties_in_v311};
+use super::error::{DecodeError, EncodeError, Violation};
+use super::fixed_header::{FixedHeader, PacketType};
+use super::packet::{DecodeOptions, Decoded, ProtocolVersion, QoS, no_properties_in_v311};
 use super::properties::{Properties, PropertyContext};
 use super::topic_syntax;
 use super::wire::{MAX_VARINT, Reader, copy_into, varint_bytes};
@@ -87,6 +87,32 @@ impl<'a> Publish<'a> {
         })
     }
 
+    /// Decodes a whole PUBLISH (fixed header included) from the start of
+    /// `buf`: the session's reader of its own outbox records, which holds
+    /// only PUBLISH packets. Another packet type, or a PUBLISH that is
+    /// incomplete, is `Ok(None)`; malformed bytes are the error.
+    pub(crate) fn decode_packet(
+        buf: &'a [u8],
+        version: ProtocolVersion,
+    ) -> Result<Option<(Self, usize)>, DecodeError> {
+        let header = match FixedHeader::decode(buf, &DecodeOptions::new(version))? {
+            Decoded::Complete { value, .. } if value.packet_type == PacketType::Publish => value,
+            _ => return Ok(None),
+        };
+        let len = header.packet_len();
+        let Some(body) = buf.get(usize::from(header.header_len)..len) else {
+            return Ok(None);
+        };
+        Ok(Some((Self::decode(header.flags, body, version)?, len)))
+    }
+
+    /// The whole packet's length (fixed header included), as
+    /// [`Packet::encoded_len`](super::Packet::encoded_len) gives it.
+    pub(crate) fn encoded_len(&self, version: ProtocolVersion) -> usize {
+        let body = self.body_len(version);
+        body.saturating_add(1 + super::wire::varint_len(body))
+    }
+
     #[inline]
     pub(crate) fn flags(&self) -> u8 {
         (u8::from(self.dup) << 3) | ((self.qos as u8) << 1) | u8::from(self.retain)
@@ -106,18 +132,19 @@ impl<'a> Publish<'a> {
     /// Writes the whole packet (fixed header included) into `buf`: what
     /// [`Packet::encode`](super::Packet::encode) does for a PUBLISH.
     ///
-    /// A 3.1.1 PUBLISH (the common case on devices, and one without
-    /// properties) takes a lean path: the same checks as
-    /// [`Publish::encode_any`], as yes/no tests, then the writes. Anything
-    /// that fails a test, and every 5.0 PUBLISH, goes through
-    /// [`Publish::encode_any`], which also names the error.
+    /// On hosts a 3.1.1 PUBLISH without properties takes a lean path: the
+    /// same checks as [`Publish::encode_any`], as yes/no tests, then the
+    /// writes. Anything that fails a test, every 5.0 PUBLISH, and every
+    /// PUBLISH on a device (`target_os = "none"`, built for size) goes
+    /// through [`Publish::encode_any`], which also names the error.
     #[inline(never)]
     pub(crate) fn encode(
         &self,
         buf: &mut [u8],
         version: ProtocolVersion,
     ) -> Result<usize, EncodeError> {
-        if version.is_v5() || !self.properties.is_none() {
+        // Devices (built for size) take the general encoder always.
+        if cfg!(target_os = "none") || version.is_v5() || !self.properties.is_none() {
             return self.encode_any(buf, version);
         }
         let packet_id = match (self.qos, self.packet_id, self.dup) {
@@ -240,6 +267,38 @@ mod tests {
             Just(QoS::AtLeastOnce),
             Just(QoS::ExactlyOnce)
         ]
+    }
+
+    /// The session's reader of its own outbox records ([MQTT-3.3.1-4]: QoS
+    /// 3 is malformed): a whole PUBLISH decodes with its length, a prefix
+    /// or another packet type is `None`, malformed bytes are the error.
+    #[test]
+    fn mqtt_3_3_stored_publish_decodes_alone() {
+        let p = Publish {
+            qos: QoS::AtLeastOnce,
+            packet_id: Some(9),
+            ..Publish::new("a/b", b"hi")
+        };
+        let mut buf = [0u8; 32];
+        let n = p.encode(&mut buf, ProtocolVersion::V5).unwrap();
+        assert_eq!(n, p.encoded_len(ProtocolVersion::V5));
+        let bytes = &buf[..n];
+        assert_eq!(
+            Publish::decode_packet(bytes, ProtocolVersion::V5),
+            Ok(Some((p, n)))
+        );
+        assert_eq!(
+            Publish::decode_packet(&bytes[..n - 1], ProtocolVersion::V5),
+            Ok(None)
+        );
+        assert_eq!(
+            Publish::decode_packet(&[0xC0, 0x00], ProtocolVersion::V5),
+            Ok(None)
+        );
+        assert_eq!(
+            Publish::decode_packet(&[0x36, 0x00], ProtocolVersion::V5),
+            Err(Violation::InvalidQos.into())
+        );
     }
 
     proptest! {

@@ -331,7 +331,8 @@ impl<'a> Subscribe<'a> {
             // What an application builds: walked as a plain slice.
             SubsRepr::Slice(subs) => {
                 for s in subs {
-                    if !topic_syntax::is_plain_filter(s.filter) {
+                    // Devices check every filter in full (no fast path).
+                    if cfg!(target_os = "none") || !topic_syntax::is_plain_filter(s.filter) {
                         // A shared subscription, or an error to name.
                         s.check()?;
                     }

@@ -12,11 +12,16 @@
 //! `topic::validate_filter`, which the tests check them against; anything
 //! those tests refuse, and shared subscriptions, goes to [`crate::topic`],
 //! which names the error. It does not match topics.
+//!
+//! On targets without an OS (`target_os = "none"`: devices, built for
+//! size) the yes/no tests are [`crate::topic`]'s own checks: the one-pass
+//! scans are host speed paths and would only add flash there.
 
 use super::error::Violation;
 use crate::topic::{self, TopicError};
 
 /// Whether `b` is U+0000, `+` or `#`.
+#[cfg(not(target_os = "none"))]
 #[inline]
 fn hit(b: u8) -> bool {
     (b == 0) | (b == b'+') | (b == b'#')
@@ -31,6 +36,7 @@ fn hit(b: u8) -> bool {
 /// The loop is written so that the compiler keeps each block whole: an
 /// `any` over blocks, or an early return inside one, makes it split blocks
 /// into 8-, 4- and 2-byte pieces (twice the instructions).
+#[cfg(not(target_os = "none"))]
 #[inline(always)]
 fn has_nul_or_wildcard(bytes: &[u8]) -> bool {
     #[inline(always)]
@@ -69,9 +75,16 @@ fn has_nul_or_wildcard(bytes: &[u8]) -> bool {
 /// Whether `name` is a valid topic name: not empty, at most 65 535 bytes,
 /// no U+0000, `+` or `#` (the rules of `topic::validate_name`, as a yes/no
 /// in one pass).
+#[cfg(not(target_os = "none"))]
 #[inline(always)]
 pub(crate) fn is_valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= topic::MAX_TOPIC_LEN && !has_nul_or_wildcard(name.as_bytes())
+}
+
+/// Whether `name` is a valid topic name (devices: `topic::validate_name`).
+#[cfg(target_os = "none")]
+pub(crate) fn is_valid_name(name: &str) -> bool {
+    topic::validate_name(name).is_ok()
 }
 
 /// A topic name as PUBLISH, Will Topic and Response Topic carry it,
@@ -79,14 +92,14 @@ pub(crate) fn is_valid_name(name: &str) -> bool {
 #[inline]
 pub(crate) fn check_name(name: &str) -> Result<(), Violation> {
     // Fast path for the valid case; `topic::validate_name` names the error.
-    if is_valid_name(name) {
+    if cfg!(not(target_os = "none")) && is_valid_name(name) {
         return Ok(());
     }
     name_error(name)
 }
 
 /// The error for a name the fast path refused (kept out of line).
-#[cold]
+#[cfg_attr(not(target_os = "none"), cold)]
 #[inline(never)]
 fn name_error(name: &str) -> Result<(), Violation> {
     topic::validate_name(name).map_err(|e| match e {
@@ -101,6 +114,7 @@ fn name_error(name: &str) -> Result<(), Violation> {
 /// Whether the byte pair `prev`, `b` (adjacent in a filter) breaks a
 /// level rule: a wildcard not right after `/`, `+` followed by anything but
 /// `/`, anything after `#` [MQTT-4.7.1-2/-3], or `b` U+0000.
+#[cfg(not(target_os = "none"))]
 #[inline(always)]
 fn pair_breaks_rule(prev: u8, b: u8) -> bool {
     (((b == b'+') | (b == b'#')) & (prev != b'/'))
@@ -111,6 +125,7 @@ fn pair_breaks_rule(prev: u8, b: u8) -> bool {
 
 /// Whether any of the `N` pairs `prevs[i]`, `bytes[i]` breaks a level rule:
 /// a fold the compiler turns into byte-vector compares and one mask test.
+#[cfg(not(target_os = "none"))]
 #[inline(always)]
 fn block_breaks_rule<const N: usize>(prevs: &[u8; N], bytes: &[u8; N]) -> bool {
     prevs
@@ -128,6 +143,7 @@ fn block_breaks_rule<const N: usize>(prevs: &[u8; N], bytes: &[u8; N]) -> bool {
 /// into `prevs` and `bytes`, the compiler sees that the two overlap (one
 /// filter shifted by a byte) and trades the two plain loads per block for
 /// shuffles that cost three times as much.
+#[cfg(not(target_os = "none"))]
 #[inline(never)]
 fn pairs_break_rule(prevs: &[u8], bytes: &[u8]) -> bool {
     #[inline(always)]
@@ -171,6 +187,7 @@ fn pairs_break_rule(prevs: &[u8], bytes: &[u8]) -> bool {
 /// it and its end for a `/` after it (which also ends a `#`). A filter
 /// starting with `$share/` is refused here (the caller takes the slow
 /// path, which knows shared subscriptions).
+#[cfg(not(target_os = "none"))]
 #[inline(always)]
 pub(crate) fn is_plain_filter(filter: &str) -> bool {
     let bytes = filter.as_bytes();
@@ -184,12 +201,19 @@ pub(crate) fn is_plain_filter(filter: &str) -> bool {
         && !pairs_break_rule(prevs, rest)
 }
 
+/// Whether `filter` is a valid topic filter that is not a shared
+/// subscription (devices: `topic::validate_filter`).
+#[cfg(target_os = "none")]
+pub(crate) fn is_plain_filter(filter: &str) -> bool {
+    !is_shared(filter) && topic::validate_filter(filter).is_ok()
+}
+
 /// A topic filter as SUBSCRIBE and UNSUBSCRIBE carry it.
 #[inline(always)]
 pub(crate) fn check_filter(filter: &str) -> Result<(), Violation> {
     // Fast path for the valid, unshared case; `topic::validate_filter`
     // names the error otherwise (and accepts shared subscriptions).
-    if is_plain_filter(filter) {
+    if cfg!(not(target_os = "none")) && is_plain_filter(filter) {
         return Ok(());
     }
     filter_error(filter)
@@ -197,7 +221,7 @@ pub(crate) fn check_filter(filter: &str) -> Result<(), Violation> {
 
 /// The outcome for a filter the fast path did not accept (kept out of
 /// line; shared subscriptions come here too).
-#[cold]
+#[cfg_attr(not(target_os = "none"), cold)]
 #[inline(never)]
 fn filter_error(filter: &str) -> Result<(), Violation> {
     topic::validate_filter(filter).map_err(Violation::InvalidTopicFilter)

@@ -6,6 +6,13 @@
 //! out of bytes there is a malformed packet ([`Violation::Truncated`]), not a
 //! short read. [`Writer`] fills a lent buffer and never panics when it is too
 //! short. Neither knows anything about packets.
+//!
+//! Two builds of the string and copy helpers: on hosts they are inlined
+//! fast paths (block scans, overlapping fixed-size copies) that the codec
+//! benchmarks measure; on targets without an OS (`target_os = "none"`: the
+//! devices, built for size) each is one plain out-of-line function shared
+//! by every field, which costs a few cycles per field and saves kilobytes
+//! of flash. Both check and write exactly the same bytes.
 
 use super::error::{EncodeError, Violation};
 
@@ -69,6 +76,7 @@ pub(crate) const fn varint_len(value: usize) -> usize {
 /// `memchr` costs more than the scan); 8 to 15 bytes as two overlapping
 /// `u64` words (SWAR). The loop keeps each block whole (see
 /// `topic_syntax::has_nul_or_wildcard`).
+#[cfg(not(target_os = "none"))]
 #[inline(always)]
 pub(crate) fn has_nul(bytes: &[u8]) -> bool {
     #[inline(always)]
@@ -96,6 +104,19 @@ pub(crate) fn has_nul(bytes: &[u8]) -> bool {
         rest = tail;
     }
     found
+}
+
+/// Whether `bytes` hold a zero byte (devices: a plain scan, out of line).
+#[cfg(target_os = "none")]
+#[inline(never)]
+pub(crate) fn has_nul(bytes: &[u8]) -> bool {
+    has_nul_plain(bytes)
+}
+
+/// The devices' zero-byte scan (compared with the hosts' in the tests).
+#[cfg(any(target_os = "none", test))]
+fn has_nul_plain(bytes: &[u8]) -> bool {
+    bytes.contains(&0)
 }
 
 /// Checks that `bytes` are a well-formed UTF-8 string without U+0000.
@@ -225,6 +246,7 @@ pub(crate) const fn varint_bytes(value: u32) -> ([u8; 4], usize) {
 /// MQTT are mostly short: from 8 to 64 bytes the copy is two overlapping
 /// fixed-size moves inline, which costs less than the call into `memcpy`
 /// (and its own dispatch on the length) that `copy_from_slice` makes.
+#[cfg(not(target_os = "none"))]
 #[inline(always)]
 pub(crate) fn copy_into(dst: &mut [u8], src: &[u8]) {
     /// The first and the last `N` bytes (overlapping when `len < 2N`).
@@ -255,6 +277,22 @@ pub(crate) fn copy_into(dst: &mut [u8], src: &[u8]) {
         16..=32 => ends::<16>(dst, src),
         33..=64 => ends::<32>(dst, src),
         _ => dst.copy_from_slice(src),
+    }
+}
+
+/// Copies `src` into `dst` (of the same length): devices call `memcpy`.
+#[cfg(target_os = "none")]
+#[inline(always)]
+pub(crate) fn copy_into(dst: &mut [u8], src: &[u8]) {
+    copy_into_plain(dst, src);
+}
+
+/// The devices' copy (compared with the hosts' in the tests).
+#[cfg(any(target_os = "none", test))]
+#[inline(always)]
+fn copy_into_plain(dst: &mut [u8], src: &[u8]) {
+    if let Some(dst) = dst.get_mut(..src.len()) {
+        dst.copy_from_slice(src);
     }
 }
 
@@ -326,38 +364,45 @@ impl<'a> Writer<'a> {
         }
     }
 
-    #[inline(always)]
+    #[cfg_attr(target_os = "none", inline(never))]
+    #[cfg_attr(not(target_os = "none"), inline(always))]
     pub(crate) fn bytes(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
         copy_into(self.take(bytes.len())?, bytes);
         Ok(())
     }
 
-    /// A fixed-size group of bytes, copied without a call to `memcpy`.
+    /// A fixed-size group of bytes, copied without a call to `memcpy`
+    /// (the hosts' fixed-header write).
+    #[cfg(any(not(target_os = "none"), test))]
     #[inline(always)]
     pub(crate) fn array<const N: usize>(&mut self, bytes: [u8; N]) -> Result<(), EncodeError> {
         *self.chunk::<N>()? = bytes;
         Ok(())
     }
 
-    #[inline(always)]
+    #[cfg_attr(target_os = "none", inline(never))]
+    #[cfg_attr(not(target_os = "none"), inline(always))]
     pub(crate) fn u8(&mut self, value: u8) -> Result<(), EncodeError> {
         *self.chunk::<1>()? = [value];
         Ok(())
     }
 
-    #[inline(always)]
+    #[cfg_attr(target_os = "none", inline(never))]
+    #[cfg_attr(not(target_os = "none"), inline(always))]
     pub(crate) fn u16(&mut self, value: u16) -> Result<(), EncodeError> {
         *self.chunk::<2>()? = value.to_be_bytes();
         Ok(())
     }
 
-    #[inline(always)]
+    #[cfg_attr(target_os = "none", inline(never))]
+    #[cfg_attr(not(target_os = "none"), inline(always))]
     pub(crate) fn u32(&mut self, value: u32) -> Result<(), EncodeError> {
         *self.chunk::<4>()? = value.to_be_bytes();
         Ok(())
     }
 
-    #[inline(always)]
+    #[cfg_attr(target_os = "none", inline(never))]
+    #[cfg_attr(not(target_os = "none"), inline(always))]
     pub(crate) fn varint(&mut self, value: usize) -> Result<(), EncodeError> {
         let value = u32::try_from(value)
             .ok()
@@ -368,7 +413,8 @@ impl<'a> Writer<'a> {
     }
 
     /// Two-byte length, then the bytes, with one bounds check.
-    #[inline(always)]
+    #[cfg_attr(target_os = "none", inline(never))]
+    #[cfg_attr(not(target_os = "none"), inline(always))]
     pub(crate) fn binary(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
         let len = u16::try_from(bytes.len())
             .map_err(|_| Violation::StringTooLong { len: bytes.len() })?;
@@ -382,7 +428,8 @@ impl<'a> Writer<'a> {
 
     /// Two-byte length, the bytes, then one more byte (a SUBSCRIBE filter
     /// and its options), with one bounds check.
-    #[inline(always)]
+    #[cfg_attr(target_os = "none", inline(never))]
+    #[cfg_attr(not(target_os = "none"), inline(always))]
     pub(crate) fn binary_then_u8(&mut self, bytes: &[u8], last: u8) -> Result<(), EncodeError> {
         let len = u16::try_from(bytes.len())
             .map_err(|_| Violation::StringTooLong { len: bytes.len() })?;
@@ -399,7 +446,8 @@ impl<'a> Writer<'a> {
 
     /// A length-prefixed string; refuses U+0000 as the receiver would (a
     /// `&str` is well-formed UTF-8 already, so it is not checked again).
-    #[inline(always)]
+    #[cfg_attr(target_os = "none", inline(never))]
+    #[cfg_attr(not(target_os = "none"), inline(always))]
     pub(crate) fn utf8(&mut self, s: &str) -> Result<(), EncodeError> {
         if has_nul(s.as_bytes()) {
             return Err(Violation::NullCharacter.into());
@@ -420,6 +468,30 @@ mod tests {
     extern crate alloc;
 
     use super::*;
+
+    /// [MQTT-1.5.4-2] (U+0000 refused): the devices' plain scan and the
+    /// hosts' block scan agree at every length up to 80 with a zero byte at
+    /// every position (and none), and the two copies write the same bytes.
+    #[test]
+    fn mqtt_1_5_4_2_device_and_host_string_helpers_agree() {
+        for len in 0..80usize {
+            let clean: alloc::vec::Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            assert_eq!(has_nul(&clean), has_nul_plain(&clean), "{len}");
+            assert!(!has_nul(&clean));
+            for at in 0..len {
+                let mut with = clean.clone();
+                with[at] = 0;
+                assert!(has_nul(&with), "{len} {at}");
+                assert!(has_nul_plain(&with), "{len} {at}");
+            }
+            let mut host = alloc::vec![0xAAu8; len];
+            let mut device = alloc::vec![0x55u8; len];
+            copy_into(&mut host, &clean);
+            copy_into_plain(&mut device, &clean);
+            assert_eq!(host, device, "{len}");
+            assert_eq!(host, clean, "{len}");
+        }
+    }
 
     /// MQTT 3.1.1 §2.2.3 Table 2.4 / MQTT 5.0 §1.5.5 Table 1-1: the edges of
     /// each Variable Byte Integer length.

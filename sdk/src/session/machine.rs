@@ -13,10 +13,10 @@ use super::event::{
 };
 use super::outbox::{EXPIRY_UNSTAMPED, HEADER_LEN, Outbox, RecordMeta, RecordState};
 use crate::codec::{
-    Auth, Connack, Connect, DecodeOptions, Decoded, Disconnect, FixedHeader, Packet, PacketType,
-    Properties, Property, PropertyFields, ProtocolVersion, PubAck, Publish, QoS, ReasonCode,
-    Subscribe, Subscription, SubscriptionOptions, Subscriptions, TopicFilters, Unsubscribe,
-    UserProperty, Will,
+    self, Auth, Connack, Connect, DecodeError, DecodeOptions, Decoded, Disconnect, FixedHeader,
+    Packet, PacketType, Properties, Property, PropertyFields, ProtocolVersion, PubAck, Publish,
+    QoS, ReasonCode, Subscribe, Subscription, SubscriptionOptions, Subscriptions, TopicFilters,
+    Unsubscribe, UserProperty, Violation, Will,
 };
 use crate::time::{Duration, Instant};
 use crate::topic;
@@ -134,10 +134,20 @@ impl BrokerLimits {
     };
 }
 
+/// [`Session::poll_transmit_batch`] adds no packet once this many bytes
+/// are written: large batches only delay the peer, which parses a
+/// WebSocket frame when all of it has arrived.
+pub const BATCH_BYTES: usize = 16 * 1024;
+
 /// Outcome of trying to send one outbox record.
 enum RecordOutcome {
-    Sent { len: usize, packet_id: u16 },
+    Sent {
+        len: usize,
+        packet_id: u16,
+    },
     Failed(PublishFailure),
+    /// It does not fit behind the packets already batched: next batch.
+    NoRoom,
 }
 
 /// The sans-IO MQTT client session: bytes and `now` in; bytes, events and
@@ -194,6 +204,10 @@ pub struct Session<
     store_removals: Deque<u32, STORE_REMOVAL_QUEUE_LEN>,
     /// The driver's transmit buffer size, once it said.
     tx_capacity: Option<usize>,
+    /// Inside [`Session::poll_transmit_batch`], behind packets already
+    /// written: a publish that does not fit what is left of the buffer
+    /// waits for the next batch instead of failing.
+    batch_tail: bool,
     /// Some record may carry a Message Expiry Interval (the expiry scans
     /// are skipped while none does).
     expiring: bool,
@@ -239,6 +253,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             in_aliases: Vec::new(),
             store_removals: Deque::new(),
             tx_capacity: None,
+            batch_tail: false,
             expiring: false,
             authenticator: None,
             auth_data: None,
@@ -559,6 +574,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
     /// An error means the link must be closed: the session has moved to
     /// closing (5.0: a DISCONNECT with the reason is queued) and raised
     /// [`Event::Disconnected`].
+    #[inline(never)]
     pub fn handle_incoming<'a>(
         &mut self,
         bytes: &'a [u8],
@@ -581,9 +597,14 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         {
             opts.version = ProtocolVersion::V311;
         }
-        let (packet, len) = match Packet::decode(bytes, &opts) {
+        let (packet, len) = match Packet::decode_from_server(bytes, &opts) {
             Ok(Decoded::Complete { value, len }) => (value, len),
             Ok(Decoded::Incomplete { needed }) => return Ok(Incoming::Incomplete { needed }),
+            Err(DecodeError::Invalid(Violation::NotSentByServer { packet_type })) => {
+                let v = ProtocolViolation::UnexpectedPacket { packet_type };
+                self.fail(v.reason_code());
+                return Err(v.into());
+            }
             Err(e) => {
                 self.fail(e.reason_code());
                 return Err(e.into());
@@ -759,22 +780,28 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             self.close(CloseReason::ConnectRefused(c.reason_code));
             return;
         }
-        let p = &c.properties;
-        self.broker = BrokerLimits {
-            receive_maximum: p.receive_maximum().unwrap_or(u16::MAX),
-            maximum_packet_size: p.maximum_packet_size().unwrap_or(u32::MAX),
-            maximum_qos: p.maximum_qos().unwrap_or(QoS::ExactlyOnce),
-            retain_available: p.retain_available().unwrap_or(true),
-            topic_alias_maximum: p.topic_alias_maximum().unwrap_or(0),
-        };
-        self.keep_alive = Duration::from_secs(u64::from(
-            p.server_keep_alive().unwrap_or(self.config.keep_alive_secs),
-        ));
-        if let Some(id) = p.assigned_client_identifier() {
-            self.assigned_client_id.clear();
-            // Longer identifiers are not kept (documented limit).
-            let _ = self.assigned_client_id.push_str(id);
+        // One pass over the properties (each appears at most once, checked
+        // when decoded), absent ones keeping their defaults.
+        let mut broker = BrokerLimits::DEFAULT;
+        let mut keep_alive = self.config.keep_alive_secs;
+        for p in c.properties.iter() {
+            match p {
+                Property::ReceiveMaximum(v) => broker.receive_maximum = v,
+                Property::MaximumPacketSize(v) => broker.maximum_packet_size = v,
+                Property::MaximumQos(v) => broker.maximum_qos = v,
+                Property::RetainAvailable(v) => broker.retain_available = v,
+                Property::TopicAliasMaximum(v) => broker.topic_alias_maximum = v,
+                Property::ServerKeepAlive(v) => keep_alive = v,
+                Property::AssignedClientIdentifier(id) => {
+                    self.assigned_client_id.clear();
+                    // Longer identifiers are not kept (documented limit).
+                    let _ = self.assigned_client_id.push_str(id);
+                }
+                _ => {}
+            }
         }
+        self.broker = broker;
+        self.keep_alive = Duration::from_secs(u64::from(keep_alive));
         self.link = Link::Up;
         self.accepted_once = true;
         self.last_tx = now.max(self.last_tx);
@@ -1092,16 +1119,15 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         policy: OverflowPolicy,
     ) -> Result<PublishToken, SessionError> {
         let publish = Self::stored_publish(msg)?;
-        let packet = Packet::Publish(publish);
         self.check_size(&publish)?;
-        let body_len = packet.encoded_len(ProtocolVersion::V5);
+        let body_len = publish.encoded_len(ProtocolVersion::V5);
         let needed = body_len.saturating_add(HEADER_LEN);
         if needed > self.outbox.free() && policy == OverflowPolicy::DropOldestQos0 {
             self.drop_oldest_qos0(needed);
         }
         let token = self.next_token;
         let pushed = self.outbox.push(token, msg.qos, body_len, |dst| {
-            packet.encode(dst, ProtocolVersion::V5)
+            publish.encode(dst, ProtocolVersion::V5)
         })?;
         if !pushed {
             return Err(SessionError::OutboxFull {
@@ -1133,9 +1159,8 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             ..Self::stored_publish(msg)?
         };
         self.check_size(&empty)?;
-        let packet = Packet::Publish(empty);
         // [type][Remaining Length: 1..=4 bytes][variable header] [payload]
-        let vh_len = variable_header_len(packet.encoded_len(ProtocolVersion::V5));
+        let vh_len = variable_header_len(empty.encoded_len(ProtocolVersion::V5));
         let payload_at = 1 + 4 + vh_len;
         let capacity = self.outbox.capacity();
         let free = self.outbox.free();
@@ -1172,7 +1197,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                 let Some(head) = dst.get_mut(at..start) else {
                     return Ok(None);
                 };
-                packet.encode(head, ProtocolVersion::V5)?;
+                empty.encode(head, ProtocolVersion::V5)?;
                 let first = head.first().copied().unwrap_or(0x30);
                 if let Some(h) = dst.get_mut(..1 + vl) {
                     write_varint(h, first, remaining);
@@ -1192,16 +1217,11 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         }
         // The final size is known now: refuse what can never be sent.
         if let Some((off, _)) = self.outbox.find_token(token) {
-            let size_check = match Packet::decode(
-                self.outbox.body(off),
-                &DecodeOptions::new(ProtocolVersion::V5),
-            ) {
-                Ok(Decoded::Complete {
-                    value: Packet::Publish(p),
-                    ..
-                }) => self.check_size(&p),
-                _ => Err(SessionError::PayloadDoesNotFit { room, capacity }),
-            };
+            let size_check =
+                match Publish::decode_packet(self.outbox.body(off), ProtocolVersion::V5) {
+                    Ok(Some((p, _))) => self.check_size(&p),
+                    _ => Err(SessionError::PayloadDoesNotFit { room, capacity }),
+                };
             if let Err(e) = size_check {
                 self.outbox.remove(off);
                 return Err(e);
@@ -1240,13 +1260,13 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
     /// Maximum Packet Size.
     fn check_size(&self, publish: &Publish<'_>) -> Result<(), SessionError> {
         let size = if self.version == ProtocolVersion::V5 {
-            Packet::Publish(*publish).encoded_len(ProtocolVersion::V5)
+            publish.encoded_len(ProtocolVersion::V5)
         } else {
             let plain = Publish {
                 properties: Properties::NONE,
                 ..*publish
             };
-            Packet::Publish(plain).encoded_len(ProtocolVersion::V311)
+            plain.encoded_len(ProtocolVersion::V311)
         };
         if let Some(max) = self.tx_capacity
             && size > max
@@ -1344,11 +1364,8 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
     /// publish. A Message Expiry Interval counts again from the release
     /// (time spent before the restart is unknown).
     pub fn restore(&mut self, key: u32, record: &[u8]) -> Result<PublishToken, SessionError> {
-        let stored = match Packet::decode(record, &DecodeOptions::new(ProtocolVersion::V5))? {
-            Decoded::Complete {
-                value: Packet::Publish(p),
-                len,
-            } if len == record.len() && p.qos != QoS::AtMostOnce && key != 0 => p,
+        let stored = match Publish::decode_packet(record, ProtocolVersion::V5)? {
+            Some((p, len)) if len == record.len() && p.qos != QoS::AtMostOnce && key != 0 => p,
             _ => {
                 return Err(SessionError::InvalidState {
                     state: "restoring a record that is not a stored QoS 1/2 PUBLISH",
@@ -1429,7 +1446,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         let now_s = now_secs(now);
         // Stamped from the next whole second, so a message lives at least
         // its interval (and at most a second more).
-        let stamp_s = u32::try_from(now.as_millis().div_ceil(1000)).unwrap_or(EXPIRY_UNSTAMPED - 2);
+        let stamp_s = u32::try_from(now.as_secs_ceil()).unwrap_or(EXPIRY_UNSTAMPED - 2);
         let mut off = 0;
         while let Some(m) = self.outbox.meta(off) {
             found |= m.expires != 0;
@@ -1452,14 +1469,8 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
     }
 
     fn stored_expiry_interval(&self, off: usize) -> Option<u32> {
-        match Packet::decode(
-            self.outbox.body(off),
-            &DecodeOptions::new(ProtocolVersion::V5),
-        ) {
-            Ok(Decoded::Complete {
-                value: Packet::Publish(p),
-                ..
-            }) => p.properties.message_expiry_interval(),
+        match Publish::decode_packet(self.outbox.body(off), ProtocolVersion::V5) {
+            Ok(Some((p, _))) => p.properties.message_expiry_interval(),
             _ => None,
         }
     }
@@ -1652,6 +1663,13 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
 
     // --------------------------------------------------------------- outputs
 
+    /// Whether [`poll_event`](Self::poll_event) has an event to give: a
+    /// driver that hands received messages straight to the application
+    /// drains the queued events first, so they are seen in order.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events
@@ -1701,7 +1719,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                         reason_code,
                         properties: Properties::NONE,
                     };
-                    let len = Packet::Disconnect(d).encode(buf, self.version)?;
+                    let len = codec::encode_disconnect(&d, buf, self.version)?;
                     self.pending_disconnect = None;
                     Some(len)
                 }
@@ -1716,6 +1734,44 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             self.last_tx = now;
         }
         Ok(sent)
+    }
+
+    /// Writes as many packets as are due and fit into `buf`, back to back
+    /// in [`poll_transmit`](Self::poll_transmit)'s order, and returns the
+    /// bytes written (0: nothing to send now). One write of the result
+    /// replaces one write per packet: over WebSocket that is one frame and,
+    /// on a host, one system call for a whole window of publishes and
+    /// acknowledgements (MQTT 5.0 §6: a WebSocket data frame may carry
+    /// several MQTT Control Packets).
+    ///
+    /// A packet that does not fit behind the ones already written stays
+    /// queued for the next call, which starts in an empty buffer. The
+    /// first packet is treated as [`poll_transmit`](Self::poll_transmit)
+    /// treats it: an error there is returned, and a publish too large for
+    /// the whole buffer fails alone. An error met after some packets were
+    /// written ends the batch; those are returned, and the next call meets
+    /// the error first.
+    pub fn poll_transmit_batch(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Result<usize, SessionError> {
+        let mut used = 0usize;
+        loop {
+            if used >= BATCH_BYTES {
+                return Ok(used);
+            }
+            let rest = buf.get_mut(used..).unwrap_or_default();
+            self.batch_tail = used > 0;
+            let next = self.poll_transmit(now, rest);
+            self.batch_tail = false;
+            match next {
+                Ok(Some(n)) if n > 0 => used = used.saturating_add(n),
+                Ok(_) => return Ok(used),
+                Err(_) if used > 0 => return Ok(used),
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn encode_connect(&self, buf: &mut [u8]) -> Result<usize, SessionError> {
@@ -1755,7 +1811,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                 Properties::NONE
             },
         };
-        Ok(Packet::Connect(connect).encode(buf, self.version)?)
+        Ok(codec::encode_connect(&connect, buf)?)
     }
 
     /// Sends the pending AUTH (5.0 §3.15), if any.
@@ -1772,7 +1828,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             reason_code,
             properties: Properties::from_fields(&fields),
         };
-        let len = Packet::Auth(auth).encode(buf, self.version)?;
+        let len = codec::encode_auth(&auth, buf, self.version)?;
         self.auth_pending = None;
         Ok(Some(len))
     }
@@ -1783,14 +1839,18 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         }
         let version = self.version;
         if let Some(&control) = self.control.front() {
-            let packet = match control {
-                Control::Puback(id) => Packet::Puback(PubAck::new(id)),
-                Control::Pubrec(id) => Packet::Pubrec(PubAck::new(id)),
-                Control::Pubrel(id, code) => Packet::Pubrel(ack_with(id, code, version)),
-                Control::Pubcomp(id, code) => Packet::Pubcomp(ack_with(id, code, version)),
-                Control::Pingreq => Packet::Pingreq,
+            let (packet_type, ack) = match control {
+                Control::Puback(id) => (PacketType::Puback, PubAck::new(id)),
+                Control::Pubrec(id) => (PacketType::Pubrec, PubAck::new(id)),
+                Control::Pubrel(id, code) => (PacketType::Pubrel, ack_with(id, code, version)),
+                Control::Pubcomp(id, code) => (PacketType::Pubcomp, ack_with(id, code, version)),
+                Control::Pingreq => (PacketType::Pingreq, PubAck::new(0)),
             };
-            let len = packet.encode(buf, version)?;
+            let len = if packet_type == PacketType::Pingreq {
+                codec::encode_empty(buf, PacketType::Pingreq)?
+            } else {
+                codec::encode_ack(&ack, packet_type, buf, version)?
+            };
             self.control.pop_front();
             if control == Control::Pingreq {
                 self.ping = Ping::Sent(now);
@@ -1820,24 +1880,24 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                         options: s.options,
                     });
                 }
-                let packet = Packet::Subscribe(Subscribe {
+                let packet = Subscribe {
                     packet_id: request.packet_id,
                     properties: Properties::NONE,
                     subscriptions: Subscriptions::from_slice(&list),
-                });
-                packet.encode(buf, self.version)?
+                };
+                codec::encode_subscribe(&packet, buf, self.version)?
             }
             RequestKind::Unsubscribe => {
                 let mut list: Vec<&str, MAX_FILTERS_PER_REQUEST> = Vec::new();
                 for s in self.subs.iter().filter(|s| s.pending == key) {
                     let _ = list.push(s.filter.as_str());
                 }
-                let packet = Packet::Unsubscribe(Unsubscribe {
+                let packet = Unsubscribe {
                     packet_id: request.packet_id,
                     properties: Properties::NONE,
                     filters: TopicFilters::from_slice(&list),
-                });
-                packet.encode(buf, self.version)?
+                };
+                codec::encode_unsubscribe(&packet, buf, self.version)?
             }
         };
         if let Some(r) = self.requests.get_mut(index) {
@@ -1866,7 +1926,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             match m.state {
                 RecordState::PubrelQueued => {
                     let ack = PubAck::new(m.packet_id);
-                    let len = Packet::Pubrel(ack).encode(buf, version)?;
+                    let len = codec::encode_ack(&ack, PacketType::Pubrel, buf, version)?;
                     self.outbox.set(off, m.packet_id, RecordState::AwaitPubcomp);
                     return Ok(Some(len));
                 }
@@ -1913,6 +1973,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                     }
                     self.finish(off, m, Err(failure));
                 }
+                RecordOutcome::NoRoom => return Ok(None),
             }
         }
         Ok(None)
@@ -1931,14 +1992,8 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         let max = self.broker.maximum_packet_size;
         let capacity = buf.len();
         let fits = |size: usize| u32::try_from(size).is_ok_and(|s| s <= max) && size <= capacity;
-        let stored = match Packet::decode(
-            self.outbox.body(off),
-            &DecodeOptions::new(ProtocolVersion::V5),
-        ) {
-            Ok(Decoded::Complete {
-                value: Packet::Publish(p),
-                ..
-            }) => p,
+        let stored = match Publish::decode_packet(self.outbox.body(off), ProtocolVersion::V5) {
+            Ok(Some((p, _))) => p,
             // Our own encoding always decodes; a restored record that does
             // not is failed alone.
             _ => return Ok(RecordOutcome::Failed(PublishFailure::Unreadable)),
@@ -1992,9 +2047,8 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                     properties: Properties::from_fields(&fields),
                     ..plain
                 };
-                let packet = Packet::Publish(aliased);
-                if fits(packet.encoded_len(version)) {
-                    let len = packet.encode(buf, version)?;
+                if fits(aliased.encoded_len(version)) {
+                    let len = aliased.encode(buf, version)?;
                     if set_up && let Ok(topic) = String::try_from(stored.topic) {
                         let _ = self.out_aliases.push(topic);
                     }
@@ -2008,13 +2062,13 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         } else {
             None
         };
-        let packet = Packet::Publish(match &fields {
+        let packet = match &fields {
             Some(f) => Publish {
                 properties: Properties::from_fields(f),
                 ..plain
             },
             None => plain,
-        });
+        };
         let size = packet.encoded_len(version);
         if u32::try_from(size).map_or(true, |s| s > max) {
             return Ok(RecordOutcome::Failed(PublishFailure::PacketTooLarge {
@@ -2023,6 +2077,9 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             }));
         }
         if size > capacity {
+            if self.batch_tail {
+                return Ok(RecordOutcome::NoRoom);
+            }
             let capacity = u32::try_from(capacity).unwrap_or(u32::MAX);
             return Ok(RecordOutcome::Failed(
                 PublishFailure::TransmitBufferTooSmall { size, capacity },
@@ -2109,7 +2166,7 @@ fn variable_header_len(encoded_len: usize) -> usize {
 
 /// Whole seconds of the session's clock, as the outbox stores them.
 fn now_secs(now: Instant) -> u32 {
-    u32::try_from(now.as_millis() / 1000).unwrap_or(u32::MAX - 2)
+    u32::try_from(now.as_secs()).unwrap_or(u32::MAX - 2)
 }
 
 fn ack_with(packet_id: u16, code: ReasonCode, version: ProtocolVersion) -> PubAck<'static> {

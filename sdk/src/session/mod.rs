@@ -87,6 +87,15 @@
 //! queued and [`Incoming::Backpressure`] is answered once the queue is
 //! nearly full.
 //!
+//! Batching: [`Session::poll_transmit_batch`] writes every due packet that
+//! fits back to back (up to [`BATCH_BYTES`]), so a driver sends a window of
+//! publishes and acknowledgements with one write; a packet that does not
+//! fit behind the others waits for the next batch. The client's driver
+//! also handles every packet already received (reading on while bytes are
+//! ready) before it transmits, so the answers to all of them share one
+//! write. A driver that delivers messages straight from `handle_incoming`
+//! drains queued events first ([`Session::has_events`]) to keep the order.
+//!
 //! Topic aliases both ways when `ALIASES > 0` (see [`Session`]).
 //!
 //! # Durable outbox, payload writers, expiry
@@ -148,6 +157,6 @@ pub use event::{
     PublishFailure, PublishState, PublishToken, RequestToken,
 };
 pub use machine::{
-    BrokerLimits, CONTROL_QUEUE_LEN, EVENT_HEADROOM, EVENT_QUEUE_LEN, MAX_ASSIGNED_CLIENT_ID_LEN,
-    STORE_REMOVAL_QUEUE_LEN, Session,
+    BATCH_BYTES, BrokerLimits, CONTROL_QUEUE_LEN, EVENT_HEADROOM, EVENT_QUEUE_LEN,
+    MAX_ASSIGNED_CLIENT_ID_LEN, STORE_REMOVAL_QUEUE_LEN, Session,
 };

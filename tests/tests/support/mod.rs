@@ -111,6 +111,8 @@ pub(crate) enum Seen {
         retain: bool,
         /// 5.0: response topic, correlation data, user properties.
         props: Props,
+        /// The DUP flag: the broker sent it before (a redelivery).
+        dup: bool,
     },
     /// The broker accepted the CONNECT.
     Connected {
@@ -151,6 +153,7 @@ pub(crate) fn forward(tx: UnboundedSender<Seen>) -> impl FnMut(Event<'_>) + Send
                         .map(|u| (u.name.to_owned(), u.value.to_owned()))
                         .collect(),
                 ),
+                dup: m.dup,
             },
             Event::Connected {
                 session_present,
@@ -246,6 +249,7 @@ pub(crate) async fn message_with_props(
             qos,
             retain,
             props,
+            ..
         } => Some((topic.clone(), payload.clone(), *qos, *retain, props.clone())),
         _ => None,
     })
