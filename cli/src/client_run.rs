@@ -55,30 +55,54 @@ pub(crate) fn progress_line(url: &BrokerUrl, event: &embermq::client::Event<'_>)
         } => Some("disconnected".to_owned()),
         Event::Disconnected { reason } => Some(format!("link ended: {reason:?}")),
         Event::Reconnecting { attempt, .. } => Some(format!("connect attempt {}", attempt + 1)),
+        Event::SubscriptionsRestored { refused: 0 } => Some("subscriptions restored".to_owned()),
+        Event::SubscriptionsRestored { refused } => Some(format!(
+            "subscriptions restored; the broker refused {refused} of them"
+        )),
         _ => None,
     }
 }
 
-/// Runs `driver` (the client's `Connection::run` future) and `work`
-/// together until `work` finishes and the driver then ends (the work calls
-/// `Client::stop` when done), until the driver ends first (`Ok`: something
-/// else called `Client::stop`), or until the driver fails.
-pub(crate) async fn drive<D, W>(url: &BrokerUrl, driver: D, work: W) -> Result<(), Failure>
+/// How a driver future's error becomes the command's failure.
+pub(crate) trait DriverFailure {
+    /// The failure, for a link to `url`.
+    fn into_failure(self, url: &BrokerUrl) -> Failure;
+}
+
+impl DriverFailure for ClientError<BrokerConnectError> {
+    fn into_failure(self, url: &BrokerUrl) -> Failure {
+        Failure::from_client(&self, url)
+    }
+}
+
+impl DriverFailure for Failure {
+    fn into_failure(self, _url: &BrokerUrl) -> Failure {
+        self
+    }
+}
+
+/// Runs `driver` (the client's `Connection::run` future, or a loop of
+/// them) and `work` together until `work` finishes and the driver then
+/// ends (the work calls `Client::stop` when done), until the driver ends
+/// first (`Ok`: something else called `Client::stop`), or until the driver
+/// fails.
+pub(crate) async fn drive<D, W, E>(url: &BrokerUrl, driver: D, work: W) -> Result<(), Failure>
 where
-    D: Future<Output = Result<(), ClientError<BrokerConnectError>>>,
+    D: Future<Output = Result<(), E>>,
     W: Future<Output = Result<(), Failure>>,
+    E: DriverFailure,
 {
     let mut driver = core::pin::pin!(driver);
     let work = core::pin::pin!(work);
     tokio::select! {
         ended = &mut driver => match ended {
-            Err(e) => Err(Failure::from_client(&e, url)),
+            Err(e) => Err(e.into_failure(url)),
             // Stopped by the command itself (e.g. from its event handler).
             Ok(()) => Ok(()),
         },
         done = work => {
             done?;
-            driver.await.map_err(|e| Failure::from_client(&e, url))
+            driver.await.map_err(|e| e.into_failure(url))
         }
     }
 }

@@ -5,23 +5,30 @@
 //! A filter the broker refuses (SUBACK reason code 0x80 or above) fails the
 //! command with that code. With `-d`, `subscribed to <filter>` on stderr
 //! tells a script that messages published from now on will be seen.
-//! Deliberately absent: reconnecting after the link is lost (the command
-//! exits 1 and says why), and 5.0 subscription options beyond QoS.
+//!
+//! Once connected, a lost link is reconnected like `mosquitto_sub` does:
+//! a new connection after a full-jitter backoff (0.1 s doubling to 10 s,
+//! attempts unbounded), the session resuming or, when the broker lost
+//! it, the subscriptions sent again (`-d` says `subscriptions restored`).
+//! Failing to connect the first time still ends the command with the
+//! connect failure's exit code, and so does a refused CONNACK later.
+//! Deliberately absent: 5.0 subscription options beyond QoS.
 
 use alloc::rc::Rc;
 use core::cell::Cell;
 use std::process::ExitCode;
 
 use clap::Args;
-use embermq::client::{Connection, Event};
+use embermq::client::{Backoff, ClientError, Connection, Event};
 use embermq::clock::TokioClock;
 use embermq::codec::{QoS, Subscription, SubscriptionOptions};
+use embermq::session::CloseReason;
 use embermq::session::MAX_FILTERS_PER_REQUEST;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::client_run::{CliState, call_failure, drive, progress_line, runtime};
-use crate::connect::{BrokerConnector, LinkBuffers};
+use crate::connect::{BrokerConnectError, BrokerConnector, LinkBuffers};
 use crate::connect_args::ConnectArgs;
 use crate::failure::{Exit, Failure};
 use crate::output::{OutputFormat, Received, print, render};
@@ -49,6 +56,27 @@ pub(crate) struct SubCommand {
     /// How to print messages.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Raw)]
     output: OutputFormat,
+}
+
+/// Spacing of the reconnects after a lost link (attempts unbounded).
+const RECONNECT: Backoff = Backoff {
+    base: embermq::time::Duration::from_millis(100),
+    cap: embermq::time::Duration::from_secs(10),
+    max_attempts: None,
+};
+
+/// Whether `sub` connects again after the driver ended with `e`: a lost
+/// or failed link, but not a broker that refuses us, a stop, or a local
+/// limit.
+fn reconnects_after(e: &ClientError<BrokerConnectError>) -> bool {
+    match e {
+        ClientError::Connect(_) | ClientError::ConnectTimeout | ClientError::Io(_) => true,
+        ClientError::Link(reason) => !matches!(
+            reason,
+            CloseReason::ConnectRefused(_) | CloseReason::ClientRequested
+        ),
+        _ => false,
+    }
 }
 
 /// Runs `embermq sub`.
@@ -81,15 +109,24 @@ async fn subscribe(cmd: &SubCommand) -> Result<(), Failure> {
     let client = state.client();
     let options = args.transport_options();
     let mut link_buffers = LinkBuffers::new(options.ws_buffer_len);
-    let connector = BrokerConnector::new(url, &options, &mut link_buffers, StdRng::from_entropy())
-        .map_err(|e| Failure::from_setup(&e))?;
+    // Checked once up front: a bad URL or TLS file is a usage error.
+    drop(
+        BrokerConnector::new(url, &options, &mut link_buffers, StdRng::from_entropy())
+            .map_err(|e| Failure::from_setup(&e))?,
+    );
     let (mut rx, mut tx) = (vec![0u8; MAX_PACKET], vec![0u8; 8 * 1024]);
     let received = Rc::new(Cell::new(0u64));
     let stdout_closed = Rc::new(Cell::new(false));
+    let connected = Rc::new(Cell::new(false));
+    let stopping = tokio::sync::Notify::new();
     let (debug, format, verbose, count) = (args.debug, cmd.output, cmd.verbose, cmd.count);
-    let handler = {
-        let (received, stdout_closed) = (received.clone(), stdout_closed.clone());
+    let handler = || {
+        let (received, stdout_closed, connected) =
+            (received.clone(), stdout_closed.clone(), connected.clone());
         move |event: Event<'_>| {
+            if let Event::Connected { .. } = &event {
+                connected.set(true);
+            }
             if let Event::Message(m) = &event {
                 if count.is_some_and(|n| received.get() >= n) || stdout_closed.get() {
                     return;
@@ -126,16 +163,54 @@ async fn subscribe(cmd: &SubCommand) -> Result<(), Failure> {
             }
         }
     };
-    let driver = Connection::new(
-        &state,
-        connector,
-        TokioClock::new(),
-        StdRng::from_entropy(),
-        &mut rx,
-        &mut tx,
-        args.client_config(),
-    )
-    .run(handler);
+    // One `Connection` per link; the session (outbox, subscriptions) stays
+    // in `state` between them.
+    let driver = async {
+        let mut rng = StdRng::from_entropy();
+        let mut attempt = 0u32;
+        loop {
+            connected.set(false);
+            let connector =
+                BrokerConnector::new(url, &options, &mut link_buffers, StdRng::from_entropy())
+                    .map_err(|e| Failure::from_setup(&e))?;
+            let ended = Connection::new(
+                &state,
+                connector,
+                TokioClock::new(),
+                StdRng::from_entropy(),
+                &mut rx,
+                &mut tx,
+                args.client_config(),
+            )
+            .run(handler())
+            .await;
+            let failure = match ended {
+                Ok(()) => return Ok(()),
+                Err(e) if !reconnects_after(&e) => return Err(Failure::from_client(&e, url)),
+                Err(e) => e,
+            };
+            if connected.get() {
+                attempt = 0;
+            } else if attempt == 0 {
+                // Never connected: the first connect failed.
+                return Err(Failure::from_client(&failure, url));
+            }
+            attempt = attempt.saturating_add(1);
+            let delay = RECONNECT.delay(attempt, &mut rng);
+            if debug {
+                eprintln!(
+                    "embermq: link lost ({failure}); reconnecting in {} ms",
+                    delay.as_millis()
+                );
+            }
+            let wait = core::time::Duration::from_millis(delay.as_millis());
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                // Ctrl-C or the deadline while waiting: done.
+                () = stopping.notified() => return Ok(()),
+            }
+        }
+    };
     let qos = match cmd.qos {
         0 => QoS::AtMostOnce,
         1 => QoS::AtLeastOnce,
@@ -176,6 +251,7 @@ async fn subscribe(cmd: &SubCommand) -> Result<(), Failure> {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {
                 client.stop();
+                stopping.notify_one();
                 Ok(())
             }
             () = deadline => {
@@ -187,6 +263,7 @@ async fn subscribe(cmd: &SubCommand) -> Result<(), Failure> {
                     )))
                 } else {
                     client.stop();
+                    stopping.notify_one();
                     Ok(())
                 }
             }

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 
-use embermq_tests::peers::{Mosquitto, free_port};
+use embermq_tests::peers::{Mosquitto, RestartableMosquitto, free_port};
 
 fn embermq() -> Command {
     Command::new(env!("CARGO_BIN_EXE_embermq"))
@@ -74,6 +74,23 @@ impl Sub {
         Sub {
             child,
             stderr_rest: rx,
+        }
+    }
+
+    /// Waits (15 s at most) for a stderr line containing `needle`; the
+    /// lines before it.
+    fn wait_stderr(&mut self, needle: &str) -> Vec<String> {
+        let mut log = Vec::new();
+        loop {
+            let line = self
+                .stderr_rest
+                .recv_timeout(Duration::from_secs(15))
+                .unwrap_or_else(|_| panic!("no `{needle}` on stderr; saw {log:?}"));
+            let found = line.contains(needle);
+            log.push(line);
+            if found {
+                return log;
+            }
         }
     }
 
@@ -455,4 +472,50 @@ fn demo_against_mosquitto_over_websocket_with_broker_flag() {
     let sent = figure(summary, "sent");
     assert!(sent >= 10, "{text}");
     assert_eq!(figure(summary, "lost"), 0, "{text}");
+}
+
+/// `sub` reconnects as `mosquitto_sub` does: a broker killed, down for a
+/// second and restarted without persistence (it forgot the session and
+/// the subscription) between two messages; the link comes back, the
+/// subscription is sent again, both messages are printed.
+#[test]
+fn sub_reconnects_and_resubscribes_after_the_broker_restarts() {
+    let mut broker = RestartableMosquitto::start_with(false).unwrap();
+    let url = format!("mqtt://127.0.0.1:{}", broker.tcp_port);
+    let mut sub = Sub::start(&[&url, "-t", "cli/re/#", "-q", "1", "-C", "2", "-W", "30"]);
+    let publish = |payload: &str| {
+        let out = run(&[
+            "pub", &url, "-t", "cli/re/a", "-m", payload, "-q", "1", "-W", "10",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    publish("one");
+    // The broker forwards before it acknowledges; give the subscriber's
+    // side of loopback a moment before the broker goes away.
+    std::thread::sleep(Duration::from_millis(300));
+    // Down for a second: longer than the driver's own retry, so `sub`
+    // itself backs off and connects again.
+    broker.kill().unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    broker.restart().unwrap();
+    let log = sub.wait_stderr("subscriptions restored");
+    assert!(
+        log.iter().any(|l| l.contains("link lost")),
+        "no reconnect reported: {log:?}"
+    );
+    publish("two");
+    let (text, code, err) = sub.finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(text, "one\ntwo\n");
+}
+
+/// Failing to connect the first time is still the connect failure (exit 3),
+/// not a reconnect loop.
+#[test]
+fn sub_that_never_connected_exits_with_the_connect_failure() {
+    let port = free_port().unwrap();
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let out = run(&["sub", &url, "-t", "a", "-W", "10"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot connect"), "{}", stderr(&out));
 }
