@@ -1,6 +1,7 @@
 //! What the examples in `src/bin/` share: reading a `--broker` URL
 //! (`mqtt://host:port` or `ws://host:port/path`) into a connector, and the
-//! default broker, the one `embermq demo --port 9001` starts.
+//! default broker, the one `embermq demo --port 9001` starts, and running
+//! the client's driver beside an example's own work ([`drive`]).
 //!
 //! | example | shows |
 //! |---|---|
@@ -209,6 +210,26 @@ impl Write for BrokerTransport<'_> {
         match self {
             Self::Tcp(s) => s.flush().await.map_err(|e| embedded_io::Error::kind(&e)),
             Self::Ws(s) => s.flush().await.map_err(|e| embedded_io::Error::kind(&e)),
+        }
+    }
+}
+
+/// Runs the client's driver (`Connection::run`'s future) beside the
+/// example's own `work` until the work is done and the driver, stopped by
+/// it, has ended; or until the driver ends first. Driver failures are
+/// reported with the broker they were for.
+pub async fn drive<D, E, W>(broker: &Broker, driver: D, work: W) -> Result<(), String>
+where
+    D: core::future::Future<Output = Result<(), E>>,
+    E: fmt::Display,
+    W: core::future::Future<Output = Result<(), String>>,
+{
+    let mut driver = core::pin::pin!(driver);
+    tokio::select! {
+        ended = &mut driver => ended.map_err(|e| format!("{broker}: {e}")),
+        done = work => {
+            done?;
+            driver.await.map_err(|e| format!("{broker}: {e}"))
         }
     }
 }

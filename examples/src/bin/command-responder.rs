@@ -36,7 +36,7 @@ use embermq::clock::TokioClock;
 use embermq::codec::{Properties, PropertyFields, QoS, Subscription, SubscriptionOptions};
 use embermq::session::{OutgoingMessage, OverflowPolicy, ProtocolChoice, SessionConfig};
 use embermq::telemetry::{Command, CommandReply, decode_command, encode_reply};
-use embermq_examples::{Broker, DEFAULT_BROKER, WsBuffers};
+use embermq_examples::{Broker, DEFAULT_BROKER, WsBuffers, drive};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use tokio::sync::mpsc;
@@ -263,12 +263,5 @@ async fn ask(args: &Args, json: &str) -> Result<(), String> {
         client.stop();
         Ok::<(), String>(())
     };
-    let mut driver = core::pin::pin!(driver);
-    tokio::select! {
-        ended = &mut driver => ended.map_err(|e| format!("{broker}: {e}")),
-        done = work => {
-            done?;
-            driver.await.map_err(|e| format!("{broker}: {e}"))
-        }
-    }
+    drive(&broker, driver, work).await
 }

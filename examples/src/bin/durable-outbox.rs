@@ -32,7 +32,7 @@ use embermq::codec::QoS;
 use embermq::session::{ProtocolChoice, SessionConfig};
 use embermq::store::FileStore;
 use embermq::telemetry::Readings;
-use embermq_examples::{Broker, DEFAULT_BROKER, WsBuffers};
+use embermq_examples::{Broker, DEFAULT_BROKER, WsBuffers, drive};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -141,12 +141,5 @@ async fn run(args: &Args) -> Result<(), String> {
         client.stop();
         Ok::<(), String>(())
     };
-    let mut driver = core::pin::pin!(driver);
-    tokio::select! {
-        ended = &mut driver => ended.map_err(|e| format!("{broker}: {e}")),
-        done = work => {
-            done?;
-            driver.await.map_err(|e| format!("{broker}: {e}"))
-        }
-    }
+    drive(&broker, driver, work).await
 }

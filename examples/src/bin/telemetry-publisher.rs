@@ -24,7 +24,7 @@ use embermq::clock::TokioClock;
 use embermq::codec::QoS;
 use embermq::session::{OutgoingMessage, ProtocolChoice, SessionConfig};
 use embermq::telemetry::{Readings, encode_readings};
-use embermq_examples::{Broker, DEFAULT_BROKER, WsBuffers};
+use embermq_examples::{Broker, DEFAULT_BROKER, WsBuffers, drive};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -122,12 +122,5 @@ async fn run(args: &Args) -> Result<(), String> {
         Ok::<(), String>(())
     };
 
-    let mut driver = core::pin::pin!(driver);
-    tokio::select! {
-        ended = &mut driver => ended.map_err(|e| format!("{broker}: {e}")),
-        done = work => {
-            done?;
-            driver.await.map_err(|e| format!("{broker}: {e}"))
-        }
-    }
+    drive(&broker, driver, work).await
 }
