@@ -262,18 +262,7 @@ impl<'b> Outbox<'b> {
             return Ok(false);
         };
         encode(dst)?;
-        let start = self.used;
-        self.used = start.saturating_add(total);
-        let meta = RecordMeta {
-            len: total,
-            token,
-            key: 0,
-            expires: 0,
-            packet_id: 0,
-            state,
-            qos,
-        };
-        self.write_meta(start, &meta);
+        self.commit(self.used, total, token, qos, state);
         Ok(true)
     }
 
@@ -297,8 +286,14 @@ impl<'b> Outbox<'b> {
         let Some(body_len) = write(dst)?.filter(|&n| n <= room) else {
             return Ok(false);
         };
-        let total = body_len + HEADER_LEN;
-        self.used = start + total;
+        self.commit(start, body_len + HEADER_LEN, token, qos, state);
+        Ok(true)
+    }
+
+    /// Makes the `total` bytes written at `start` (the end of the live
+    /// records) a new record: its header, and the live length.
+    fn commit(&mut self, start: usize, total: usize, token: u32, qos: QoS, state: RecordState) {
+        self.used = start.saturating_add(total);
         let meta = RecordMeta {
             len: total,
             token,
@@ -309,7 +304,6 @@ impl<'b> Outbox<'b> {
             qos,
         };
         self.write_meta(start, &meta);
-        Ok(true)
     }
 
     /// Moves the records to the start of the buffer, so all free space is
