@@ -143,6 +143,10 @@ impl Failure {
                 Exit::Failure,
                 format!("{url} stopped answering (keepalive timeout)"),
             ),
+            CloseReason::WriteStalled => Self::new(
+                Exit::Failure,
+                format!("{url} stopped reading what we sent (write stalled)"),
+            ),
             CloseReason::ServerDisconnect(code) => Self::new(
                 Exit::Failure,
                 format!("broker at {url} disconnected: {code}"),

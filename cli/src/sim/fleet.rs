@@ -392,6 +392,7 @@ async fn drive<C: Connector>(
                 CloseReason::ClientRequested => {}
                 CloseReason::TransportClosed => stats.error("link_lost"),
                 CloseReason::KeepaliveTimeout => stats.error("keepalive_timeout"),
+                CloseReason::WriteStalled => stats.error("write_stalled"),
                 CloseReason::ConnackTimeout => stats.error("connack_timeout"),
                 CloseReason::ConnectRefused(_) => stats.error("connect_refused"),
                 CloseReason::ServerDisconnect(_) => stats.error("server_disconnect"),

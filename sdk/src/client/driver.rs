@@ -363,7 +363,10 @@ struct Drained {
 }
 
 /// Writes everything the session has to send: as many packets as fit the
-/// transmit buffer go out in one write, and one flush ends it all.
+/// transmit buffer go out in one write, and one flush ends it all. A write
+/// or flush that makes no progress for the session's
+/// [`write_stall_timeout`](crate::session::Session::write_stall_timeout)
+/// gives the link up ([`LinkError::Stalled`]).
 async fn transmit<
     M: RawMutex,
     T: Write,
@@ -381,31 +384,61 @@ async fn transmit<
 ) -> Result<(), LinkError> {
     let mut wrote = false;
     loop {
-        let next = state.with(|sh| sh.session.poll_transmit_batch(clock.now(), tx));
+        let (next, stall) = state.with(|sh| {
+            (
+                sh.session.poll_transmit_batch(clock.now(), tx),
+                sh.session.write_stall_timeout(),
+            )
+        });
         match next {
             Ok(0) => break,
             Ok(n) => {
                 let bytes = tx.get(..n).unwrap_or(&[]);
-                transport
-                    .write_all(bytes)
-                    .await
-                    .map_err(|e| LinkError::Io(e.kind()))?;
+                write_all_within(transport, clock, bytes, stall).await?;
                 wrote = true;
             }
             Err(e) => return Err(LinkError::Fatal(ClientError::Session(e))),
         }
     }
     if wrote {
-        transport
-            .flush()
-            .await
-            .map_err(|e| LinkError::Io(e.kind()))?;
+        let stall = state.with(|sh| sh.session.write_stall_timeout());
+        match select(transport.flush(), clock.sleep_until(clock.now() + stall)).await {
+            Either::First(result) => result.map_err(|e| LinkError::Io(e.kind()))?,
+            Either::Second(()) => return Err(LinkError::Stalled),
+        }
+    }
+    Ok(())
+}
+
+/// Writes all of `bytes`, giving up when one write call takes none of
+/// them for `stall` (the peer stopped reading: without a bound, keepalive
+/// and a stop request would wait behind the write for ever). The write
+/// future is dropped then, so the transport may hold part of a frame: the
+/// link is abandoned anyway.
+async fn write_all_within<T: Write, K: Clock>(
+    transport: &mut T,
+    clock: &K,
+    mut bytes: &[u8],
+    stall: Duration,
+) -> Result<(), LinkError> {
+    while !bytes.is_empty() {
+        let deadline = clock.now() + stall;
+        match select(transport.write(bytes), clock.sleep_until(deadline)).await {
+            Either::First(Ok(0)) => {
+                return Err(LinkError::Io(embedded_io_async::ErrorKind::WriteZero));
+            }
+            Either::First(Ok(n)) => bytes = bytes.get(n..).unwrap_or(&[]),
+            Either::First(Err(e)) => return Err(LinkError::Io(e.kind())),
+            Either::Second(()) => return Err(LinkError::Stalled),
+        }
     }
     Ok(())
 }
 
 enum LinkError {
     Io(embedded_io_async::ErrorKind),
+    /// A write made no progress for the write-stall timeout.
+    Stalled,
     Fatal(ClientError),
 }
 
@@ -451,6 +484,12 @@ async fn serve<
             Ok(()) => {}
             Err(LinkError::Io(kind)) => {
                 io_failure = Some(kind);
+                break;
+            }
+            Err(LinkError::Stalled) => {
+                warn!("closing the link: the peer stopped reading");
+                state.with(|sh| sh.session.handle_write_stalled());
+                closed = Some(CloseReason::WriteStalled);
                 break;
             }
             Err(LinkError::Fatal(e)) => return LinkEnd::Fatal(e),
@@ -581,7 +620,17 @@ async fn serve<
         let free = rx.get_mut(filled..).unwrap_or(&mut []);
         match select3(transport.read(free), timer, state.work.wait()).await {
             Either3::First(Ok(0)) => break,
-            Either3::First(Ok(n)) => filled = filled.saturating_add(n).min(rx.len()),
+            Either3::First(Ok(n)) => {
+                filled = filled.saturating_add(n).min(rx.len());
+                // `select3` polls the read first: while input is always
+                // ready (a flood), the timer branch would never win, and
+                // no PINGREQ would go out. A lapsed deadline is handled
+                // here as well.
+                let now = clock.now();
+                if deadline.is_some_and(|at| now >= at) {
+                    state.with(|sh| sh.session.handle_timeout(now));
+                }
+            }
             Either3::First(Err(e)) => {
                 io_failure = Some(e.kind());
                 break;

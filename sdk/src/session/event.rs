@@ -135,6 +135,11 @@ pub enum CloseReason {
     ClientRequested,
     /// No PINGRESP within the ping timeout (3.1.1 §3.1.2.10, 5.0 §3.1.2.10).
     KeepaliveTimeout,
+    /// The transport took none of our bytes for the write-stall timeout
+    /// ([`Session::write_stall_timeout`](super::Session::write_stall_timeout)):
+    /// the peer stopped reading, so the link is dead (the driver reports
+    /// it through [`Session::handle_write_stalled`](super::Session::handle_write_stalled)).
+    WriteStalled,
     /// No CONNACK within the connect timeout.
     ConnackTimeout,
     /// CONNACK refused the connection with this reason code.

@@ -1650,6 +1650,30 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         }
     }
 
+    /// The longest a write may make no progress (the transport accepts
+    /// none of its bytes) before the driver gives the link up as dead: the
+    /// ping timeout (half the keepalive unless configured), or the connect
+    /// timeout while keepalive is off. A peer that stops reading would
+    /// otherwise hold a write, and with it keepalive and a stop request,
+    /// for ever.
+    pub fn write_stall_timeout(&self) -> Duration {
+        match self.config.ping_timeout {
+            Some(t) => t,
+            None if self.keep_alive > Duration::ZERO => self.ping_timeout(),
+            None => self.config.connect_timeout,
+        }
+    }
+
+    /// The driver's write made no progress for
+    /// [`write_stall_timeout`](Self::write_stall_timeout): the link is
+    /// dead. [`Event::Disconnected`] carries
+    /// [`CloseReason::WriteStalled`]; the driver drops the transport (there
+    /// is no way to send a DISCONNECT) and calls
+    /// [`handle_disconnected`](Self::handle_disconnected).
+    pub fn handle_write_stalled(&mut self) {
+        self.close(CloseReason::WriteStalled);
+    }
+
     /// Ends the link because this side cannot take what the broker sent
     /// (the driver's receive buffer is smaller than a packet): in 5.0 a
     /// DISCONNECT with `code` is queued (e.g. 0x95 Packet too large; not
