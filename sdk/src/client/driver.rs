@@ -15,7 +15,7 @@ use embassy_sync::blocking_mutex::raw::RawMutex;
 use embedded_io_async::{Error as _, Read, Write};
 
 use super::state::Outcome;
-use super::{Backoff, ClientError, ClientState, Event, EventHandler};
+use super::{Backoff, ClientError, ClientState, Event, EventHandler, TRACKED_COMPLETIONS};
 use crate::clock::Clock;
 use crate::session::{self, CloseReason, Incoming};
 use crate::store::{NoStore, Store};
@@ -76,8 +76,9 @@ pub struct Connection<
     const FILTER_LEN: usize = 128,
     const ALIASES: usize = 0,
     St: Store = NoStore,
+    const TOKENS: usize = TRACKED_COMPLETIONS,
 > {
-    state: &'s ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St>,
+    state: &'s ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS>,
     connector: C,
     clock: K,
     rng: R,
@@ -98,7 +99,8 @@ impl<
     const FILTER_LEN: usize,
     const ALIASES: usize,
     St: Store,
-> Connection<'s, 'b, M, C, K, R, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St>
+    const TOKENS: usize,
+> Connection<'s, 'b, M, C, K, R, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS>
 {
     /// A driver for `state` over `connector`.
     ///
@@ -110,7 +112,7 @@ impl<
     /// is refused when queued, and a queued one that does not fit fails
     /// alone ([`PublishFailure::TransmitBufferTooSmall`](crate::session::PublishFailure::TransmitBufferTooSmall)).
     pub fn new(
-        state: &'s ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St>,
+        state: &'s ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS>,
         connector: C,
         clock: K,
         rng: R,
@@ -297,8 +299,9 @@ async fn drain_events<
     const F: usize,
     const A: usize,
     St: Store,
+    const TK: usize,
 >(
-    state: &ClientState<'_, M, I, S, F, A, St>,
+    state: &ClientState<'_, M, I, S, F, A, St, TK>,
     handler: &mut H,
 ) -> Drained {
     let mut drained = Drained::default();
@@ -318,6 +321,7 @@ async fn drain_events<
             Some(event)
         });
         let Some(event) = event else { break };
+        drained.events = drained.events.saturating_add(1);
         match event {
             session::Event::Connected { .. } => drained.accepted = true,
             session::Event::Disconnected { reason } => drained.closed = Some(reason),
@@ -342,8 +346,9 @@ async fn remove_stored<
     const F: usize,
     const A: usize,
     St: Store,
+    const TK: usize,
 >(
-    state: &ClientState<'_, M, I, S, F, A, St>,
+    state: &ClientState<'_, M, I, S, F, A, St, TK>,
 ) {
     while let Some(key) = state.with(|sh| sh.session.poll_store_removal()) {
         let mut slot = state.store.lock().await;
@@ -360,6 +365,8 @@ struct Drained {
     accepted: bool,
     /// The session reported the link over, with this reason.
     closed: Option<CloseReason>,
+    /// How many events were handed over.
+    events: u32,
 }
 
 /// Writes everything the session has to send: as many packets as fit the
@@ -376,12 +383,13 @@ async fn transmit<
     const F: usize,
     const A: usize,
     St: Store,
+    const TK: usize,
 >(
-    state: &ClientState<'_, M, I, S, F, A, St>,
+    state: &ClientState<'_, M, I, S, F, A, St, TK>,
     transport: &mut T,
     clock: &K,
     tx: &mut [u8],
-) -> Result<(), LinkError> {
+) -> Result<bool, LinkError> {
     let mut wrote = false;
     loop {
         let (next, stall) = state.with(|sh| {
@@ -407,7 +415,7 @@ async fn transmit<
             Either::Second(()) => return Err(LinkError::Stalled),
         }
     }
-    Ok(())
+    Ok(wrote)
 }
 
 /// Writes all of `bytes`, giving up when one write call takes none of
@@ -460,8 +468,9 @@ async fn serve<
     const F: usize,
     const A: usize,
     St: Store,
+    const TK: usize,
 >(
-    state: &ClientState<'_, M, I, S, F, A, St>,
+    state: &ClientState<'_, M, I, S, F, A, St, TK>,
     transport: &mut T,
     clock: &K,
     rx: &mut [u8],
@@ -480,8 +489,8 @@ async fn serve<
     let mut io_failure = None;
     let mut closed = None;
     'link: loop {
-        match transmit(state, transport, clock, tx).await {
-            Ok(()) => {}
+        let wrote = match transmit(state, transport, clock, tx).await {
+            Ok(wrote) => wrote,
             Err(LinkError::Io(kind)) => {
                 io_failure = Some(kind);
                 break;
@@ -493,7 +502,7 @@ async fn serve<
                 break;
             }
             Err(LinkError::Fatal(e)) => return LinkEnd::Fatal(e),
-        }
+        };
         let drained = drain_events(state, handler).await;
         accepted |= drained.accepted;
         closed = drained.closed.or(closed);
@@ -507,6 +516,12 @@ async fn serve<
             if state.with(|sh| sh.session.disconnect()).is_err() || !up {
                 break;
             }
+            continue;
+        }
+        // Completions wait in the outbox while the session's event queue
+        // is full: once drained, more may be due without any input or
+        // queued work to wake the wait below.
+        if wrote && drained.events > 0 {
             continue;
         }
         // Handle every complete packet received, reading on while more

@@ -31,9 +31,10 @@ use crate::session::{
 };
 use crate::store::{NoStore, Store};
 
-/// Completions (publish or subscribe/unsubscribe results) kept for awaiting
-/// callers. A caller that awaits more tokens at once than this sees the
-/// oldest ones answered with [`ClientError::TokenNotTracked`].
+/// The default size of the completion table (the `TOKENS` parameter of
+/// [`ClientState`]): how many QoS 1/2 publishes, subscribes and
+/// unsubscribes can be unfinished, or finished with their outcome not yet
+/// taken, at once. See [`ClientState`] for what happens when it is full.
 pub const TRACKED_COMPLETIONS: usize = 16;
 
 /// Tasks that can wait for outbox room at once without being woken
@@ -47,55 +48,86 @@ pub(crate) enum Outcome {
     Filters(FilterResults),
 }
 
+/// How firmly a slot holds its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// A QoS 1/2 publish, a subscribe or an unsubscribe: kept until its
+    /// outcome is taken, or (finished, nobody awaiting) until the table
+    /// needs the slot.
+    Firm,
+    /// A QoS 0 publish: takes a slot only when one is free and gives it up
+    /// to anyone who needs it while nobody awaits it.
+    Loose,
+}
+
 struct Slot {
     /// The token this slot tracks; meaningful while `used`.
     token: u32,
     used: bool,
+    hold: Hold,
+    /// A caller is awaiting this token (its future is alive).
+    awaited: bool,
     done: Option<Outcome>,
     waker: WakerRegistration,
 }
 
-/// A fixed table of tokens some caller may await.
-pub(crate) struct Completions {
-    slots: [Slot; TRACKED_COMPLETIONS],
+impl Slot {
+    /// Whether the table may give this slot to another token: never while
+    /// someone awaits it, never while a firm token is unfinished.
+    fn evictable(&self) -> bool {
+        self.used && !self.awaited && (self.done.is_some() || self.hold == Hold::Loose)
+    }
 }
 
-impl Completions {
+/// A fixed table of `N` tokens some caller may await.
+pub(crate) struct Completions<const N: usize> {
+    slots: [Slot; N],
+}
+
+impl<const N: usize> Completions<N> {
     fn new() -> Self {
         Self {
             slots: core::array::from_fn(|_| Slot {
                 token: 0,
                 used: false,
+                hold: Hold::Loose,
+                awaited: false,
                 done: None,
                 waker: WakerRegistration::new(),
             }),
         }
     }
 
-    /// Starts tracking `token`, evicting the oldest finished slot, else the
-    /// oldest pending one (whose waiter then learns it is untracked).
-    fn track(&mut self, token: u32) {
-        let index = self
-            .slots
-            .iter()
-            .position(|s| !s.used)
-            .or_else(|| Self::oldest(&self.slots, |s| s.done.is_some()))
-            .or_else(|| Self::oldest(&self.slots, |_| true));
-        if let Some(slot) = index.and_then(|i| self.slots.get_mut(i)) {
-            slot.waker.wake();
-            slot.token = token;
-            slot.used = true;
-            slot.done = None;
-        }
+    /// The slot a new token would take: a free one, else the oldest
+    /// evictable one (finished and not awaited, else a loose QoS 0 one).
+    fn room(&self) -> Option<usize> {
+        self.slots.iter().position(|s| !s.used).or_else(|| {
+            self.slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.evictable())
+                .min_by_key(|(_, s)| (s.done.is_none(), s.token))
+                .map(|(i, _)| i)
+        })
     }
 
-    fn oldest(slots: &[Slot], filter: impl Fn(&Slot) -> bool) -> Option<usize> {
-        slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.used && filter(s))
-            .min_by_key(|(_, s)| s.token)
-            .map(|(i, _)| i)
+    /// Whether [`track`](Self::track) would find a slot now.
+    pub(crate) fn has_room(&self) -> bool {
+        self.room().is_some()
+    }
+
+    /// Starts tracking `token`; `false` when every slot is held (awaited,
+    /// or a firm token not yet finished).
+    fn track(&mut self, token: u32, hold: Hold) -> bool {
+        let Some(slot) = self.room().and_then(|i| self.slots.get_mut(i)) else {
+            return false;
+        };
+        slot.token = token;
+        slot.used = true;
+        slot.hold = hold;
+        slot.awaited = false;
+        slot.done = None;
+        true
     }
 
     /// Records the outcome of `token` if a caller tracks it.
@@ -114,8 +146,17 @@ impl Completions {
     fn untrack(&mut self, token: u32) {
         if let Some(slot) = self.slots.iter_mut().find(|s| s.used && s.token == token) {
             slot.used = false;
+            slot.awaited = false;
             slot.done = None;
             slot.waker.wake();
+        }
+    }
+
+    /// A caller stopped awaiting `token` (its future was dropped): the
+    /// slot keeps the outcome, but may be given away once finished.
+    fn unawait(&mut self, token: u32) {
+        if let Some(slot) = self.slots.iter_mut().find(|s| s.used && s.token == token) {
+            slot.awaited = false;
         }
     }
 
@@ -135,9 +176,11 @@ impl Completions {
         match slot.done.take() {
             Some(outcome) => {
                 slot.used = false;
+                slot.awaited = false;
                 Poll::Ready(Ok(outcome))
             }
             None => {
+                slot.awaited = true;
                 slot.waker.register(cx.waker());
                 Poll::Pending
             }
@@ -152,9 +195,10 @@ pub(crate) struct Shared<
     const SUBS: usize,
     const FILTER_LEN: usize,
     const ALIASES: usize,
+    const TOKENS: usize,
 > {
     pub(crate) session: Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES>,
-    pub(crate) completions: Completions,
+    pub(crate) completions: Completions<TOKENS>,
     pub(crate) outbox_waiters: MultiWakerRegistration<OUTBOX_WAITERS>,
     /// The application asked the client to stop.
     pub(crate) stop: bool,
@@ -172,6 +216,22 @@ pub(crate) struct Shared<
 ///
 /// `St` is the durable [`Store`] of the outbox's QoS 1/2 messages
 /// ([`NoStore`] by default: RAM only; see [`with_store`](Self::with_store)).
+///
+/// `TOKENS` is the size of the completion table ([`TRACKED_COMPLETIONS`]
+/// by default), the tokens [`Client::completion`], `subscribe` and
+/// `unsubscribe` can be waited on with:
+///
+/// - an unfinished QoS 1/2 publish, subscribe or unsubscribe always holds
+///   its slot, and so does any token a caller is awaiting: nothing another
+///   task does pushes it out;
+/// - when every slot is held that way, [`Client::publish`] (QoS 1/2),
+///   `subscribe` and `unsubscribe` wait for a slot, and
+///   [`Client::try_publish`] answers [`ClientError::CompletionTableFull`];
+/// - a finished outcome nobody awaits stays until a new token needs its
+///   slot (the oldest goes first), so await a token before `TOKENS` newer
+///   ones have finished, or see it as an [`Event::PublishComplete`](super::Event::PublishComplete);
+/// - a QoS 0 publish takes a slot only when one is free or loosely held,
+///   and yields it to any token that needs it while nobody awaits it.
 pub struct ClientState<
     'b,
     M: RawMutex,
@@ -180,8 +240,9 @@ pub struct ClientState<
     const FILTER_LEN: usize = 128,
     const ALIASES: usize = 0,
     St: Store = NoStore,
+    const TOKENS: usize = TRACKED_COMPLETIONS,
 > {
-    pub(crate) shared: Mutex<M, RefCell<Shared<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES>>>,
+    pub(crate) shared: Mutex<M, RefCell<Shared<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, TOKENS>>>,
     /// Work was queued (or stop requested): the driver should look.
     pub(crate) work: Signal<M, ()>,
     pub(crate) store: AsyncMutex<M, StoreSlot<St>>,
@@ -203,7 +264,8 @@ impl<
     const SUBS: usize,
     const FILTER_LEN: usize,
     const ALIASES: usize,
-> ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, NoStore>
+    const TOKENS: usize,
+> ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, NoStore, TOKENS>
 {
     /// A client state for `config`, queuing publishes in the lent `outbox`
     /// (its size bounds the bytes of queued and in-flight messages). The
@@ -221,7 +283,8 @@ impl<
     const FILTER_LEN: usize,
     const ALIASES: usize,
     St: Store,
-> ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St>
+    const TOKENS: usize,
+> ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS>
 {
     /// A client state whose QoS 1/2 messages are also kept in `store`, so
     /// that a restarted process (or a reset device) resumes sending what
@@ -254,7 +317,7 @@ impl<
     }
 
     /// A handle for publishing, subscribing and stopping; copy it freely.
-    pub fn client(&self) -> Client<'_, 'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St> {
+    pub fn client(&self) -> Client<'_, 'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS> {
         Client { state: self }
     }
 
@@ -293,7 +356,7 @@ impl<
     /// Runs `f` on the shared state under the lock (never across an await).
     pub(crate) fn with<R>(
         &self,
-        f: impl FnOnce(&mut Shared<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES>) -> R,
+        f: impl FnOnce(&mut Shared<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, TOKENS>) -> R,
     ) -> R {
         self.shared.lock(|cell| f(&mut cell.borrow_mut()))
     }
@@ -315,20 +378,35 @@ pub struct Client<
     const FILTER_LEN: usize = 128,
     const ALIASES: usize = 0,
     St: Store = NoStore,
+    const TOKENS: usize = TRACKED_COMPLETIONS,
 > {
-    state: &'s ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St>,
+    state: &'s ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS>,
 }
 
-impl<M: RawMutex, const I: usize, const S: usize, const F: usize, const A: usize, St: Store> Clone
-    for Client<'_, '_, M, I, S, F, A, St>
+impl<
+    M: RawMutex,
+    const I: usize,
+    const S: usize,
+    const F: usize,
+    const A: usize,
+    St: Store,
+    const T: usize,
+> Clone for Client<'_, '_, M, I, S, F, A, St, T>
 {
     fn clone(&self) -> Self {
         *self
     }
 }
 
-impl<M: RawMutex, const I: usize, const S: usize, const F: usize, const A: usize, St: Store> Copy
-    for Client<'_, '_, M, I, S, F, A, St>
+impl<
+    M: RawMutex,
+    const I: usize,
+    const S: usize,
+    const F: usize,
+    const A: usize,
+    St: Store,
+    const T: usize,
+> Copy for Client<'_, '_, M, I, S, F, A, St, T>
 {
 }
 
@@ -366,7 +444,8 @@ impl<
     const FILTER_LEN: usize,
     const ALIASES: usize,
     St: Store,
-> Client<'s, 'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St>
+    const TOKENS: usize,
+> Client<'s, 'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS>
 {
     /// Queues `msg`, waiting while the outbox has no room for it, and
     /// returns its token once queued (not once sent: await
@@ -462,21 +541,37 @@ impl<
                 .await
                 .map_err(ClientError::Store)?;
         }
+        // QoS 1/2 needs a completion slot (it is never evicted while
+        // unfinished), so wait for one before queuing; QoS 0 takes a slot
+        // only if one is free.
+        let hold = if qos == QoS::AtMostOnce {
+            Hold::Loose
+        } else {
+            Hold::Firm
+        };
         let token = poll_fn(|cx| {
-            self.state.with(|sh| match queue(&mut sh.session) {
-                Queued::Done(token) => {
-                    if durable {
-                        sh.session.hold_for_store(token);
-                    }
-                    sh.completions.track(token.0);
-                    Poll::Ready(Ok(token))
-                }
-                Queued::Wait => {
-                    // Woken by the driver when acknowledgements free room.
+            self.state.with(|sh| {
+                if hold == Hold::Firm && !sh.completions.has_room() {
+                    // Woken by the driver when completions or taken
+                    // outcomes free a slot.
                     sh.outbox_waiters.register(cx.waker());
-                    Poll::Pending
+                    return Poll::Pending;
                 }
-                Queued::Failed(e) => Poll::Ready(Err(ClientError::Session(e))),
+                match queue(&mut sh.session) {
+                    Queued::Done(token) => {
+                        if durable {
+                            sh.session.hold_for_store(token);
+                        }
+                        sh.completions.track(token.0, hold);
+                        Poll::Ready(Ok(token))
+                    }
+                    Queued::Wait => {
+                        // Woken by the driver when acknowledgements free room.
+                        sh.outbox_waiters.register(cx.waker());
+                        Poll::Pending
+                    }
+                    Queued::Failed(e) => Poll::Ready(Err(ClientError::Session(e))),
+                }
             })
         })
         .await?;
@@ -548,9 +643,17 @@ impl<
             return Err(ClientError::StoreNeedsAwait);
         }
         let token = self.state.with(|sh| {
+            if msg.qos != QoS::AtMostOnce && !sh.completions.has_room() {
+                return Err(ClientError::CompletionTableFull);
+            }
             let token = sh.session.publish_with_policy(msg, policy)?;
-            sh.completions.track(token.0);
-            Ok::<_, SessionError>(token)
+            let hold = if msg.qos == QoS::AtMostOnce {
+                Hold::Loose
+            } else {
+                Hold::Firm
+            };
+            sh.completions.track(token.0, hold);
+            Ok(token)
         })?;
         self.state.work.signal(());
         Ok(token)
@@ -581,10 +684,13 @@ impl<
 
     /// Waits until the publish `token` completed: sent (QoS 0), PUBACK
     /// (QoS 1) or PUBCOMP (QoS 2); a failure comes back as
-    /// [`ClientError::Publish`] with its reason. Only the latest
-    /// [`TRACKED_COMPLETIONS`] tokens are kept; an older one, or one already
-    /// awaited, gives [`ClientError::TokenNotTracked`]. Every completion is
-    /// also an [`Event::PublishComplete`](super::Event::PublishComplete).
+    /// [`ClientError::Publish`] with its reason. The completion table
+    /// (see [`ClientState`]) keeps every unfinished QoS 1/2 token and every
+    /// awaited one; a token whose outcome was already taken, or that
+    /// finished while nobody awaited it and whose slot then went to a newer
+    /// token, or a QoS 0 token that found no free slot, gives
+    /// [`ClientError::TokenNotTracked`]. Every completion is also an
+    /// [`Event::PublishComplete`](super::Event::PublishComplete).
     ///
     /// Cancel-safe: dropping the future loses nothing; await it again.
     pub async fn completion(&self, token: PublishToken) -> Result<(), ClientError> {
@@ -605,11 +711,18 @@ impl<
     /// subscribes; the result is then only an
     /// [`Event::Session`](super::Event::Session) `Subscribed` event).
     pub async fn subscribe(&self, subs: &[Subscription<'_>]) -> Result<FilterResults, ClientError> {
-        let token = self.state.with(|sh| {
-            let token = sh.session.subscribe(subs)?;
-            sh.completions.track(token.0);
-            Ok::<_, SessionError>(token)
-        })?;
+        let token = poll_fn(|cx| {
+            self.state.with(|sh| {
+                if !sh.completions.has_room() {
+                    sh.outbox_waiters.register(cx.waker());
+                    return Poll::Pending;
+                }
+                let token = sh.session.subscribe(subs)?;
+                sh.completions.track(token.0, Hold::Firm);
+                Poll::Ready(Ok::<_, SessionError>(token))
+            })
+        })
+        .await?;
         self.state.work.signal(());
         match self.wait(token.0).await? {
             Outcome::Filters(results) => Ok(results),
@@ -621,11 +734,18 @@ impl<
     /// filters and waits for the UNSUBACK (5.0: a reason code per filter;
     /// 3.1.1: all Success). Cancellation as for [`subscribe`](Self::subscribe).
     pub async fn unsubscribe(&self, filters: &[&str]) -> Result<FilterResults, ClientError> {
-        let token = self.state.with(|sh| {
-            let token = sh.session.unsubscribe(filters)?;
-            sh.completions.track(token.0);
-            Ok::<_, SessionError>(token)
-        })?;
+        let token = poll_fn(|cx| {
+            self.state.with(|sh| {
+                if !sh.completions.has_room() {
+                    sh.outbox_waiters.register(cx.waker());
+                    return Poll::Pending;
+                }
+                let token = sh.session.unsubscribe(filters)?;
+                sh.completions.track(token.0, Hold::Firm);
+                Poll::Ready(Ok::<_, SessionError>(token))
+            })
+        })
+        .await?;
         self.state.work.signal(());
         match self.wait(token.0).await? {
             Outcome::Filters(results) => Ok(results),
@@ -662,7 +782,24 @@ impl<
     }
 
     async fn wait(&self, token: u32) -> Result<Outcome, ClientError> {
-        poll_fn(|cx| self.state.with(|sh| sh.completions.poll(token, cx))).await
+        // Marks the slot as no longer awaited if this future is dropped.
+        let guard = AwaitGuard {
+            state: self.state,
+            token,
+        };
+        let outcome = poll_fn(|cx| {
+            self.state.with(|sh| {
+                let polled = sh.completions.poll(token, cx);
+                if polled.is_ready() {
+                    // A slot came free: a publisher may be waiting for one.
+                    sh.outbox_waiters.wake();
+                }
+                polled
+            })
+        })
+        .await;
+        core::mem::forget(guard);
+        outcome
     }
 }
 
@@ -677,13 +814,21 @@ struct HeldGuard<
     const F: usize,
     const A: usize,
     St: Store,
+    const T: usize,
 > {
-    state: &'s ClientState<'b, M, I, S, F, A, St>,
+    state: &'s ClientState<'b, M, I, S, F, A, St, T>,
     token: PublishToken,
 }
 
-impl<M: RawMutex, const I: usize, const S: usize, const F: usize, const A: usize, St: Store> Drop
-    for HeldGuard<'_, '_, M, I, S, F, A, St>
+impl<
+    M: RawMutex,
+    const I: usize,
+    const S: usize,
+    const F: usize,
+    const A: usize,
+    St: Store,
+    const T: usize,
+> Drop for HeldGuard<'_, '_, M, I, S, F, A, St, T>
 {
     fn drop(&mut self) {
         let token = self.token;
@@ -694,12 +839,50 @@ impl<M: RawMutex, const I: usize, const S: usize, const F: usize, const A: usize
     }
 }
 
+/// Tells the completion table that nobody awaits `token` any more when a
+/// [`Client::completion`] (or subscribe) future is dropped before its
+/// outcome came: the slot keeps the outcome for a later await, but may
+/// be given to another token once finished.
+struct AwaitGuard<
+    's,
+    'b,
+    M: RawMutex,
+    const I: usize,
+    const S: usize,
+    const F: usize,
+    const A: usize,
+    St: Store,
+    const T: usize,
+> {
+    state: &'s ClientState<'b, M, I, S, F, A, St, T>,
+    token: u32,
+}
+
+impl<
+    M: RawMutex,
+    const I: usize,
+    const S: usize,
+    const F: usize,
+    const A: usize,
+    St: Store,
+    const T: usize,
+> Drop for AwaitGuard<'_, '_, M, I, S, F, A, St, T>
+{
+    fn drop(&mut self) {
+        let token = self.token;
+        self.state.with(|sh| sh.completions.unawait(token));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use core::task::Waker;
 
-    fn poll(c: &mut Completions, token: u32) -> Poll<Result<Outcome, ClientError>> {
+    fn poll<const N: usize>(
+        c: &mut Completions<N>,
+        token: u32,
+    ) -> Poll<Result<Outcome, ClientError>> {
         c.poll(token, &mut Context::from_waker(Waker::noop()))
     }
 
@@ -714,8 +897,8 @@ mod tests {
 
     #[test]
     fn completion_before_the_wait_is_kept_and_taken_once() {
-        let mut c = Completions::new();
-        c.track(7);
+        let mut c = Completions::<TRACKED_COMPLETIONS>::new();
+        c.track(7, Hold::Firm);
         c.complete(7, Outcome::Publish(Ok(())));
         assert_eq!(poll(&mut c, 7), Poll::Ready(Ok(Outcome::Publish(Ok(())))));
         assert_eq!(
@@ -726,14 +909,14 @@ mod tests {
 
     #[test]
     fn peek_does_not_take_the_outcome_and_untrack_forgets_the_token() {
-        let mut c = Completions::new();
-        c.track(3);
+        let mut c = Completions::<TRACKED_COMPLETIONS>::new();
+        c.track(3, Hold::Firm);
         assert_eq!(c.peek(3), Some(None));
         c.complete(3, Outcome::Publish(Ok(())));
         assert_eq!(c.peek(3), Some(Some(Outcome::Publish(Ok(())))));
         assert_eq!(poll(&mut c, 3), Poll::Ready(Ok(Outcome::Publish(Ok(())))));
         assert_eq!(c.peek(3), None);
-        c.track(4);
+        c.track(4, Hold::Firm);
         c.untrack(4);
         assert_eq!(c.peek(4), None);
         assert_eq!(
@@ -744,8 +927,8 @@ mod tests {
 
     #[test]
     fn pending_until_completed() {
-        let mut c = Completions::new();
-        c.track(1);
+        let mut c = Completions::<TRACKED_COMPLETIONS>::new();
+        c.track(1, Hold::Firm);
         assert_eq!(poll(&mut c, 1), Poll::Pending);
         c.complete(1, Outcome::Publish(Err(PublishFailure::Dropped)));
         assert_eq!(
@@ -755,24 +938,65 @@ mod tests {
     }
 
     #[test]
-    fn a_full_table_evicts_finished_slots_before_pending_ones() {
-        let mut c = Completions::new();
-        for t in 1..=TRACKED_COMPLETIONS as u32 {
-            c.track(t);
+    fn a_full_table_gives_away_finished_unawaited_slots_but_never_unfinished_firm_ones() {
+        let mut c = Completions::<4>::new();
+        for t in 1..=4 {
+            assert!(c.track(t, Hold::Firm));
         }
-        c.complete(5, Outcome::Publish(Ok(())));
-        c.track(100);
-        // 5 was finished and is gone; 1 (oldest pending) is still tracked.
+        // Every slot holds an unfinished QoS 1/2 token: no room.
+        assert!(!c.has_room());
+        assert!(!c.track(5, Hold::Firm));
+        assert!(!c.track(5, Hold::Loose));
+        // 3 finishes while nobody awaits it: its slot may go.
+        c.complete(3, Outcome::Publish(Ok(())));
+        assert!(c.track(6, Hold::Firm));
         assert_eq!(
-            poll(&mut c, 5),
+            poll(&mut c, 3),
             Poll::Ready(Err(ClientError::TokenNotTracked))
         );
+        // The unfinished ones are all still there.
+        for t in [1, 2, 4, 6] {
+            assert_eq!(poll(&mut c, t), Poll::Pending, "token {t}");
+        }
+    }
+
+    #[test]
+    fn an_awaited_token_is_never_evicted_even_when_finished() {
+        let mut c = Completions::<2>::new();
+        assert!(c.track(1, Hold::Firm));
+        assert!(c.track(2, Hold::Firm));
+        // 1 is awaited (polled), then finishes.
         assert_eq!(poll(&mut c, 1), Poll::Pending);
-        c.track(101);
+        c.complete(1, Outcome::Publish(Ok(())));
+        assert!(!c.has_room(), "awaited outcome kept");
+        assert_eq!(poll(&mut c, 1), Poll::Ready(Ok(Outcome::Publish(Ok(())))));
+        assert!(c.has_room(), "taken outcome frees the slot");
+        // A dropped await gives the finished slot back to the table.
+        assert!(c.track(3, Hold::Firm));
+        assert_eq!(poll(&mut c, 3), Poll::Pending);
+        c.complete(3, Outcome::Publish(Ok(())));
+        assert!(!c.has_room());
+        c.unawait(3);
+        assert!(c.has_room());
+    }
+
+    #[test]
+    fn qos0_takes_a_slot_only_when_free_and_yields_it_to_anyone() {
+        let mut c = Completions::<2>::new();
+        assert!(c.track(1, Hold::Loose));
+        assert!(c.track(2, Hold::Firm));
+        // The loose QoS 0 slot goes to a firm token that needs it.
+        assert!(c.track(3, Hold::Firm));
         assert_eq!(
             poll(&mut c, 1),
             Poll::Ready(Err(ClientError::TokenNotTracked))
         );
-        assert_eq!(poll(&mut c, 100), Poll::Pending);
+        // A full table of firm tokens has no slot for QoS 0 either.
+        assert!(!c.track(4, Hold::Loose));
+        // An awaited QoS 0 token is kept like any other.
+        let mut c = Completions::<1>::new();
+        assert!(c.track(9, Hold::Loose));
+        assert_eq!(poll(&mut c, 9), Poll::Pending);
+        assert!(!c.track(10, Hold::Firm));
     }
 }
