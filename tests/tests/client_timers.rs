@@ -7,12 +7,14 @@
 //! whose read is *always* ready, so that a driver that prefers the read
 //! over its timer never fires the timer at all.
 
+extern crate alloc;
+
 mod support;
 use support::*;
 
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
 use embermq::client::{ClientError, Connection, Event};
