@@ -17,7 +17,7 @@ mod requests;
 use heapless::{Deque, String, Vec};
 
 use super::auth::{Authenticator, MAX_AUTH_DATA};
-use super::config::{ProtocolChoice, SessionConfig};
+use super::config::SessionConfig;
 use super::error::{ProtocolViolation, SessionError};
 use super::event::{
     CloseReason, Event, FilterResults, Incoming, Message, PublishFailure, PublishToken,
@@ -128,7 +128,9 @@ pub struct BrokerLimits {
     pub maximum_qos: QoS,
     /// Whether it supports retained messages.
     pub retain_available: bool,
-    /// Topic Alias Maximum it accepts (not used yet: aliases are not sent).
+    /// Topic Alias Maximum it accepts (5.0; 0 in 3.1.1). Outbound topic
+    /// aliases are set up for the first `min(this, ALIASES)` distinct
+    /// topics of a connection; 0 means none are sent.
     pub topic_alias_maximum: u16,
 }
 
@@ -472,11 +474,8 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         if self.link == Link::Down {
             return;
         }
-        if matches!(self.link, Link::AwaitConnack(_))
-            && self.config.protocol == ProtocolChoice::V5WithFallback
-        {
-            self.version = ProtocolVersion::V311;
-        }
+        // A link lost before CONNACK keeps the version: only the broker's
+        // refusal of it (handle_connack) switches to 3.1.1.
         if !self.close_reported {
             self.close_reported = true;
             self.push_event(Event::Disconnected {
