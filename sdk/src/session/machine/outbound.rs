@@ -418,6 +418,14 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
 
     /// Stamps records that carry a Message Expiry Interval with `now`, and
     /// fails the queued ones whose interval lapsed (5.0 §3.3.2.3.3).
+    ///
+    /// Only a message never sent on the current session lapses: once sent
+    /// (a packet identifier assigned), the broker may hold that identifier
+    /// (QoS 2: until our PUBREL), so the record is finished by the broker's
+    /// acks alone and its identifier is not freed early for another
+    /// message the broker would take for a duplicate ([MQTT-4.3.3-3]: a
+    /// QoS 2 PUBLISH stays unacknowledged until PUBREC; [MQTT-2.2.1-3]: a new
+    /// PUBLISH takes an identifier that is currently unused).
     pub(super) fn expire(&mut self, now: Instant) {
         if !self.expiring {
             return;
@@ -437,6 +445,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                     .set_expires(off, deadline.min(EXPIRY_UNSTAMPED - 1));
             } else if m.expires != 0
                 && m.state == RecordState::Queued
+                && m.packet_id == 0
                 && now_s.saturating_add(1) >= m.expires
                 && self.can_finish()
             {
@@ -463,7 +472,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         self.outbox
             .offsets()
             .filter_map(|off| self.outbox.meta(off))
-            .filter(|m| m.state == RecordState::Queued && m.expires != 0)
+            .filter(|m| m.state == RecordState::Queued && m.packet_id == 0 && m.expires != 0)
             .map(|m| {
                 if m.expires == EXPIRY_UNSTAMPED {
                     Instant::ZERO

@@ -61,3 +61,58 @@ fn mqtt_3_2_2_2_v5_refusal_0x84_in_5_0_form_falls_back_to_v311() {
     p.connect();
     assert_eq!(p.s.version(), ProtocolVersion::V5);
 }
+
+// ------------------------------------------- message expiry once sent
+
+fn expiring_message<'a>(
+    fields: &'a PropertyFields<'a>,
+    topic: &'a str,
+    qos: QoS,
+) -> OutgoingMessage<'a> {
+    OutgoingMessage {
+        properties: Properties::from_fields(fields),
+        ..OutgoingMessage::new(topic, b"x", qos)
+    }
+}
+
+#[test]
+fn mqtt_4_3_3_3_sent_message_is_not_expired_while_the_broker_may_hold_its_id() {
+    // 5.0 §3.3.2.3.3 lets a message lapse while it waits; once sent, the
+    // broker may hold its packet identifier (QoS 2: until PUBREL), so the
+    // message is finished by the broker's acks, never by expiry, and its
+    // identifier is not freed early ([MQTT-4.3.3-3], [MQTT-2.2.1-3]).
+    for qos in [QoS::ExactlyOnce, QoS::AtLeastOnce] {
+        let mut p = Pair::new(persistent(ProtocolChoice::V5), None);
+        p.connect();
+        let ack = if qos == QoS::ExactlyOnce {
+            PacketType::Pubrec
+        } else {
+            PacketType::Puback
+        };
+        p.b.drop_next(Dir::ToClient, ack);
+        let (fields, topic) = expiring("e/sent", 5);
+        let t =
+            p.s.publish(&expiring_message(&fields, &topic, qos))
+                .unwrap();
+        p.pump();
+        assert_eq!(p.b.delivered_topics(), vec!["e/sent"], "{qos:?}");
+        p.cut();
+        // Down for longer than the interval.
+        p.now = p.now + Duration::from_secs(20);
+        p.s.handle_timeout(p.now);
+        assert!(
+            p.s.poll_timeout().is_none_or(|t| t > p.now),
+            "{qos:?}: no deadline in the past for a sent message"
+        );
+        p.connect();
+        assert_eq!(p.completions(t), vec![Ok(())], "{qos:?}");
+        if qos == QoS::ExactlyOnce {
+            assert_eq!(p.b.delivered_topics(), vec!["e/sent"], "exactly once");
+        } else {
+            // QoS 1: the DUP resend may be delivered again (at least once).
+            assert_eq!(p.b.publishes.last().map(|m| m.dup), Some(true));
+        }
+        assert!(p.b.session_qos2_empty(), "{qos:?}: broker released the id");
+        assert_eq!(p.s.outbox_len(), 0);
+    }
+}
