@@ -110,7 +110,11 @@ struct Request {
 #[derive(Debug, Clone)]
 struct SubEntry<const FILTER_LEN: usize> {
     filter: String<FILTER_LEN>,
+    /// The options the broker granted (or asked for, until it answers).
     options: SubscriptionOptions,
+    /// The options of the SUBSCRIBE in flight for this filter: they replace
+    /// `options` only when the broker grants them.
+    requested: SubscriptionOptions,
     /// Acknowledged by the broker (and to be restored after a session loss).
     active: bool,
     /// The request in flight for this filter, if any.

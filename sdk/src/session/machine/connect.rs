@@ -198,6 +198,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             for s in self.subs.iter_mut() {
                 if n < MAX_FILTERS_PER_REQUEST && s.active && s.pending.is_none() {
                     s.pending = Some((packet_id, RequestKind::Subscribe));
+                    s.requested = s.options;
                     n += 1;
                 }
             }

@@ -48,6 +48,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             return Err(ProtocolViolation::ReasonCodeCountMismatch { expected, received });
         }
         let request = self.requests.remove(index);
+        let restore = request.restore;
         let mut codes = results.codes().iter();
         let mut refused = 0u16;
         self.subs.retain_mut(|s| {
@@ -59,12 +60,17 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             match kind {
                 RequestKind::Subscribe if !code.is_error() => {
                     s.active = true;
+                    s.options = s.requested;
                     s.options.qos = QoS::from_bits(code.0).unwrap_or(s.options.qos);
                     true
                 }
                 RequestKind::Subscribe => {
                     refused = refused.saturating_add(1);
-                    false
+                    // A refused re-subscription of a granted filter leaves
+                    // the broker's subscription as it was (see
+                    // docs/session.md): keep it, with its granted options.
+                    // After a session loss (a restore) there is none left.
+                    s.active && !restore
                 }
                 RequestKind::Unsubscribe => false,
             }
@@ -104,7 +110,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         for s in subs {
             match self.subs.iter_mut().find(|e| e.filter.as_str() == s.filter) {
                 Some(e) => {
-                    e.options = s.options;
+                    e.requested = s.options;
                     e.pending = key;
                 }
                 None => {
@@ -116,6 +122,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                     let entry = SubEntry {
                         filter,
                         options: s.options,
+                        requested: s.options,
                         active: false,
                         pending: key,
                     };
@@ -151,6 +158,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                     let _ = self.subs.push(SubEntry {
                         filter,
                         options,
+                        requested: options,
                         active: false,
                         pending: key,
                     });
@@ -225,7 +233,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                 for s in self.subs.iter().filter(|s| s.pending == key) {
                     let _ = list.push(Subscription {
                         filter: s.filter.as_str(),
-                        options: s.options,
+                        options: s.requested,
                     });
                 }
                 let packet = Subscribe {

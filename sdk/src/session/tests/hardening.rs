@@ -116,3 +116,67 @@ fn mqtt_4_3_3_3_sent_message_is_not_expired_while_the_broker_may_hold_its_id() {
         assert_eq!(p.s.outbox_len(), 0);
     }
 }
+
+// ------------------------------------------ refused re-subscription
+
+#[test]
+fn mqtt_3_8_4_refused_resubscribe_keeps_the_subscription_granted_before() {
+    for version in [ProtocolChoice::V5, ProtocolChoice::V311] {
+        let mut p = Pair::new(persistent(version), None);
+        p.connect();
+        p.s.subscribe(&[sub("a/b", QoS::AtLeastOnce)]).unwrap();
+        p.pump();
+        p.b.refuse_subscribe = true;
+        let t = p.s.subscribe(&[sub("a/b", QoS::ExactlyOnce)]).unwrap();
+        p.pump();
+        let refused = p.events.iter().any(|e| {
+            matches!(e, Event::Subscribed { token, results }
+                if *token == t && results.codes().iter().all(|c| c.is_error()))
+        });
+        assert!(refused, "{version:?}: the refusal is reported");
+        // The broker kept the old subscription; so does the session.
+        assert_eq!(
+            p.s.subscriptions()
+                .map(|(f, o, a)| (f.to_string(), o.qos, a))
+                .collect::<Vec<_>>(),
+            vec![("a/b".to_string(), QoS::AtLeastOnce, true)],
+            "{version:?}"
+        );
+        // And restores it after a session loss.
+        p.b.refuse_subscribe = false;
+        p.cut();
+        p.b.forget_session();
+        p.take_events();
+        p.connect();
+        assert_eq!(
+            p.b.subscriptions(),
+            vec![("a/b".to_string(), QoS::AtLeastOnce)],
+            "{version:?}"
+        );
+        assert!(
+            p.events
+                .contains(&Event::SubscriptionsRestored { refused: 0 }),
+            "{version:?}"
+        );
+    }
+}
+
+#[test]
+fn refused_restore_after_a_session_loss_forgets_the_filter() {
+    // After a session loss the broker has no subscription left: a refused
+    // restore is not kept.
+    let mut p = Pair::new(persistent(ProtocolChoice::V5), None);
+    p.connect();
+    p.s.subscribe(&[sub("a/b", QoS::AtLeastOnce)]).unwrap();
+    p.pump();
+    p.cut();
+    p.b.forget_session();
+    p.b.refuse_subscribe = true;
+    p.take_events();
+    p.connect();
+    assert!(
+        p.events
+            .contains(&Event::SubscriptionsRestored { refused: 1 })
+    );
+    assert_eq!(p.s.subscriptions().count(), 0);
+}
