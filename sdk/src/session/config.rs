@@ -13,7 +13,8 @@ pub enum ProtocolChoice {
     V5,
     /// MQTT 5.0, falling back to 3.1.1 for the following connects when a
     /// broker refuses 5.0 with Unsupported Protocol Version (0x84, or the
-    /// 3.1.1 return code 1) or closes the link before its CONNACK.
+    /// 3.1.1 return code 1). A link lost before CONNACK keeps 5.0: it says
+    /// nothing about the broker's version.
     V5WithFallback,
 }
 

@@ -23,6 +23,7 @@ use crate::codec::{
 use crate::time::{Duration, Instant};
 
 mod broker;
+mod hardening;
 mod proptests;
 
 use broker::{Broker, Dir};
@@ -382,20 +383,6 @@ fn mqtt_5_3_2_2_unsupported_version_falls_back_to_v311() {
     let mut p = Pair::new(config(ProtocolChoice::V5), Some(ProtocolVersion::V311));
     p.connect();
     assert_eq!(p.s.version(), ProtocolVersion::V5);
-}
-
-#[test]
-fn fallback_to_v311_when_the_link_closes_before_connack() {
-    let mut p = Pair::new(config(ProtocolChoice::V5WithFallback), None);
-    p.b.close_on_connect = true;
-    p.connect();
-    assert_eq!(
-        p.events,
-        vec![Event::Disconnected {
-            reason: CloseReason::TransportClosed
-        }]
-    );
-    assert_eq!(p.s.version(), ProtocolVersion::V311);
 }
 
 #[test]

@@ -102,6 +102,9 @@ pub(super) struct Broker {
     pub(super) ack_code: ReasonCode,
     pub(super) hold_acks: bool,
     pub(super) suback_extra_code: bool,
+    /// Refuse every filter of the following SUBSCRIBEs (keeping what the
+    /// session already had, as mosquitto does when its ACL refuses).
+    pub(super) refuse_subscribe: bool,
     pub(super) lie_session_present: bool,
     drops: Vec<(Dir, PacketType)>,
     // What was seen.
@@ -322,7 +325,7 @@ impl Broker {
                 let mut codes = Vec::new();
                 let v5 = self.v() == ProtocolVersion::V5;
                 for sub in s.subscriptions.iter() {
-                    if sub.filter.starts_with("deny") {
+                    if sub.filter.starts_with("deny") || self.refuse_subscribe {
                         codes.push(if v5 {
                             ReasonCode::NOT_AUTHORIZED
                         } else {

@@ -1,0 +1,280 @@
+//! The CONNECT / CONNACK exchange (MQTT 5.0 §3.1, §3.2; 3.1.1 §3.1, §3.2):
+//! the CONNECT we send, what an accepted or refused CONNACK does to the
+//! session (broker limits, resending after a resumed session, requeuing and
+//! resubscribing after a lost one, falling back to 3.1.1) and 5.0 enhanced
+//! authentication (§4.12). Sending before CONNACK is deliberately not done.
+
+use heapless::Vec;
+
+use super::{BrokerLimits, Link, Ping, Request, RequestKind, Session};
+use crate::codec::{
+    self, Auth, Connack, Connect, PacketType, Properties, Property, PropertyFields,
+    ProtocolVersion, ReasonCode, Will,
+};
+use crate::session::auth::{Authenticator, MAX_AUTH_DATA};
+use crate::session::config::ProtocolChoice;
+use crate::session::error::{ProtocolViolation, SessionError};
+use crate::session::event::{CloseReason, Event, MAX_FILTERS_PER_REQUEST};
+use crate::session::outbox::RecordState;
+use crate::time::{Duration, Instant};
+
+impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, const ALIASES: usize>
+    Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES>
+{
+    /// Lends an [`Authenticator`]: CONNECT (5.0 only) then carries its
+    /// Authentication Method and first data, and the broker's AUTH
+    /// Continue packets are answered with its steps until CONNACK
+    /// (MQTT 5.0 §4.12). [`reauthenticate`](Self::reauthenticate) starts
+    /// a re-authentication on a connected link.
+    pub fn set_authenticator(&mut self, authenticator: &'b mut (dyn Authenticator + Send)) {
+        self.authenticator = Some(authenticator);
+    }
+
+    /// Starts a 5.0 re-authentication (AUTH 0x19 with the authenticator's
+    /// first step, §4.12.1); [`Event::Reauthenticated`] reports its
+    /// success, a failed one ends with the broker's DISCONNECT.
+    pub fn reauthenticate(&mut self) -> Result<(), SessionError> {
+        if self.link != Link::Up
+            || self.version != ProtocolVersion::V5
+            || self.authenticator.is_none()
+            || self.reauthenticating
+        {
+            return Err(SessionError::InvalidState {
+                state: "not a 5.0 link with an authenticator and no exchange under way",
+            });
+        }
+        self.auth_data = self.auth_step(None, true);
+        self.auth_pending = Some(ReasonCode::RE_AUTHENTICATE);
+        self.reauthenticating = true;
+        Ok(())
+    }
+
+    /// Runs one authenticator step into a fresh buffer. `None` when there
+    /// is no data (a `start`) or the authenticator gave up (`respond`).
+    pub(super) fn auth_step(
+        &mut self,
+        data: Option<&[u8]>,
+        start: bool,
+    ) -> Option<Vec<u8, MAX_AUTH_DATA>> {
+        let auth = self.authenticator.as_mut()?;
+        let mut out = [0u8; MAX_AUTH_DATA];
+        let n = if start {
+            auth.start(&mut out)
+        } else {
+            auth.respond(data, &mut out)
+        }?;
+        Vec::from_slice(out.get(..n)?).ok()
+    }
+
+    pub(super) fn auth_method(&self) -> Option<&str> {
+        self.authenticator.as_ref().map(|a| a.method())
+    }
+
+    /// 5.0 §4.12: the broker's AUTH during the CONNECT exchange or a
+    /// re-authentication.
+    pub(super) fn handle_auth(&mut self, a: &Auth<'_>) -> Result<(), ProtocolViolation> {
+        let unexpected = ProtocolViolation::UnexpectedPacket {
+            packet_type: PacketType::Auth,
+        };
+        // [MQTT-4.12.0-5]: the same method throughout.
+        if a.properties.authentication_method() != self.auth_method() {
+            return Err(unexpected);
+        }
+        match a.reason_code {
+            ReasonCode::CONTINUE_AUTHENTICATION => {
+                match self.auth_step(a.properties.authentication_data(), false) {
+                    Some(answer) => {
+                        self.auth_data = Some(answer);
+                        self.auth_pending = Some(ReasonCode::CONTINUE_AUTHENTICATION);
+                    }
+                    None => {
+                        self.reauthenticating = false;
+                        self.fail(ReasonCode::NOT_AUTHORIZED);
+                    }
+                }
+                Ok(())
+            }
+            ReasonCode::SUCCESS if self.reauthenticating => {
+                self.reauthenticating = false;
+                self.push_event(Event::Reauthenticated);
+                Ok(())
+            }
+            _ => Err(unexpected),
+        }
+    }
+
+    pub(super) fn handle_connack(
+        &mut self,
+        c: &Connack<'_>,
+        decoded_as: ProtocolVersion,
+        now: Instant,
+    ) {
+        if c.reason_code != ReasonCode::SUCCESS {
+            let fallback = self.config.protocol == ProtocolChoice::V5WithFallback
+                && self.version == ProtocolVersion::V5
+                && (c.reason_code == ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
+                    || decoded_as == ProtocolVersion::V311);
+            if fallback {
+                self.version = ProtocolVersion::V311;
+            }
+            self.push_event(Event::ConnectRefused {
+                reason: c.reason_code,
+                falling_back_to_v311: fallback,
+            });
+            self.close(CloseReason::ConnectRefused(c.reason_code));
+            return;
+        }
+        // One pass over the properties (each appears at most once, checked
+        // when decoded), absent ones keeping their defaults.
+        let mut broker = BrokerLimits::DEFAULT;
+        let mut keep_alive = self.config.keep_alive_secs;
+        for p in c.properties.iter() {
+            match p {
+                Property::ReceiveMaximum(v) => broker.receive_maximum = v,
+                Property::MaximumPacketSize(v) => broker.maximum_packet_size = v,
+                Property::MaximumQos(v) => broker.maximum_qos = v,
+                Property::RetainAvailable(v) => broker.retain_available = v,
+                Property::TopicAliasMaximum(v) => broker.topic_alias_maximum = v,
+                Property::ServerKeepAlive(v) => keep_alive = v,
+                Property::AssignedClientIdentifier(id) => {
+                    self.assigned_client_id.clear();
+                    // Longer identifiers are not kept (documented limit).
+                    let _ = self.assigned_client_id.push_str(id);
+                }
+                _ => {}
+            }
+        }
+        self.broker = broker;
+        self.keep_alive = Duration::from_secs(u64::from(keep_alive));
+        self.link = Link::Up;
+        self.accepted_once = true;
+        self.last_tx = now.max(self.last_tx);
+        self.ping = Ping::Idle;
+        let mut off = 0;
+        while let Some(m) = self.outbox.meta(off) {
+            if c.session_present {
+                // [MQTT-4.4.0-1]: resend unacknowledged PUBLISH (with DUP,
+                // same id) and PUBREL.
+                match m.state {
+                    RecordState::AwaitAck => self.outbox.set(off, m.packet_id, RecordState::Queued),
+                    RecordState::AwaitPubcomp => {
+                        self.outbox.set(off, m.packet_id, RecordState::PubrelQueued);
+                    }
+                    RecordState::Queued | RecordState::PubrelQueued | RecordState::Held => {}
+                }
+            } else if m.state != RecordState::Held {
+                // The broker has no state: everything unacknowledged is
+                // sent again as a new publish, nothing is dropped.
+                self.outbox.set(off, 0, RecordState::Queued);
+            }
+            off += m.len;
+        }
+        for r in self.requests.iter_mut() {
+            r.sent = false;
+        }
+        if !c.session_present {
+            self.inbound_qos2.clear();
+            self.queue_restore();
+        }
+        self.push_event(Event::Connected {
+            session_present: c.session_present,
+            version: self.version,
+        });
+    }
+
+    /// Queues SUBSCRIBE requests for every acknowledged filter with no
+    /// request in flight.
+    fn queue_restore(&mut self) {
+        self.restore_refused = 0;
+        loop {
+            let waiting = self.subs.iter().any(|s| s.active && s.pending.is_none());
+            if !waiting || self.requests.is_full() {
+                break;
+            }
+            let Ok(packet_id) = self.allocate_packet_id() else {
+                break;
+            };
+            let mut n = 0;
+            for s in self.subs.iter_mut() {
+                if n < MAX_FILTERS_PER_REQUEST && s.active && s.pending.is_none() {
+                    s.pending = Some((packet_id, RequestKind::Subscribe));
+                    s.requested = s.options;
+                    n += 1;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+            let token = self.next_token();
+            let request = Request {
+                packet_id,
+                token,
+                kind: RequestKind::Subscribe,
+                restore: true,
+                sent: false,
+            };
+            if self.requests.push(request).is_ok() {
+                self.restoring = self.restoring.saturating_add(1);
+            }
+        }
+    }
+
+    pub(super) fn encode_connect(&self, buf: &mut [u8]) -> Result<usize, SessionError> {
+        let v5 = self.version == ProtocolVersion::V5;
+        let fields = PropertyFields {
+            session_expiry_interval: self.config.session_expiry_secs,
+            receive_maximum: u16::try_from(INFLIGHT)
+                .ok()
+                .filter(|&n| n > 0 && n < u16::MAX),
+            maximum_packet_size: Some(self.config.max_incoming_packet_size),
+            topic_alias_maximum: u16::try_from(ALIASES).ok().filter(|&n| n > 0),
+            authentication_method: self.auth_method(),
+            authentication_data: self.auth_data.as_deref(),
+            ..PropertyFields::NONE
+        };
+        let will = self.config.will.map(|w| {
+            if v5 {
+                w
+            } else {
+                Will {
+                    properties: Properties::NONE,
+                    ..w
+                }
+            }
+        });
+        let connect = Connect {
+            protocol_version: self.version,
+            clean_start: self.clean_start_flag(),
+            keep_alive: self.config.keep_alive_secs,
+            client_id: self.assigned_client_id().unwrap_or(self.config.client_id),
+            will,
+            username: self.config.username,
+            password: self.config.password,
+            properties: if v5 {
+                Properties::from_fields(&fields)
+            } else {
+                Properties::NONE
+            },
+        };
+        Ok(codec::encode_connect(&connect, buf)?)
+    }
+
+    /// Sends the pending AUTH (5.0 §3.15), if any.
+    pub(super) fn transmit_auth(&mut self, buf: &mut [u8]) -> Result<Option<usize>, SessionError> {
+        let Some(reason_code) = self.auth_pending else {
+            return Ok(None);
+        };
+        let fields = PropertyFields {
+            authentication_method: self.auth_method(),
+            authentication_data: self.auth_data.as_deref(),
+            ..PropertyFields::NONE
+        };
+        let auth = Auth {
+            reason_code,
+            properties: Properties::from_fields(&fields),
+        };
+        let len = codec::encode_auth(&auth, buf, self.version)?;
+        self.auth_pending = None;
+        Ok(Some(len))
+    }
+}

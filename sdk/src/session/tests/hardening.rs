@@ -1,0 +1,182 @@
+//! Session model tests for the field defects of issue 11: the protocol
+//! fall-back, message expiry of sent messages, QoS 2 across a session loss,
+//! refused re-subscriptions and 3.1.1 inbound QoS 2 beyond `INFLIGHT`. Same
+//! broker model and virtual time as the tests beside it.
+
+use super::*;
+
+// ------------------------------------------------ 5.0 → 3.1.1 fall-back
+
+#[test]
+fn mqtt_5_v5_with_fallback_keeps_5_0_when_the_link_drops_before_connack() {
+    // A link lost between CONNECT and CONNACK says nothing about the
+    // broker's version: the next connect is 5.0 again.
+    let mut p = Pair::new(config(ProtocolChoice::V5WithFallback), None);
+    p.b.close_on_connect = true;
+    p.connect();
+    assert_eq!(
+        p.take_events(),
+        vec![Event::Disconnected {
+            reason: CloseReason::TransportClosed
+        }]
+    );
+    assert_eq!(p.s.version(), ProtocolVersion::V5);
+    p.b.close_on_connect = false;
+    p.connect();
+    assert_eq!(
+        p.take_events(),
+        vec![Event::Connected {
+            session_present: false,
+            version: ProtocolVersion::V5
+        }]
+    );
+    assert_eq!(
+        p.b.last_connect.as_ref().map(|c| c.version),
+        Some(ProtocolVersion::V5)
+    );
+    // After 5.0 was accepted, another early drop keeps 5.0 too.
+    p.cut();
+    p.b.close_on_connect = true;
+    p.connect();
+    assert_eq!(p.s.version(), ProtocolVersion::V5);
+}
+
+#[test]
+fn mqtt_3_2_2_2_v5_refusal_0x84_in_5_0_form_falls_back_to_v311() {
+    // A broker that reads 5.0 CONNACKs but refuses the version with 0x84.
+    let mut p = Pair::new(config(ProtocolChoice::V5WithFallback), None);
+    p.b.refuse_with = Some(ReasonCode::UNSUPPORTED_PROTOCOL_VERSION);
+    p.connect();
+    assert_eq!(
+        p.take_events()[0],
+        Event::ConnectRefused {
+            reason: ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
+            falling_back_to_v311: true
+        }
+    );
+    assert_eq!(p.s.version(), ProtocolVersion::V311);
+    // Another refusal (not the version) does not switch.
+    let mut p = Pair::new(config(ProtocolChoice::V5WithFallback), None);
+    p.b.refuse_with = Some(ReasonCode::NOT_AUTHORIZED);
+    p.connect();
+    assert_eq!(p.s.version(), ProtocolVersion::V5);
+}
+
+// ------------------------------------------- message expiry once sent
+
+fn expiring_message<'a>(
+    fields: &'a PropertyFields<'a>,
+    topic: &'a str,
+    qos: QoS,
+) -> OutgoingMessage<'a> {
+    OutgoingMessage {
+        properties: Properties::from_fields(fields),
+        ..OutgoingMessage::new(topic, b"x", qos)
+    }
+}
+
+#[test]
+fn mqtt_4_3_3_3_sent_message_is_not_expired_while_the_broker_may_hold_its_id() {
+    // 5.0 §3.3.2.3.3 lets a message lapse while it waits; once sent, the
+    // broker may hold its packet identifier (QoS 2: until PUBREL), so the
+    // message is finished by the broker's acks, never by expiry, and its
+    // identifier is not freed early ([MQTT-4.3.3-3], [MQTT-2.2.1-3]).
+    for qos in [QoS::ExactlyOnce, QoS::AtLeastOnce] {
+        let mut p = Pair::new(persistent(ProtocolChoice::V5), None);
+        p.connect();
+        let ack = if qos == QoS::ExactlyOnce {
+            PacketType::Pubrec
+        } else {
+            PacketType::Puback
+        };
+        p.b.drop_next(Dir::ToClient, ack);
+        let (fields, topic) = expiring("e/sent", 5);
+        let t =
+            p.s.publish(&expiring_message(&fields, &topic, qos))
+                .unwrap();
+        p.pump();
+        assert_eq!(p.b.delivered_topics(), vec!["e/sent"], "{qos:?}");
+        p.cut();
+        // Down for longer than the interval.
+        p.now = p.now + Duration::from_secs(20);
+        p.s.handle_timeout(p.now);
+        assert!(
+            p.s.poll_timeout().is_none_or(|t| t > p.now),
+            "{qos:?}: no deadline in the past for a sent message"
+        );
+        p.connect();
+        assert_eq!(p.completions(t), vec![Ok(())], "{qos:?}");
+        if qos == QoS::ExactlyOnce {
+            assert_eq!(p.b.delivered_topics(), vec!["e/sent"], "exactly once");
+        } else {
+            // QoS 1: the DUP resend may be delivered again (at least once).
+            assert_eq!(p.b.publishes.last().map(|m| m.dup), Some(true));
+        }
+        assert!(p.b.session_qos2_empty(), "{qos:?}: broker released the id");
+        assert_eq!(p.s.outbox_len(), 0);
+    }
+}
+
+// ------------------------------------------ refused re-subscription
+
+#[test]
+fn mqtt_3_8_4_refused_resubscribe_keeps_the_subscription_granted_before() {
+    for version in [ProtocolChoice::V5, ProtocolChoice::V311] {
+        let mut p = Pair::new(persistent(version), None);
+        p.connect();
+        p.s.subscribe(&[sub("a/b", QoS::AtLeastOnce)]).unwrap();
+        p.pump();
+        p.b.refuse_subscribe = true;
+        let t = p.s.subscribe(&[sub("a/b", QoS::ExactlyOnce)]).unwrap();
+        p.pump();
+        let refused = p.events.iter().any(|e| {
+            matches!(e, Event::Subscribed { token, results }
+                if *token == t && results.codes().iter().all(|c| c.is_error()))
+        });
+        assert!(refused, "{version:?}: the refusal is reported");
+        // The broker kept the old subscription; so does the session.
+        assert_eq!(
+            p.s.subscriptions()
+                .map(|(f, o, a)| (f.to_string(), o.qos, a))
+                .collect::<Vec<_>>(),
+            vec![("a/b".to_string(), QoS::AtLeastOnce, true)],
+            "{version:?}"
+        );
+        // And restores it after a session loss.
+        p.b.refuse_subscribe = false;
+        p.cut();
+        p.b.forget_session();
+        p.take_events();
+        p.connect();
+        assert_eq!(
+            p.b.subscriptions(),
+            vec![("a/b".to_string(), QoS::AtLeastOnce)],
+            "{version:?}"
+        );
+        assert!(
+            p.events
+                .contains(&Event::SubscriptionsRestored { refused: 0 }),
+            "{version:?}"
+        );
+    }
+}
+
+#[test]
+fn refused_restore_after_a_session_loss_forgets_the_filter() {
+    // After a session loss the broker has no subscription left: a refused
+    // restore is not kept.
+    let mut p = Pair::new(persistent(ProtocolChoice::V5), None);
+    p.connect();
+    p.s.subscribe(&[sub("a/b", QoS::AtLeastOnce)]).unwrap();
+    p.pump();
+    p.cut();
+    p.b.forget_session();
+    p.b.refuse_subscribe = true;
+    p.take_events();
+    p.connect();
+    assert!(
+        p.events
+            .contains(&Event::SubscriptionsRestored { refused: 1 })
+    );
+    assert_eq!(p.s.subscriptions().count(), 0);
+}
