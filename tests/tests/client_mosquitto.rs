@@ -538,35 +538,6 @@ async fn mqtt_3_1_2_10_half_open_link_found_within_one_and_a_half_keepalive() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_packet_larger_than_the_receive_buffer_ends_run_with_a_typed_error() {
-    let broker = Mosquitto::start().unwrap();
-    // The session would accept 64 KiB; the lent receive buffer holds 256.
-    let mut cfg = config("small-rx", ProtocolChoice::V311);
-    cfg.max_incoming_packet_size = 65_536;
-    let st = state(cfg, 4096);
-    let (tx, mut events) = unbounded_channel();
-    let driver = tokio::spawn(driver!(st, tcp(broker.tcp_port), fast_reconnect(), tx, 256));
-    within(20, async {
-        connected(&mut events).await;
-        st.client()
-            .subscribe(&[sub("big", QoS::AtMostOnce)])
-            .await
-            .unwrap();
-        let payload = vec![7u8; 1000];
-        st.client()
-            .publish(&OutgoingMessage::new("big", &payload, QoS::AtMostOnce))
-            .await
-            .unwrap();
-        let err = driver.await.unwrap().unwrap_err();
-        assert!(
-            matches!(err, ClientError::RxBufferTooSmall { needed, capacity: 256 } if needed >= 1000),
-            "{err:?}"
-        );
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_5_3_3_2_3_publish_properties_reach_the_subscriber() {
     let broker = Mosquitto::start().unwrap();
     let st = state(config("props", ProtocolChoice::V5), 2048);

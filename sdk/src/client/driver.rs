@@ -120,7 +120,10 @@ impl<
         tx: &'s mut [u8],
         config: ClientConfig,
     ) -> Self {
-        state.with(|sh| sh.session.set_transmit_capacity(tx.len()));
+        state.with(|sh| {
+            sh.session.set_transmit_capacity(tx.len());
+            sh.session.set_receive_capacity(rx.len());
+        });
         Self {
             state,
             connector,
@@ -450,6 +453,19 @@ enum LinkError {
     Fatal(ClientError),
 }
 
+/// Takes `n` bytes just read into `rx[filled..]`: the first `skip` of them
+/// belong to a packet being skipped and are dropped (the rest moves down
+/// over them). Returns the new fill level.
+fn absorb(rx: &mut [u8], filled: usize, n: usize, skip: &mut usize) -> usize {
+    let end = filled.saturating_add(n).min(rx.len());
+    let dropped = (*skip).min(end.saturating_sub(filled));
+    *skip -= dropped;
+    if dropped > 0 {
+        rx.copy_within(filled + dropped..end, filled);
+    }
+    end - dropped
+}
+
 /// How many reads [`serve`] makes without waiting, after handling received
 /// packets, before it sends the answers: with the byte bound
 /// ([`session::BATCH_BYTES`] handled), it keeps a flood of incoming
@@ -485,6 +501,9 @@ async fn serve<
     // `start`, and the rest moves to the front once, before the next read.
     let mut filled = 0usize;
     let mut start = 0usize;
+    // Bytes of a skipped (oversized) packet still to come: read and
+    // dropped, never buffered.
+    let mut skip = 0usize;
     // Why the link ended: an I/O error, else what the session said.
     let mut io_failure = None;
     let mut closed = None;
@@ -562,6 +581,36 @@ async fn serve<
                         handled_bytes = handled_bytes.saturating_add(len);
                         handled = true;
                     }
+                    Ok(Incoming::Skipped {
+                        len,
+                        topic,
+                        qos,
+                        duplicate,
+                    }) => {
+                        if state.with(|sh| sh.session.has_events()) {
+                            let drained = drain_events(state, handler).await;
+                            accepted |= drained.accepted;
+                            closed = drained.closed.or(closed);
+                        }
+                        warn!(
+                            "skipped a message of {} bytes: larger than the receive buffer",
+                            len
+                        );
+                        handler
+                            .on_event(Event::MessageSkipped {
+                                topic,
+                                len,
+                                qos,
+                                duplicate,
+                            })
+                            .await;
+                        // Consume what is here; stream past the rest.
+                        let here = filled.saturating_sub(start);
+                        skip = len.saturating_sub(here);
+                        start = start.saturating_add(len).min(filled);
+                        handled_bytes = handled_bytes.saturating_add(len.min(here));
+                        handled = true;
+                    }
                     // Transmit and drain, then parse again.
                     Ok(Incoming::Backpressure) => continue 'link,
                     Ok(Incoming::Incomplete { needed }) => {
@@ -606,7 +655,7 @@ async fn serve<
             let ended = match embassy_futures::poll_once(transport.read(free)) {
                 Poll::Ready(Ok(0)) => None,
                 Poll::Ready(Ok(n)) => {
-                    filled = filled.saturating_add(n).min(rx.len());
+                    filled = absorb(rx, filled, n, &mut skip);
                     continue;
                 }
                 Poll::Ready(Err(e)) => Some(e.kind()),
@@ -636,7 +685,7 @@ async fn serve<
         match select3(transport.read(free), timer, state.work.wait()).await {
             Either3::First(Ok(0)) => break,
             Either3::First(Ok(n)) => {
-                filled = filled.saturating_add(n).min(rx.len());
+                filled = absorb(rx, filled, n, &mut skip);
                 // `select3` polls the read first: while input is always
                 // ready (a flood), the timer branch would never win, and
                 // no PINGREQ would go out. A lapsed deadline is handled

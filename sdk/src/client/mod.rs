@@ -136,6 +136,20 @@ pub enum Event<'a> {
         /// Filters the broker refused this time (dropped from the table).
         refused: u16,
     },
+    /// A message larger than the receive buffer (3.1.1 only: 5.0 tells the
+    /// broker the limit in CONNECT) was acknowledged per its QoS and
+    /// skipped without buffering it: it is not delivered, and the link
+    /// stays up.
+    MessageSkipped {
+        /// Its topic, when it arrived whole with the packet's start.
+        topic: Option<&'a str>,
+        /// The packet's length in bytes.
+        len: usize,
+        /// Its QoS.
+        qos: crate::codec::QoS,
+        /// A QoS 2 redelivery of a message already skipped.
+        duplicate: bool,
+    },
     /// A publish finished (also delivered to [`Client::completion`]).
     PublishComplete {
         /// Its token.

@@ -298,4 +298,21 @@ pub enum Incoming<'a> {
         /// from the input. For a PUBLISH they are also in `message`.
         properties: Properties<'a>,
     },
+    /// A 3.1.1 PUBLISH larger than the session accepts
+    /// ([`Session::max_incoming_packet_size`](super::Session::max_incoming_packet_size)):
+    /// its acknowledgement (PUBACK, or PUBREC with the packet identifier
+    /// held until PUBREL) is queued, and it is not delivered. The driver
+    /// discards `len` bytes from the front of the input, reading past the
+    /// ones that have not arrived yet without buffering them.
+    Skipped {
+        /// The whole packet's length, header included.
+        len: usize,
+        /// Its topic, when it arrived whole with the packet's start.
+        topic: Option<&'a str>,
+        /// Its QoS.
+        qos: QoS,
+        /// A QoS 2 redelivery of a message already skipped (same packet
+        /// identifier, topic and size, not yet released).
+        duplicate: bool,
+    },
 }

@@ -12,6 +12,7 @@
 mod connect;
 mod inbound;
 mod outbound;
+mod oversized;
 mod requests;
 
 use heapless::{Deque, String, Vec};
@@ -207,6 +208,9 @@ pub struct Session<
     store_removals: Deque<u32, STORE_REMOVAL_QUEUE_LEN>,
     /// The driver's transmit buffer size, once it said.
     tx_capacity: Option<usize>,
+    /// The driver's receive buffer size, once it said: it caps the
+    /// Maximum Packet Size we announce (5.0) and accept.
+    rx_capacity: Option<usize>,
     /// Inside [`Session::poll_transmit_batch`], behind packets already
     /// written: a publish that does not fit what is left of the buffer
     /// waits for the next batch instead of failing.
@@ -256,6 +260,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             in_aliases: Vec::new(),
             store_removals: Deque::new(),
             tx_capacity: None,
+            rx_capacity: None,
             batch_tail: false,
             expiring: false,
             authenticator: None,
@@ -273,6 +278,26 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
     /// outbox.
     pub fn set_transmit_capacity(&mut self, capacity: usize) {
         self.tx_capacity = Some(capacity);
+    }
+
+    /// The driver's receive buffer holds packets up to `capacity` bytes.
+    /// The largest packet the session accepts is then the smaller of this
+    /// and the configuration's `max_incoming_packet_size`: a 5.0 CONNECT
+    /// announces it as Maximum Packet Size (so the broker never sends more,
+    /// 5.0 §3.1.2.11.4), and a 3.1.1 PUBLISH above it (3.1.1 has no way to
+    /// say so) is skipped rather than ending the link
+    /// ([`Incoming::Skipped`]).
+    pub fn set_receive_capacity(&mut self, capacity: usize) {
+        self.rx_capacity = Some(capacity);
+    }
+
+    /// The largest incoming packet accepted: the configured maximum, capped
+    /// by the receive buffer once the driver said its size.
+    pub fn max_incoming_packet_size(&self) -> u32 {
+        let rx = self
+            .rx_capacity
+            .map_or(u32::MAX, |c| u32::try_from(c).unwrap_or(u32::MAX));
+        self.config.max_incoming_packet_size.min(rx)
     }
 
     // ----------------------------------------------------------------- state
@@ -364,7 +389,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
     }
 
     fn decode_options(&self) -> DecodeOptions {
-        DecodeOptions::new(self.version).with_max_packet_size(self.config.max_incoming_packet_size)
+        DecodeOptions::new(self.version).with_max_packet_size(self.max_incoming_packet_size())
     }
 
     fn push_event(&mut self, event: Event) {
@@ -555,6 +580,19 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         let (packet, len) = match Packet::decode_from_server(bytes, &opts) {
             Ok(Decoded::Complete { value, len }) => (value, len),
             Ok(Decoded::Incomplete { needed }) => return Ok(Incoming::Incomplete { needed }),
+            Err(DecodeError::PacketTooLarge { size, .. })
+                if opts.version == ProtocolVersion::V311 && self.link == Link::Up =>
+            {
+                if let Some(skipped) = self.skip_oversized_publish(bytes, size)? {
+                    return Ok(skipped);
+                }
+                self.fail(ReasonCode::PACKET_TOO_LARGE);
+                return Err(DecodeError::PacketTooLarge {
+                    size,
+                    max: opts.max_packet_size,
+                }
+                .into());
+            }
             Err(DecodeError::Invalid(Violation::NotSentByServer { packet_type })) => {
                 let v = ProtocolViolation::UnexpectedPacket { packet_type };
                 self.fail(v.reason_code());

@@ -132,6 +132,12 @@ pub(crate) enum Seen {
     PublishFailed(PublishFailure),
     /// Subscriptions restored after a lost session (how many refused).
     Restored(u16),
+    /// A message too large for the receive buffer was skipped.
+    Skipped {
+        topic: Option<String>,
+        len: usize,
+        qos: QoS,
+    },
     /// Anything else.
     Other,
 }
@@ -176,6 +182,13 @@ pub(crate) fn forward(tx: UnboundedSender<Seen>) -> impl FnMut(Event<'_>) + Send
                 ..
             } => Seen::PublishFailed(failure),
             Event::SubscriptionsRestored { refused } => Seen::Restored(refused),
+            Event::MessageSkipped {
+                topic, len, qos, ..
+            } => Seen::Skipped {
+                topic: topic.map(str::to_owned),
+                len,
+                qos,
+            },
             _ => Seen::Other,
         };
         let _ = tx.send(seen);

@@ -226,7 +226,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             receive_maximum: u16::try_from(INFLIGHT)
                 .ok()
                 .filter(|&n| n > 0 && n < u16::MAX),
-            maximum_packet_size: Some(self.config.max_incoming_packet_size),
+            maximum_packet_size: Some(self.max_incoming_packet_size()),
             topic_alias_maximum: u16::try_from(ALIASES).ok().filter(|&n| n > 0),
             authentication_method: self.auth_method(),
             authentication_data: self.auth_data.as_deref(),

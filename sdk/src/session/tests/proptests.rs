@@ -155,6 +155,10 @@ proptest! {
                     prop_assert!(len > 0 && off + len <= bytes.len());
                     off += len;
                 }
+                Ok(Incoming::Skipped { len, .. }) => {
+                    prop_assert!(len > 0);
+                    off = (off + len).min(bytes.len());
+                }
                 Ok(Incoming::Incomplete { needed }) => {
                     prop_assert!(needed > 0);
                     break;
