@@ -303,6 +303,17 @@ impl Read for BrokerTransport<'_> {
     }
 }
 
+impl embermq::transport::Transport for BrokerTransport<'_> {
+    async fn close(&mut self) {
+        match self {
+            Self::Tcp(s) => s.close().await,
+            Self::Tls(s) => s.close().await,
+            Self::Ws(s) => s.close().await,
+            Self::Wss(s) => s.close().await,
+        }
+    }
+}
+
 impl Write for BrokerTransport<'_> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
         match self {

@@ -135,6 +135,7 @@ impl ConnectArgs {
                 max_attempts: Some(u32::from(fallback)),
             },
             connect_timeout: embermq::time::Duration::from_secs(self.connect_timeout),
+            close_timeout: embermq::time::Duration::from_secs(1),
         }
     }
 

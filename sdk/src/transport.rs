@@ -36,7 +36,7 @@
 /// buffers.
 pub trait Connector {
     /// The byte stream this connector produces.
-    type Transport<'a>: embedded_io_async::Read + embedded_io_async::Write
+    type Transport<'a>: Transport
     where
         Self: 'a;
 
@@ -48,6 +48,25 @@ pub trait Connector {
     fn connect(
         &mut self,
     ) -> impl core::future::Future<Output = Result<Self::Transport<'_>, Self::Error>>;
+}
+
+/// A byte stream a [`Connector`] opens: `embedded_io_async::Read +
+/// Write`, plus a polite end.
+///
+/// Implement it with an empty body for a stream that has nothing to say
+/// before it is dropped (`impl Transport for MyStream {}`); the provided
+/// `close` does nothing.
+pub trait Transport: embedded_io_async::Read + embedded_io_async::Write {
+    /// Ends the stream politely before the driver drops it, once the
+    /// session has closed the link (after an MQTT DISCONNECT, where there
+    /// was one): the WebSocket closing handshake (RFC 6455 §7.1.1), a TLS
+    /// close_notify (RFC 8446 §6.1). The client's driver bounds it by
+    /// [`ClientConfig::close_timeout`](crate::client::ClientConfig::close_timeout)
+    /// and drops the stream whatever happens; failures are not reported.
+    /// The default does nothing (dropping a TCP socket sends its FIN).
+    fn close(&mut self) -> impl core::future::Future<Output = ()> {
+        core::future::ready(())
+    }
 }
 
 #[cfg(feature = "embassy-net")]

@@ -78,6 +78,7 @@ fn give_up_at_once() -> ClientConfig {
             max_attempts: Some(0),
         },
         connect_timeout: embermq::time::Duration::from_secs(2),
+        close_timeout: embermq::time::Duration::from_secs(1),
     }
 }
 

@@ -297,6 +297,8 @@ impl Read for Firehose {
     }
 }
 
+impl embermq::transport::Transport for Firehose {}
+
 impl Write for Firehose {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
         let before = self.walker.pingreqs;

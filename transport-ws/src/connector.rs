@@ -152,3 +152,18 @@ impl<'b, C: Connector, R: rand_core::RngCore + rand_core::CryptoRng, H: Handshak
         Ok(WsStream::new(conn))
     }
 }
+
+/// The closing handshake (RFC 6455 §7.1.1) when the client's driver ends
+/// the link: Close 1000, then the peer's Close is awaited (data frames
+/// discarded). The driver bounds it with its close timeout, so a peer that
+/// never echoes costs only that long.
+impl<T: embedded_io_async::Read + embedded_io_async::Write, M: crate::message::Role>
+    embermq::transport::Transport for WsStream<'_, T, M>
+{
+    async fn close(&mut self) {
+        let _ = self
+            .connection()
+            .close(1000, "", core::future::pending::<()>())
+            .await;
+    }
+}

@@ -144,6 +144,7 @@ impl<'a> Settings<'a> {
             max_attempts: None,
         },
         connect_timeout: Duration::from_secs(30),
+        close_timeout: Duration::from_secs(1),
     };
 
     /// Settings for `device_id`, publishing every `interval_secs`, with

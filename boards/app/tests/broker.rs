@@ -197,6 +197,7 @@ const FAST: ClientConfig = ClientConfig {
         max_attempts: None,
     },
     connect_timeout: Duration::from_secs(5),
+    close_timeout: embermq::time::Duration::from_secs(1),
 };
 
 /// Settings for device `id`, a reading every `interval_secs`, reconnecting

@@ -81,6 +81,8 @@ impl Read for DummyIo {
     }
 }
 
+impl embermq::transport::Transport for DummyIo {}
+
 impl Write for DummyIo {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
         black_box(buf);

@@ -251,6 +251,7 @@ pub(crate) async fn run(
             max_attempts: None,
         },
         connect_timeout: embermq::time::Duration::from_secs(10),
+        close_timeout: embermq::time::Duration::from_secs(1),
     };
     let broker = &s.checker_broker;
     let tcp = TokioTcpConnector::new(broker.host.as_str(), broker.port);

@@ -437,6 +437,7 @@ async fn drive<C: Connector>(
         ClientConfig {
             backoff,
             connect_timeout: embermq::time::Duration::from_secs(20),
+            close_timeout: embermq::time::Duration::from_secs(1),
         },
     )
     .run(handler);

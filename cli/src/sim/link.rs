@@ -220,6 +220,12 @@ impl<T: Read> Read for CutStream<'_, T> {
     }
 }
 
+impl<T: embermq::transport::Transport> embermq::transport::Transport for CutStream<'_, T> {
+    async fn close(&mut self) {
+        self.inner.close().await;
+    }
+}
+
 impl<T: Write> Write for CutStream<'_, T> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, CutIoError> {
         if self.cut.signaled() {

@@ -100,6 +100,12 @@ impl<T: Read> Read for CountingStream<T> {
     }
 }
 
+impl<T: embermq::transport::Transport> embermq::transport::Transport for CountingStream<T> {
+    async fn close(&mut self) {
+        self.io.close().await;
+    }
+}
+
 impl<T: Write> Write for CountingStream<T> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, T::Error> {
         let n = self.io.write(buf).await?;

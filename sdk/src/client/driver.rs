@@ -20,7 +20,7 @@ use crate::clock::Clock;
 use crate::session::{self, CloseReason, Incoming};
 use crate::store::{NoStore, Store};
 use crate::time::Duration;
-use crate::transport::Connector;
+use crate::transport::{Connector, Transport as _};
 
 /// The driver's settings besides the session's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,13 +31,20 @@ pub struct ClientConfig {
     /// may take. CONNACK is bounded separately by the session's
     /// `connect_timeout`.
     pub connect_timeout: Duration,
+    /// The longest the polite end of a link may take once the session
+    /// closed it (the WebSocket closing handshake: our Close and the
+    /// peer's echo, RFC 6455 §7.1.1); see
+    /// [`Connector::close`](crate::transport::Connector::close).
+    pub close_timeout: Duration,
 }
 
 impl ClientConfig {
-    /// [`Backoff::DEFAULT`] and a 10 s connect timeout.
+    /// [`Backoff::DEFAULT`], a 10 s connect timeout and a 1 s close
+    /// timeout.
     pub const DEFAULT: ClientConfig = ClientConfig {
         backoff: Backoff::DEFAULT,
         connect_timeout: Duration::from_secs(10),
+        close_timeout: Duration::from_secs(1),
     };
 }
 
@@ -56,6 +63,9 @@ enum LinkEnd {
     Closed {
         accepted: bool,
         failure: ClientError,
+        /// The session closed the link (DISCONNECT sent where there was
+        /// one) and the transport still works: end it politely.
+        polite: bool,
     },
     /// Unrecoverable: the lent buffers cannot carry the traffic.
     Fatal(ClientError),
@@ -219,6 +229,10 @@ impl<
                 Either::First(Ok(mut transport)) => {
                     debug!("transport open");
                     let end = serve(state, &mut transport, clock, rx, tx, handler).await;
+                    if let LinkEnd::Closed { polite: true, .. } = end {
+                        let until = clock.now() + config.close_timeout;
+                        select(transport.close(), clock.sleep_until(until)).await;
+                    }
                     drop(transport);
                     state.with(|sh| sh.session.handle_disconnected(clock.now()));
                     drain_events(state, handler).await;
@@ -226,7 +240,9 @@ impl<
                         LinkEnd::Fatal(e) => {
                             return Err(e.with_connector_error().with_store_error());
                         }
-                        LinkEnd::Closed { accepted, failure } => {
+                        LinkEnd::Closed {
+                            accepted, failure, ..
+                        } => {
                             if accepted {
                                 failures = 0;
                             }
@@ -506,6 +522,8 @@ async fn serve<
     let mut skip = 0usize;
     // Why the link ended: an I/O error, else what the session said.
     let mut io_failure = None;
+    // The session ended the link, which still works (see `LinkEnd`).
+    let mut polite = false;
     let mut closed = None;
     'link: loop {
         let wrote = match transmit(state, transport, clock, tx).await {
@@ -528,11 +546,13 @@ async fn serve<
         let (wants_close, stop, up) =
             state.with(|sh| (sh.session.wants_close(), sh.stop, sh.session.is_connected()));
         if wants_close {
+            polite = true;
             break;
         }
         if stop {
             // A polite DISCONNECT (or none before CONNACK), then close.
             if state.with(|sh| sh.session.disconnect()).is_err() || !up {
+                polite = true;
                 break;
             }
             continue;
@@ -708,5 +728,9 @@ async fn serve<
         (None, Some(reason)) => ClientError::Link(reason),
         (None, None) => ClientError::Link(CloseReason::TransportClosed),
     };
-    LinkEnd::Closed { accepted, failure }
+    LinkEnd::Closed {
+        accepted,
+        failure,
+        polite: polite && io_failure.is_none(),
+    }
 }

@@ -194,6 +194,15 @@ impl defmt::Format for EmbassyTcpError {
     }
 }
 
+/// A graceful TCP close: FIN once the data written so far is out (the
+/// driver bounds the wait).
+impl super::Transport for TcpSocket<'_> {
+    async fn close(&mut self) {
+        TcpSocket::close(self);
+        let _ = embedded_io_async::Write::flush(self).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Two real embassy-net (smoltcp) stacks joined by an in-memory Ethernet

@@ -378,6 +378,11 @@ impl<'a, T: Read + Write + 'a> Write for EmbeddedTlsStream<'a, T> {
     }
 }
 
+/// Nothing is sent before the stream is dropped: embedded-tls closes with
+/// close_notify only by consuming the connection, which the driver does
+/// not own.
+impl<'a, T: Read + Write + 'a> super::Transport for EmbeddedTlsStream<'a, T> {}
+
 /// Why an embedded-tls connection (handshake or traffic) failed.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]

@@ -685,6 +685,15 @@ impl<T: Read + Write> Write for RustlsStream<T> {
     }
 }
 
+/// Sends close_notify (RFC 8446 §6.1) before the connection is dropped,
+/// so the server sees a clean end rather than a truncation.
+impl<T: Read + Write> super::Transport for RustlsStream<T> {
+    async fn close(&mut self) {
+        self.conn.send_close_notify();
+        let _ = Write::flush(self).await;
+    }
+}
+
 /// Why a TLS connection (handshake or traffic) failed.
 #[derive(Debug)]
 #[non_exhaustive]

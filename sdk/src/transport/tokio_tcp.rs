@@ -191,6 +191,9 @@ impl core::error::Error for TokioTcpError {
     }
 }
 
+/// Nothing to say before the socket closes (dropping it sends FIN).
+impl super::Transport for TokioTcpStream {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

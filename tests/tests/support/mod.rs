@@ -57,6 +57,7 @@ pub(crate) fn fast_reconnect() -> ClientConfig {
             max_attempts: None,
         },
         connect_timeout: embermq::time::Duration::from_secs(5),
+        close_timeout: embermq::time::Duration::from_secs(1),
     }
 }
 
