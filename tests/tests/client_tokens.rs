@@ -150,3 +150,82 @@ async fn a_qos0_backlog_queued_offline_drains_without_other_traffic() {
     })
     .await;
 }
+
+/// Fault injector (no broker can make our own write fail on demand): a
+/// transport that reads one CONNACK, then nothing, and whose writes after
+/// the CONNECT fail.
+struct BrokenAfterConnect {
+    connack_sent: bool,
+    writes: u32,
+}
+
+impl embedded_io_async::ErrorType for BrokenAfterConnect {
+    type Error = embedded_io_async::ErrorKind;
+}
+
+impl embedded_io_async::Read for BrokenAfterConnect {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        if !self.connack_sent {
+            self.connack_sent = true;
+            buf[..4].copy_from_slice(&[0x20, 2, 0, 0]);
+            return Ok(4);
+        }
+        core::future::pending().await
+    }
+}
+
+impl embedded_io_async::Write for BrokenAfterConnect {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        self.writes += 1;
+        if self.writes > 1 {
+            return Err(embedded_io_async::ErrorKind::BrokenPipe);
+        }
+        Ok(buf.len())
+    }
+
+    async fn flush(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+impl embermq::transport::Transport for BrokenAfterConnect {}
+
+struct BrokenConnector;
+
+impl embermq::transport::Connector for BrokenConnector {
+    type Transport<'a> = BrokenAfterConnect;
+    type Error = core::convert::Infallible;
+
+    async fn connect(&mut self) -> Result<BrokenAfterConnect, Self::Error> {
+        Ok(BrokenAfterConnect {
+            connack_sent: false,
+            writes: 0,
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qos0_publish_whose_write_fails_does_not_complete_as_sent() {
+    let mut cfg = config("tokens-broken");
+    cfg.protocol = ProtocolChoice::V311;
+    let st = state(cfg, 4096);
+    let (driver, mut events) = spawn_driver!(st, BrokenConnector);
+    within(10, async {
+        connected(&mut events).await;
+        let token = st
+            .client()
+            .publish(&OutgoingMessage::new("q0", b"lost", QoS::AtMostOnce))
+            .await
+            .unwrap();
+        // The write of the PUBLISH fails: the token must say so.
+        assert_eq!(
+            st.client().completion(token).await,
+            Err(ClientError::Publish(
+                embermq::session::PublishFailure::LinkLost
+            ))
+        );
+        st.client().stop();
+        driver.abort();
+    })
+    .await;
+}

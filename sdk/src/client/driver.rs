@@ -133,6 +133,8 @@ impl<
         state.with(|sh| {
             sh.session.set_transmit_capacity(tx.len());
             sh.session.set_receive_capacity(rx.len());
+            // QoS 0 completes once its bytes are written, not when encoded.
+            sh.session.set_transmit_confirmation(true);
         });
         Self {
             state,
@@ -433,6 +435,7 @@ async fn transmit<
             Either::First(result) => result.map_err(|e| LinkError::Io(e.kind()))?,
             Either::Second(()) => return Err(LinkError::Stalled),
         }
+        state.with(|sh| sh.session.confirm_transmitted());
     }
     Ok(wrote)
 }

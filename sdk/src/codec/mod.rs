@@ -135,7 +135,7 @@ mod reason_code;
 mod subscribe;
 mod topic_syntax;
 mod unsubscribe;
-mod wire;
+pub(crate) mod wire;
 
 #[cfg(test)]
 pub(crate) mod strategies;

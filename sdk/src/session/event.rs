@@ -100,6 +100,10 @@ pub enum PublishFailure {
     /// Stored in a format this version cannot read (a durable record from
     /// another version); it was not sent.
     Unreadable,
+    /// A QoS 0 message was handed to the transport, but the link failed
+    /// before the write was confirmed; QoS 0 is at most once, so it is
+    /// not sent again.
+    LinkLost,
 }
 
 impl fmt::Display for PublishFailure {
@@ -121,6 +125,7 @@ impl fmt::Display for PublishFailure {
             ),
             Self::Expired => f.write_str("message expiry interval lapsed before it was sent"),
             Self::Unreadable => f.write_str("stored message could not be read back"),
+            Self::LinkLost => f.write_str("the link failed before the message was written"),
         }
     }
 }

@@ -215,6 +215,13 @@ pub struct Session<
     /// written: a publish that does not fit what is left of the buffer
     /// waits for the next batch instead of failing.
     batch_tail: bool,
+    /// With transmit confirmation on (a driver that says when its writes
+    /// succeeded): QoS 0 publishes handed out but not yet confirmed
+    /// written; their completions wait here (counted against the event
+    /// queue) and fail with [`PublishFailure::LinkLost`] if the link ends
+    /// first.
+    confirm_transmit: bool,
+    unconfirmed: Deque<u32, EVENT_QUEUE_LEN>,
     /// Some record may carry a Message Expiry Interval (the expiry scans
     /// are skipped while none does).
     expiring: bool,
@@ -262,6 +269,8 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             tx_capacity: None,
             rx_capacity: None,
             batch_tail: false,
+            confirm_transmit: false,
+            unconfirmed: Deque::new(),
             expiring: false,
             authenticator: None,
             auth_data: None,
@@ -278,6 +287,26 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
     /// outbox.
     pub fn set_transmit_capacity(&mut self, capacity: usize) {
         self.tx_capacity = Some(capacity);
+    }
+
+    /// Reports QoS 0 completions only once the driver confirms the bytes
+    /// were written ([`confirm_transmitted`](Self::confirm_transmitted));
+    /// until then they wait, and a link that ends first fails them with
+    /// [`PublishFailure::LinkLost`]. Off by default: a QoS 0 publish then
+    /// completes when it is handed out by `poll_transmit`.
+    pub fn set_transmit_confirmation(&mut self, on: bool) {
+        self.confirm_transmit = on;
+    }
+
+    /// Everything handed out by `poll_transmit` so far was written to the
+    /// transport: the QoS 0 completions waiting for it are reported.
+    pub fn confirm_transmitted(&mut self) {
+        while let Some(token) = self.unconfirmed.pop_front() {
+            self.push_event(Event::PublishComplete {
+                token: PublishToken(token),
+                result: Ok(()),
+            });
+        }
     }
 
     /// The driver's receive buffer holds packets up to `capacity` bytes.
@@ -404,7 +433,9 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
     }
 
     fn events_free(&self) -> usize {
-        EVENT_QUEUE_LEN.saturating_sub(self.events.len())
+        EVENT_QUEUE_LEN
+            .saturating_sub(self.events.len())
+            .saturating_sub(self.unconfirmed.len())
     }
 
     /// Whether a record can be finished now: its event and its store
@@ -425,6 +456,27 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             token: PublishToken(m.token),
             result,
         });
+    }
+
+    /// A QoS 0 record was handed out to be written: removed from the
+    /// outbox, and its completion reported now, or (with transmit
+    /// confirmation) once the driver confirms the write.
+    fn finish_sent_qos0(&mut self, off: usize, m: RecordMeta) {
+        if !self.confirm_transmit {
+            self.finish(off, m, Ok(()));
+            return;
+        }
+        self.outbox.remove(off);
+        if m.key != 0 {
+            let _ = self.store_removals.push_back(m.key);
+        }
+        // Callers checked `can_finish`, which counts these.
+        if self.unconfirmed.push_back(m.token).is_err() {
+            self.push_event(Event::PublishComplete {
+                token: PublishToken(m.token),
+                result: Ok(()),
+            });
+        }
     }
 
     fn close(&mut self, reason: CloseReason) {
@@ -505,6 +557,15 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         }
         // A link lost before CONNACK keeps the version: only the broker's
         // refusal of it (handle_connack) switches to 3.1.1.
+        //
+        // QoS 0 messages handed out but never confirmed written are lost
+        // (at most once: they are not sent again).
+        while let Some(token) = self.unconfirmed.pop_front() {
+            self.push_event(Event::PublishComplete {
+                token: PublishToken(token),
+                result: Err(PublishFailure::LinkLost),
+            });
+        }
         if !self.close_reported {
             self.close_reported = true;
             self.push_event(Event::Disconnected {

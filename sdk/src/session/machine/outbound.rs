@@ -8,6 +8,7 @@
 use heapless::{String, Vec};
 
 use super::{Control, EVENT_HEADROOM, Session};
+use crate::codec::wire;
 use crate::codec::{
     self, PacketType, Properties, Property, PropertyFields, ProtocolVersion, PubAck, Publish, QoS,
     ReasonCode, UserProperty,
@@ -171,20 +172,26 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                     });
                     return Ok(None);
                 }
-                let vl = varint_len(remaining);
+                let vl = wire::varint_len(remaining);
                 let start = 1 + vl + vh_len;
                 dst.copy_within(payload_at..payload_at + n, start);
                 // The empty PUBLISH ends exactly where the payload starts;
                 // its own (shorter) Remaining Length is then overwritten.
-                let vl0 = varint_len(vh_len);
+                let vl0 = wire::varint_len(vh_len);
                 let at = vl - vl0;
                 let Some(head) = dst.get_mut(at..start) else {
                     return Ok(None);
                 };
                 empty.encode(head, ProtocolVersion::V5)?;
                 let first = head.first().copied().unwrap_or(0x30);
-                if let Some(h) = dst.get_mut(..1 + vl) {
-                    write_varint(h, first, remaining);
+                // The remaining length is at most MAX_REMAINING_LENGTH
+                // (checked above), so it fits the varint's 28 bits.
+                let (varint, used) = wire::varint_bytes(remaining as u32);
+                if let Some((f, rest)) = dst.get_mut(..1 + used).and_then(|h| h.split_first_mut())
+                    && let Some(v) = varint.get(..rest.len())
+                {
+                    *f = first;
+                    rest.copy_from_slice(v);
                 }
                 Ok(Some(start + n))
             })
@@ -552,7 +559,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             match outcome {
                 RecordOutcome::Sent { len, packet_id } => {
                     if m.qos == QoS::AtMostOnce {
-                        self.finish(off, m, Ok(()));
+                        self.finish_sent_qos0(off, m);
                     } else {
                         self.outbox.set(off, packet_id, RecordState::AwaitAck);
                     }
@@ -730,39 +737,14 @@ fn rebuilt_fields<'u, 'p: 'u>(
 }
 
 /// The largest Remaining Length (MQTT §1.5.5 / §2.1.4).
-const MAX_REMAINING_LENGTH: usize = 268_435_455;
-
-/// Bytes of the Variable Byte Integer encoding of `n` (§1.5.5).
-const fn varint_len(n: usize) -> usize {
-    match n {
-        0..=127 => 1,
-        128..=16_383 => 2,
-        16_384..=2_097_151 => 3,
-        _ => 4,
-    }
-}
-
-/// Writes the fixed header `first` byte and `remaining` as a Variable Byte
-/// Integer into `out` (exactly `1 + varint_len(remaining)` bytes).
-fn write_varint(out: &mut [u8], first: u8, remaining: usize) {
-    let mut n = remaining;
-    let mut bytes = out.iter_mut();
-    if let Some(b) = bytes.next() {
-        *b = first;
-    }
-    for b in bytes {
-        let digit = (n % 128) as u8;
-        n /= 128;
-        *b = if n > 0 { digit | 0x80 } else { digit };
-    }
-}
+const MAX_REMAINING_LENGTH: usize = wire::MAX_VARINT as usize;
 
 /// The variable header's length in an encoded PUBLISH of `encoded_len`
-/// bytes with an empty payload: `encoded_len = 1 + varint_len(vh) + vh`.
+/// bytes with an empty payload: `encoded_len = 1 + wire::varint_len(vh) + vh`.
 fn variable_header_len(encoded_len: usize) -> usize {
     (1..=4)
         .map(|vl| encoded_len.saturating_sub(1 + vl))
-        .find(|&vh| 1 + varint_len(vh) + vh == encoded_len)
+        .find(|&vh| 1 + wire::varint_len(vh) + vh == encoded_len)
         .unwrap_or(0)
 }
 
