@@ -316,6 +316,14 @@ impl<
         self.with(|sh| sh.session.set_authenticator(authenticator));
     }
 
+    /// Lends the [`Credentials`](crate::session::Credentials) every CONNECT
+    /// takes its user name and password from, refreshed before each
+    /// connect attempt (see [`Session::set_credentials`]): for tokens that
+    /// expire while the client runs (an Azure IoT Hub SAS token).
+    pub fn set_credentials(&self, credentials: &'b mut (dyn crate::session::Credentials + Send)) {
+        self.with(|sh| sh.session.set_credentials(credentials));
+    }
+
     /// A handle for publishing, subscribing and stopping; copy it freely.
     pub fn client(&self) -> Client<'_, 'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS> {
         Client { state: self }

@@ -5,6 +5,10 @@
 //! in CONNECT, AUTH Continue (0x18) in both directions until CONNACK, and
 //! re-authentication (AUTH 0x19) on a connected link. It does not
 //! implement any method itself.
+//!
+//! Also here: [`Credentials`], the user name and password the application
+//! renews before every CONNECT (an Azure IoT Hub SAS token, a signed or
+//! one-time password), for credentials that expire while the client runs.
 
 /// The largest Authentication Data one step may carry (the session keeps
 /// one step's answer until it is sent).
@@ -26,4 +30,26 @@ pub trait Authenticator {
 
     /// The broker continued (AUTH 0x18) with `data`: the answer.
     fn respond(&mut self, data: Option<&[u8]>, out: &mut [u8]) -> Option<usize>;
+}
+
+/// The user name and password of the CONNECT (MQTT 3.1.1 §3.1.3.4-5,
+/// 5.0 §3.1.3.5-6), renewed before every connect attempt.
+///
+/// Lend one with [`Session::set_credentials`](super::Session::set_credentials)
+/// (or `ClientState::set_credentials`); it then replaces the configuration's
+/// `username` and `password`, which are borrowed for the session's life
+/// and so cannot change. [`refresh`](Self::refresh) runs when each new
+/// transport is up, before its CONNECT is encoded: mint a fresh token there
+/// (it owns its buffer), from the driver's clock or the application's own
+/// sense of wall time.
+pub trait Credentials {
+    /// A new connection is starting at `now` (the driver's clock): renew
+    /// what has expired or is about to.
+    fn refresh(&mut self, now: crate::time::Instant);
+
+    /// The user name for this CONNECT, if any.
+    fn username(&self) -> Option<&str>;
+
+    /// The password for this CONNECT, if any.
+    fn password(&self) -> Option<&[u8]>;
 }

@@ -17,7 +17,7 @@ mod requests;
 
 use heapless::{Deque, String, Vec};
 
-use super::auth::{Authenticator, MAX_AUTH_DATA};
+use super::auth::{Authenticator, Credentials, MAX_AUTH_DATA};
 use super::config::SessionConfig;
 use super::error::{ProtocolViolation, SessionError};
 use super::event::{
@@ -227,6 +227,8 @@ pub struct Session<
     expiring: bool,
     /// 5.0 enhanced authentication, if the application lent one.
     authenticator: Option<&'b mut (dyn Authenticator + Send)>,
+    /// Renewed user name and password, replacing the configuration's.
+    credentials: Option<&'b mut (dyn Credentials + Send)>,
     /// Authentication Data of the next CONNECT or AUTH.
     auth_data: Option<Vec<u8, MAX_AUTH_DATA>>,
     /// An AUTH to send, with this reason code.
@@ -273,6 +275,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             unconfirmed: Deque::new(),
             expiring: false,
             authenticator: None,
+            credentials: None,
             auth_data: None,
             auth_pending: None,
             reauthenticating: false,
@@ -287,6 +290,14 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
     /// outbox.
     pub fn set_transmit_capacity(&mut self, capacity: usize) {
         self.tx_capacity = Some(capacity);
+    }
+
+    /// Lends the [`Credentials`] whose user name and password every
+    /// CONNECT carries from now on (instead of the configuration's); they
+    /// are refreshed when each new transport is up
+    /// ([`handle_connected`](Self::handle_connected)).
+    pub fn set_credentials(&mut self, credentials: &'b mut (dyn Credentials + Send)) {
+        self.credentials = Some(credentials);
     }
 
     /// Reports QoS 0 completions only once the driver confirms the bytes
@@ -530,6 +541,9 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             });
         }
         self.link = Link::ConnectQueued;
+        if let Some(credentials) = self.credentials.as_deref_mut() {
+            credentials.refresh(now);
+        }
         self.close_reported = false;
         self.pending_disconnect = None;
         self.control.clear();

@@ -149,7 +149,7 @@ mod outbox;
 #[cfg(test)]
 mod tests;
 
-pub use auth::{Authenticator, MAX_AUTH_DATA};
+pub use auth::{Authenticator, Credentials, MAX_AUTH_DATA};
 pub use config::{OverflowPolicy, ProtocolChoice, SessionConfig};
 pub use error::{ProtocolViolation, SessionError, SizeLimit};
 pub use event::{

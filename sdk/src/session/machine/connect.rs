@@ -248,8 +248,14 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             keep_alive: self.config.keep_alive_secs,
             client_id: self.assigned_client_id().unwrap_or(self.config.client_id),
             will,
-            username: self.config.username,
-            password: self.config.password,
+            username: match self.credentials.as_deref() {
+                Some(c) => c.username(),
+                None => self.config.username,
+            },
+            password: match self.credentials.as_deref() {
+                Some(c) => c.password(),
+                None => self.config.password,
+            },
             properties: if v5 {
                 Properties::from_fields(&fields)
             } else {
