@@ -214,6 +214,8 @@ pub struct Session<
     /// Some record may carry a Message Expiry Interval (the expiry scans
     /// are skipped while none does).
     expiring: bool,
+    /// Some record carries a session-loss notice not yet applied.
+    session_lost_notices: bool,
     /// 5.0 enhanced authentication, if the application lent one.
     authenticator: Option<&'b mut (dyn Authenticator + Send)>,
     /// Authentication Data of the next CONNECT or AUTH.
@@ -258,6 +260,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             tx_capacity: None,
             batch_tail: false,
             expiring: false,
+            session_lost_notices: false,
             authenticator: None,
             auth_data: None,
             auth_pending: None,
@@ -367,7 +370,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         DecodeOptions::new(self.version).with_max_packet_size(self.config.max_incoming_packet_size)
     }
 
-    fn push_event(&mut self, event: Event) {
+    pub(super) fn push_event(&mut self, event: Event) {
         // Inputs keep EVENT_HEADROOM slots free before raising events; the
         // ones that cannot wait (timeouts, transport loss) may find the
         // queue full, and then the link's end is kept aside, never lost.

@@ -150,7 +150,7 @@ mod outbox;
 mod tests;
 
 pub use auth::{Authenticator, MAX_AUTH_DATA};
-pub use config::{OverflowPolicy, ProtocolChoice, SessionConfig};
+pub use config::{OverflowPolicy, ProtocolChoice, SessionConfig, SessionLostPolicy};
 pub use error::{ProtocolViolation, SessionError, SizeLimit};
 pub use event::{
     CloseReason, Event, FilterResults, Incoming, MAX_FILTERS_PER_REQUEST, Message, OutgoingMessage,

@@ -9,7 +9,7 @@ use heapless::Vec;
 use super::{BrokerLimits, Link, Ping, Request, RequestKind, Session};
 use crate::codec::{
     self, Auth, Connack, Connect, PacketType, Properties, Property, PropertyFields,
-    ProtocolVersion, ReasonCode, Will,
+    ProtocolVersion, QoS, ReasonCode, Will,
 };
 use crate::session::auth::{Authenticator, MAX_AUTH_DATA};
 use crate::session::config::ProtocolChoice;
@@ -164,8 +164,15 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                 }
             } else if m.state != RecordState::Held {
                 // The broker has no state: everything unacknowledged is
-                // sent again as a new publish, nothing is dropped.
+                // sent again as a new publish, nothing is dropped. A QoS 2
+                // one already sent may have reached the broker: exactly
+                // once is lost, and the policy decides (see
+                // `apply_session_lost`).
                 self.outbox.set(off, 0, RecordState::Queued);
+                if m.qos == QoS::ExactlyOnce && m.packet_id != 0 {
+                    self.outbox.set_notice(off, true);
+                    self.session_lost_notices = true;
+                }
             }
             off += m.len;
         }
