@@ -16,6 +16,7 @@ mod requests;
 
 use heapless::{Deque, String, Vec};
 
+use self::inbound::HeldQos2;
 use super::auth::{Authenticator, MAX_AUTH_DATA};
 use super::config::SessionConfig;
 use super::error::{ProtocolViolation, SessionError};
@@ -43,6 +44,11 @@ pub const EVENT_HEADROOM: usize = 3;
 /// [`Session::poll_store_removal`]); `handle_incoming` answers
 /// [`Incoming::Backpressure`] rather than overflow it.
 pub const STORE_REMOVAL_QUEUE_LEN: usize = 16;
+/// The default of [`Session`]'s `V311_QOS2_EXTRA`: inbound QoS 2 messages
+/// a 3.1.1 session holds beyond `INFLIGHT` until their PUBREL. With
+/// `INFLIGHT` ≥ 4 it covers the in-flight default of mosquitto and VerneMQ
+/// (20); EMQX (32) needs `INFLIGHT` ≥ 16 or a larger value. 8 bytes each.
+pub const DEFAULT_V311_QOS2_EXTRA: usize = 16;
 /// The longest broker-assigned client identifier kept for reconnects.
 pub const MAX_ASSIGNED_CLIENT_ID_LEN: usize = 64;
 
@@ -164,12 +170,19 @@ pub const BATCH_BYTES: usize = 16 * 1024;
 /// - `FILTER_LEN`: the longest topic filter (and aliased topic) stored.
 /// - `ALIASES`: 5.0 topic aliases in each direction (0: none; we then
 ///   never send one and advertise Topic Alias Maximum 0).
+/// - `V311_QOS2_EXTRA`: under 3.1.1 only, inbound QoS 2 messages held
+///   (delivered, awaiting PUBREL) beyond `INFLIGHT`. 3.1.1 cannot tell the
+///   broker a Receive Maximum, so the broker's own in-flight limit
+///   (mosquitto `max_inflight_messages`, 20 by default) decides how many
+///   arrive before the first PUBREL; `INFLIGHT + V311_QOS2_EXTRA` must be
+///   at least that. 8 bytes each. See docs/session.md.
 pub struct Session<
     'b,
     const INFLIGHT: usize,
     const SUBS: usize,
     const FILTER_LEN: usize = 128,
     const ALIASES: usize = 0,
+    const V311_QOS2_EXTRA: usize = DEFAULT_V311_QOS2_EXTRA,
 > {
     config: SessionConfig<'b>,
     outbox: Outbox<'b>,
@@ -186,7 +199,9 @@ pub struct Session<
     events: Deque<Event, EVENT_QUEUE_LEN>,
     /// Inbound QoS 2 messages delivered and awaiting PUBREL: the packet id
     /// and a fingerprint of the message (see `inbound::message_fingerprint`).
-    inbound_qos2: Vec<(u16, u32), INFLIGHT>,
+    inbound_qos2: Vec<HeldQos2, INFLIGHT>,
+    /// 3.1.1 only: the same, for messages beyond `INFLIGHT`.
+    inbound_qos2_v311: Vec<HeldQos2, V311_QOS2_EXTRA>,
     subs: Vec<SubEntry<FILTER_LEN>, SUBS>,
     requests: Vec<Request, SUBS>,
     next_packet_id: u16,
@@ -226,8 +241,14 @@ pub struct Session<
     reauthenticating: bool,
 }
 
-impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, const ALIASES: usize>
-    Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES>
+impl<
+    'b,
+    const INFLIGHT: usize,
+    const SUBS: usize,
+    const FILTER_LEN: usize,
+    const ALIASES: usize,
+    const V311_QOS2_EXTRA: usize,
+> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_EXTRA>
 {
     /// A session that has never connected, queuing publishes in `outbox`.
     pub fn new(config: SessionConfig<'b>, outbox: &'b mut [u8]) -> Self {
@@ -243,6 +264,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             control: Deque::new(),
             events: Deque::new(),
             inbound_qos2: Vec::new(),
+            inbound_qos2_v311: Vec::new(),
             subs: Vec::new(),
             requests: Vec::new(),
             next_packet_id: 1,
@@ -619,18 +641,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                 Ok((None, a.properties))
             }
             Packet::Pubrel(a) if up => {
-                let code = match self
-                    .inbound_qos2
-                    .iter()
-                    .position(|&(id, _)| id == a.packet_id)
-                {
-                    Some(i) => {
-                        self.inbound_qos2.swap_remove(i);
-                        ReasonCode::SUCCESS
-                    }
-                    None => ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
-                };
-                let _ = self.control.push_back(Control::Pubcomp(a.packet_id, code));
+                self.handle_pubrel(a.packet_id);
                 Ok((None, a.properties))
             }
             Packet::Pubcomp(a) if up => {

@@ -18,8 +18,14 @@ use crate::session::event::{CloseReason, Event, MAX_FILTERS_PER_REQUEST};
 use crate::session::outbox::RecordState;
 use crate::time::{Duration, Instant};
 
-impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, const ALIASES: usize>
-    Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES>
+impl<
+    'b,
+    const INFLIGHT: usize,
+    const SUBS: usize,
+    const FILTER_LEN: usize,
+    const ALIASES: usize,
+    const V311_QOS2_EXTRA: usize,
+> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_EXTRA>
 {
     /// Lends an [`Authenticator`]: CONNECT (5.0 only) then carries its
     /// Authentication Method and first data, and the broker's AUTH
@@ -181,6 +187,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         }
         if !c.session_present {
             self.inbound_qos2.clear();
+            self.inbound_qos2_v311.clear();
             self.queue_restore();
         }
         self.push_event(Event::Connected {

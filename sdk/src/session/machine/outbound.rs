@@ -19,8 +19,14 @@ use crate::session::outbox::{EXPIRY_UNSTAMPED, HEADER_LEN, RecordMeta, RecordSta
 use crate::time::Instant;
 use crate::topic;
 
-impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, const ALIASES: usize>
-    Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES>
+impl<
+    'b,
+    const INFLIGHT: usize,
+    const SUBS: usize,
+    const FILTER_LEN: usize,
+    const ALIASES: usize,
+    const V311_QOS2_EXTRA: usize,
+> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_EXTRA>
 {
     pub(super) fn complete(&mut self, off: usize, m: RecordMeta, code: ReasonCode) {
         let result = if code.is_error() {

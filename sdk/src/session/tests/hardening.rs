@@ -346,3 +346,97 @@ fn session_lost_reports_wait_for_room_in_the_event_queue() {
         assert_eq!(p.completions(t), vec![Ok(())]);
     }
 }
+
+// ------------------------------- 3.1.1 inbound QoS 2 beyond INFLIGHT
+
+/// The broker sends `n` QoS 2 messages back to back (as mosquitto does with
+/// its in-flight window of 20) before any PUBREL can reach the client.
+fn qos2_burst(p: &mut Pair, n: u16, first_id: u16) {
+    for i in 0..n {
+        let payload = alloc::format!("m{}", first_id + i);
+        p.b.send_publish(
+            "burst",
+            payload.as_bytes(),
+            QoS::ExactlyOnce,
+            first_id + i,
+            false,
+        );
+    }
+    p.pump();
+}
+
+#[test]
+fn mqtt_4_3_3_v311_inbound_qos2_burst_beyond_inflight_delivered_once_on_one_link() {
+    // 3.1.1 has no Receive Maximum: the broker's own in-flight limit (20 for
+    // mosquitto) decides. INFLIGHT = 4 here; the 3.1.1 extra table holds
+    // the rest until their PUBREL.
+    let mut p = Pair::new(persistent(ProtocolChoice::V311), None);
+    p.connect();
+    qos2_burst(&mut p, 20, 100);
+    assert!(p.errors.is_empty(), "{:?}", p.errors);
+    assert!(p.s.is_connected());
+    assert_eq!(p.got.len(), 20);
+    assert_eq!(p.b.count(Dir::ToBroker, PacketType::Pubcomp), 20);
+    assert_eq!(p.connected_events().len(), 1);
+    // The ids are free again: the next burst is delivered too.
+    qos2_burst(&mut p, 20, 120);
+    assert_eq!(p.got.len(), 40);
+    assert!(p.s.is_connected());
+}
+
+#[test]
+fn mqtt_4_3_3_v311_redelivery_of_a_message_held_in_the_extra_table_is_not_delivered_twice() {
+    let mut p = Pair::new(persistent(ProtocolChoice::V311), None);
+    p.connect();
+    // Our PUBRECs for ids 1..=10 are lost: all ten stay held, six of them
+    // beyond INFLIGHT.
+    for _ in 0..10 {
+        p.b.drop_next(Dir::ToBroker, PacketType::Pubrec);
+    }
+    qos2_burst(&mut p, 10, 1);
+    assert_eq!(p.got.len(), 10);
+    // The broker resends them all on the resumed session (DUP=1).
+    p.cut();
+    p.b.drops_clear();
+    p.connect();
+    assert_eq!(p.connected_events(), vec![false, true]);
+    assert_eq!(p.got.len(), 10, "redeliveries are not handed out again");
+    assert_eq!(p.b.count(Dir::ToBroker, PacketType::Pubcomp), 10);
+}
+
+#[test]
+fn v311_inbound_qos2_beyond_both_tables_is_a_typed_error_naming_the_bound() {
+    let mut p = Pair::new(persistent(ProtocolChoice::V311), None);
+    p.connect();
+    let capacity = 4 + DEFAULT_V311_QOS2_EXTRA;
+    for _ in 0..=capacity {
+        p.b.drop_next(Dir::ToBroker, PacketType::Pubrec);
+    }
+    qos2_burst(&mut p, u16::try_from(capacity).unwrap() + 1, 1);
+    assert_eq!(p.got.len(), capacity);
+    assert_eq!(
+        p.errors,
+        vec![SessionError::Protocol(
+            ProtocolViolation::InboundQos2TableFull { capacity }
+        )]
+    );
+}
+
+#[test]
+fn mqtt_3_3_4_v5_inbound_qos2_beyond_our_receive_maximum_is_still_0x93() {
+    // 5.0 told the broker Receive Maximum = INFLIGHT: the extra 3.1.1 table
+    // is not used, and a broker that ignores it breaks the protocol.
+    let mut p = Pair::new(persistent(ProtocolChoice::V5), None);
+    p.connect();
+    for _ in 0..5 {
+        p.b.drop_next(Dir::ToBroker, PacketType::Pubrec);
+    }
+    qos2_burst(&mut p, 5, 1);
+    assert_eq!(p.got.len(), 4);
+    assert_eq!(
+        p.errors,
+        vec![SessionError::Protocol(
+            ProtocolViolation::ReceiveMaximumExceeded
+        )]
+    );
+}
