@@ -40,6 +40,26 @@ pub enum OverflowPolicy {
     DropOldestQos0,
 }
 
+/// What the session does with a QoS 2 publish it had already sent when the
+/// broker answers a reconnect with Session Present 0 (it lost the session,
+/// and with it the packet identifier that made the delivery exactly once).
+/// The broker may or may not have forwarded the message: mosquitto forwards
+/// a QoS 2 message only on PUBREL, other brokers on receipt (5.0 §4.3.3
+/// allows both). Either choice is reported per publish; see
+/// docs/session.md, "QoS 2 across a session loss".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SessionLostPolicy {
+    /// Send it again as a new publish (at least once: it may arrive twice)
+    /// and raise [`Event::Republished`](super::Event::Republished) before it
+    /// goes out. Nothing is lost.
+    #[default]
+    Republish,
+    /// Drop it: it completes with
+    /// [`PublishFailure::SessionLost`](super::PublishFailure::SessionLost)
+    /// (at most once: it may never have arrived). Nothing is duplicated.
+    Abandon,
+}
+
 /// Everything a session needs besides its buffers. Strings are borrowed for
 /// the session's lifetime; nothing is copied.
 #[derive(Debug, Clone, Copy)]
@@ -77,12 +97,16 @@ pub struct SessionConfig<'b> {
     /// Upper bound for the outbound in-flight window, below the `INFLIGHT`
     /// table size; the broker's Receive Maximum lowers it further.
     pub max_inflight: u16,
+    /// What happens to QoS 2 publishes already sent when the broker lost
+    /// the session ([`SessionLostPolicy::Republish`] by default).
+    pub session_lost_policy: SessionLostPolicy,
 }
 
 impl<'b> SessionConfig<'b> {
     /// A configuration with the given client identifier and defaults:
     /// 5.0, clean start, 60 s keepalive, 10 s connect timeout, no
-    /// credentials, no will, 64 KiB incoming packets.
+    /// credentials, no will, 64 KiB incoming packets, QoS 2 republished
+    /// after a session loss.
     pub const fn new(client_id: &'b str) -> Self {
         Self {
             client_id,
@@ -98,6 +122,7 @@ impl<'b> SessionConfig<'b> {
             session_expiry_secs: None,
             max_incoming_packet_size: 65_536,
             max_inflight: u16::MAX,
+            session_lost_policy: SessionLostPolicy::Republish,
         }
     }
 }

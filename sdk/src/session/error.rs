@@ -28,6 +28,13 @@ pub enum ProtocolViolation {
     /// More unreleased QoS 2 messages than our Receive Maximum allows
     /// (5.0 §3.3.4, reason 0x93).
     ReceiveMaximumExceeded,
+    /// 3.1.1: more unreleased inbound QoS 2 messages than the session
+    /// holds (`INFLIGHT + V311_QOS2_EXTRA`); the broker's in-flight limit
+    /// is higher. Reason 0x93 (only sent in 5.0, where this cannot occur).
+    InboundQos2TableFull {
+        /// How many the session holds.
+        capacity: usize,
+    },
     /// A PUBLISH with a Topic Alias although we allow none (5.0 §3.3.2.3.4,
     /// reason 0x94).
     TopicAliasInvalid,
@@ -43,7 +50,9 @@ impl ProtocolViolation {
             Self::UnexpectedPacket { .. }
             | Self::ReasonCodeCountMismatch { .. }
             | Self::SessionPresentOnCleanStart => ReasonCode::PROTOCOL_ERROR,
-            Self::ReceiveMaximumExceeded => ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+            Self::ReceiveMaximumExceeded | Self::InboundQos2TableFull { .. } => {
+                ReasonCode::RECEIVE_MAXIMUM_EXCEEDED
+            }
             Self::TopicAliasInvalid => ReasonCode::TOPIC_ALIAS_INVALID,
         }
     }
@@ -62,6 +71,11 @@ impl fmt::Display for ProtocolViolation {
             Self::ReceiveMaximumExceeded => {
                 f.write_str("broker exceeded our Receive Maximum of unreleased QoS 2 messages")
             }
+            Self::InboundQos2TableFull { capacity } => write!(
+                f,
+                "broker sent more than {capacity} unreleased QoS 2 messages (3.1.1): \
+                 raise the session's V311_QOS2_EXTRA to the broker's in-flight limit"
+            ),
             Self::TopicAliasInvalid => f.write_str("broker used a Topic Alias we did not allow"),
             Self::SessionPresentOnCleanStart => {
                 f.write_str("CONNACK claims a stored session although Clean Start was set")

@@ -104,6 +104,11 @@ pub enum PublishFailure {
     /// before the write was confirmed; QoS 0 is at most once, so it is
     /// not sent again.
     LinkLost,
+    /// A QoS 2 publish already sent when the broker lost the session
+    /// (CONNACK Session Present 0), dropped by
+    /// [`SessionLostPolicy::Abandon`](super::SessionLostPolicy::Abandon):
+    /// the broker may or may not have delivered it; it is not sent again.
+    SessionLost,
 }
 
 impl fmt::Display for PublishFailure {
@@ -126,6 +131,10 @@ impl fmt::Display for PublishFailure {
             Self::Expired => f.write_str("message expiry interval lapsed before it was sent"),
             Self::Unreadable => f.write_str("stored message could not be read back"),
             Self::LinkLost => f.write_str("the link failed before the message was written"),
+            Self::SessionLost => f.write_str(
+                "the broker lost the session after this QoS 2 message was sent: \
+                 it may or may not have been delivered, and is not sent again",
+            ),
         }
     }
 }
@@ -206,6 +215,17 @@ pub enum Event {
         /// How many filters the broker refused this time (they are dropped
         /// from the table).
         refused: u16,
+    },
+    /// The broker lost the session (CONNACK Session Present 0) after this
+    /// QoS 2 publish was sent (and possibly received: PUBREC), so exactly
+    /// once cannot be kept: with
+    /// [`SessionLostPolicy::Republish`](super::SessionLostPolicy::Republish)
+    /// it is sent again as a new publish and may arrive twice. Raised
+    /// before it goes out again; its [`Event::PublishComplete`] follows as
+    /// usual.
+    Republished {
+        /// The token [`Session::publish`](super::Session::publish) returned.
+        token: PublishToken,
     },
     /// A 5.0 re-authentication
     /// ([`Session::reauthenticate`](super::Session::reauthenticate))

@@ -17,6 +17,7 @@ mod requests;
 
 use heapless::{Deque, String, Vec};
 
+use self::inbound::HeldQos2;
 use super::auth::{Authenticator, Credentials, MAX_AUTH_DATA};
 use super::config::SessionConfig;
 use super::error::{ProtocolViolation, SessionError};
@@ -44,6 +45,11 @@ pub const EVENT_HEADROOM: usize = 3;
 /// [`Session::poll_store_removal`]); `handle_incoming` answers
 /// [`Incoming::Backpressure`] rather than overflow it.
 pub const STORE_REMOVAL_QUEUE_LEN: usize = 16;
+/// The default of [`Session`]'s `V311_QOS2_EXTRA`: inbound QoS 2 messages
+/// a 3.1.1 session holds beyond `INFLIGHT` until their PUBREL. With
+/// `INFLIGHT` ≥ 4 it covers the in-flight default of mosquitto and VerneMQ
+/// (20); EMQX (32) needs `INFLIGHT` ≥ 16 or a larger value. 8 bytes each.
+pub const DEFAULT_V311_QOS2_EXTRA: usize = 16;
 /// The longest broker-assigned client identifier kept for reconnects.
 pub const MAX_ASSIGNED_CLIENT_ID_LEN: usize = 64;
 
@@ -165,12 +171,19 @@ pub const BATCH_BYTES: usize = 16 * 1024;
 /// - `FILTER_LEN`: the longest topic filter (and aliased topic) stored.
 /// - `ALIASES`: 5.0 topic aliases in each direction (0: none; we then
 ///   never send one and advertise Topic Alias Maximum 0).
+/// - `V311_QOS2_EXTRA`: under 3.1.1 only, inbound QoS 2 messages held
+///   (delivered, awaiting PUBREL) beyond `INFLIGHT`. 3.1.1 cannot tell the
+///   broker a Receive Maximum, so the broker's own in-flight limit
+///   (mosquitto `max_inflight_messages`, 20 by default) decides how many
+///   arrive before the first PUBREL; `INFLIGHT + V311_QOS2_EXTRA` must be
+///   at least that. 8 bytes each. See docs/session.md.
 pub struct Session<
     'b,
     const INFLIGHT: usize,
     const SUBS: usize,
     const FILTER_LEN: usize = 128,
     const ALIASES: usize = 0,
+    const V311_QOS2_EXTRA: usize = DEFAULT_V311_QOS2_EXTRA,
 > {
     config: SessionConfig<'b>,
     outbox: Outbox<'b>,
@@ -187,7 +200,9 @@ pub struct Session<
     events: Deque<Event, EVENT_QUEUE_LEN>,
     /// Inbound QoS 2 messages delivered and awaiting PUBREL: the packet id
     /// and a fingerprint of the message (see `inbound::message_fingerprint`).
-    inbound_qos2: Vec<(u16, u32), INFLIGHT>,
+    inbound_qos2: Vec<HeldQos2, INFLIGHT>,
+    /// 3.1.1 only: the same, for messages beyond `INFLIGHT`.
+    inbound_qos2_v311: Vec<HeldQos2, V311_QOS2_EXTRA>,
     subs: Vec<SubEntry<FILTER_LEN>, SUBS>,
     requests: Vec<Request, SUBS>,
     next_packet_id: u16,
@@ -225,6 +240,8 @@ pub struct Session<
     /// Some record may carry a Message Expiry Interval (the expiry scans
     /// are skipped while none does).
     expiring: bool,
+    /// Some record carries a session-loss notice not yet applied.
+    session_lost_notices: bool,
     /// 5.0 enhanced authentication, if the application lent one.
     authenticator: Option<&'b mut (dyn Authenticator + Send)>,
     /// Renewed user name and password, replacing the configuration's.
@@ -237,8 +254,14 @@ pub struct Session<
     reauthenticating: bool,
 }
 
-impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, const ALIASES: usize>
-    Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES>
+impl<
+    'b,
+    const INFLIGHT: usize,
+    const SUBS: usize,
+    const FILTER_LEN: usize,
+    const ALIASES: usize,
+    const V311_QOS2_EXTRA: usize,
+> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_EXTRA>
 {
     /// A session that has never connected, queuing publishes in `outbox`.
     pub fn new(config: SessionConfig<'b>, outbox: &'b mut [u8]) -> Self {
@@ -254,6 +277,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             control: Deque::new(),
             events: Deque::new(),
             inbound_qos2: Vec::new(),
+            inbound_qos2_v311: Vec::new(),
             subs: Vec::new(),
             requests: Vec::new(),
             next_packet_id: 1,
@@ -274,6 +298,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             confirm_transmit: false,
             unconfirmed: Deque::new(),
             expiring: false,
+            session_lost_notices: false,
             authenticator: None,
             credentials: None,
             auth_data: None,
@@ -432,7 +457,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         DecodeOptions::new(self.version).with_max_packet_size(self.max_incoming_packet_size())
     }
 
-    fn push_event(&mut self, event: Event) {
+    pub(super) fn push_event(&mut self, event: Event) {
         // Inputs keep EVENT_HEADROOM slots free before raising events; the
         // ones that cannot wait (timeouts, transport loss) may find the
         // queue full, and then the link's end is kept aside, never lost.
@@ -729,18 +754,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                 Ok((None, a.properties))
             }
             Packet::Pubrel(a) if up => {
-                let code = match self
-                    .inbound_qos2
-                    .iter()
-                    .position(|&(id, _)| id == a.packet_id)
-                {
-                    Some(i) => {
-                        self.inbound_qos2.swap_remove(i);
-                        ReasonCode::SUCCESS
-                    }
-                    None => ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
-                };
-                let _ = self.control.push_back(Control::Pubcomp(a.packet_id, code));
+                self.handle_pubrel(a.packet_id);
                 Ok((None, a.properties))
             }
             Packet::Pubcomp(a) if up => {

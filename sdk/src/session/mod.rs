@@ -150,13 +150,13 @@ mod outbox;
 mod tests;
 
 pub use auth::{Authenticator, Credentials, MAX_AUTH_DATA};
-pub use config::{OverflowPolicy, ProtocolChoice, SessionConfig};
+pub use config::{OverflowPolicy, ProtocolChoice, SessionConfig, SessionLostPolicy};
 pub use error::{ProtocolViolation, SessionError, SizeLimit};
 pub use event::{
     CloseReason, Event, FilterResults, Incoming, MAX_FILTERS_PER_REQUEST, Message, OutgoingMessage,
     PublishFailure, PublishState, PublishToken, RequestToken,
 };
 pub use machine::{
-    BATCH_BYTES, BrokerLimits, CONTROL_QUEUE_LEN, EVENT_HEADROOM, EVENT_QUEUE_LEN,
-    MAX_ASSIGNED_CLIENT_ID_LEN, STORE_REMOVAL_QUEUE_LEN, Session,
+    BATCH_BYTES, BrokerLimits, CONTROL_QUEUE_LEN, DEFAULT_V311_QOS2_EXTRA, EVENT_HEADROOM,
+    EVENT_QUEUE_LEN, MAX_ASSIGNED_CLIENT_ID_LEN, STORE_REMOVAL_QUEUE_LEN, Session,
 };

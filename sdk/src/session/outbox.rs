@@ -22,6 +22,8 @@ pub(crate) const HEADER_LEN: usize = 20;
 /// [`RecordMeta::expires`] of a message with an expiry interval that has
 /// not been stamped with the time yet.
 pub(crate) const EXPIRY_UNSTAMPED: u32 = u32::MAX;
+/// The state byte's bit for [`RecordMeta::notice`].
+const NOTICE_BIT: u8 = 0x80;
 
 /// Where a record is in its flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +69,10 @@ pub(crate) struct RecordMeta {
     pub(crate) packet_id: u16,
     pub(crate) state: RecordState,
     pub(crate) qos: QoS,
+    /// A QoS 2 publish sent on a session the broker lost: its
+    /// [`SessionLostPolicy`](super::SessionLostPolicy) is still to be
+    /// applied and reported. Bit 7 of the state byte.
+    pub(crate) notice: bool,
 }
 
 pub(crate) struct Outbox<'b> {
@@ -139,8 +145,9 @@ impl<'b> Outbox<'b> {
             key: u32::from_le_bytes([k0, k1, k2, k3]),
             expires: u32::from_le_bytes([s0, s1, s2, s3]),
             packet_id: u16::from_le_bytes([p0, p1]),
-            state: RecordState::from_u8(state),
+            state: RecordState::from_u8(state & !NOTICE_BIT),
             qos: QoS::from_bits(qos).unwrap_or(QoS::AtMostOnce),
+            notice: state & NOTICE_BIT != 0,
         })
     }
 
@@ -169,7 +176,7 @@ impl<'b> Outbox<'b> {
             stamp[3],
             pid[0],
             pid[1],
-            m.state as u8,
+            m.state as u8 | if m.notice { NOTICE_BIT } else { 0 },
             m.qos as u8,
         ];
         let at = self.head.saturating_add(off);
@@ -183,6 +190,14 @@ impl<'b> Outbox<'b> {
         if let Some(mut m) = self.meta(off) {
             m.packet_id = packet_id;
             m.state = state;
+            self.write_meta(off, &m);
+        }
+    }
+
+    /// Sets or clears the session-loss notice of the record at `off`.
+    pub(crate) fn set_notice(&mut self, off: usize, notice: bool) {
+        if let Some(mut m) = self.meta(off) {
+            m.notice = notice;
             self.write_meta(off, &m);
         }
     }
@@ -302,6 +317,7 @@ impl<'b> Outbox<'b> {
             packet_id: 0,
             state,
             qos,
+            notice: false,
         };
         self.write_meta(start, &meta);
     }

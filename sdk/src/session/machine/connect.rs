@@ -9,7 +9,7 @@ use heapless::Vec;
 use super::{BrokerLimits, Link, Ping, Request, RequestKind, Session};
 use crate::codec::{
     self, Auth, Connack, Connect, PacketType, Properties, Property, PropertyFields,
-    ProtocolVersion, ReasonCode, Will,
+    ProtocolVersion, QoS, ReasonCode, Will,
 };
 use crate::session::auth::{Authenticator, MAX_AUTH_DATA};
 use crate::session::config::ProtocolChoice;
@@ -18,8 +18,14 @@ use crate::session::event::{CloseReason, Event, MAX_FILTERS_PER_REQUEST};
 use crate::session::outbox::RecordState;
 use crate::time::{Duration, Instant};
 
-impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, const ALIASES: usize>
-    Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES>
+impl<
+    'b,
+    const INFLIGHT: usize,
+    const SUBS: usize,
+    const FILTER_LEN: usize,
+    const ALIASES: usize,
+    const V311_QOS2_EXTRA: usize,
+> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_EXTRA>
 {
     /// Lends an [`Authenticator`]: CONNECT (5.0 only) then carries its
     /// Authentication Method and first data, and the broker's AUTH
@@ -164,8 +170,15 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                 }
             } else if m.state != RecordState::Held {
                 // The broker has no state: everything unacknowledged is
-                // sent again as a new publish, nothing is dropped.
+                // sent again as a new publish, nothing is dropped. A QoS 2
+                // one already sent may have reached the broker: exactly
+                // once is lost, and the policy decides (see
+                // `apply_session_lost`).
                 self.outbox.set(off, 0, RecordState::Queued);
+                if m.qos == QoS::ExactlyOnce && m.packet_id != 0 {
+                    self.outbox.set_notice(off, true);
+                    self.session_lost_notices = true;
+                }
             }
             off += m.len;
         }
@@ -174,6 +187,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         }
         if !c.session_present {
             self.inbound_qos2.clear();
+            self.inbound_qos2_v311.clear();
             self.queue_restore();
         }
         self.push_event(Event::Connected {

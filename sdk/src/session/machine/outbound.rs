@@ -13,15 +13,21 @@ use crate::codec::{
     self, PacketType, Properties, Property, PropertyFields, ProtocolVersion, PubAck, Publish, QoS,
     ReasonCode, UserProperty,
 };
-use crate::session::config::OverflowPolicy;
+use crate::session::config::{OverflowPolicy, SessionLostPolicy};
 use crate::session::error::{SessionError, SizeLimit};
 use crate::session::event::{Event, OutgoingMessage, PublishFailure, PublishState, PublishToken};
 use crate::session::outbox::{EXPIRY_UNSTAMPED, HEADER_LEN, RecordMeta, RecordState};
 use crate::time::Instant;
 use crate::topic;
 
-impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, const ALIASES: usize>
-    Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES>
+impl<
+    'b,
+    const INFLIGHT: usize,
+    const SUBS: usize,
+    const FILTER_LEN: usize,
+    const ALIASES: usize,
+    const V311_QOS2_EXTRA: usize,
+> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_EXTRA>
 {
     pub(super) fn complete(&mut self, off: usize, m: RecordMeta, code: ReasonCode) {
         let result = if code.is_error() {
@@ -453,6 +459,7 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
             } else if m.expires != 0
                 && m.state == RecordState::Queued
                 && m.packet_id == 0
+                && !m.notice
                 && now_s.saturating_add(1) >= m.expires
                 && self.can_finish()
             {
@@ -479,7 +486,9 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         self.outbox
             .offsets()
             .filter_map(|off| self.outbox.meta(off))
-            .filter(|m| m.state == RecordState::Queued && m.packet_id == 0 && m.expires != 0)
+            .filter(|m| {
+                m.state == RecordState::Queued && m.packet_id == 0 && !m.notice && m.expires != 0
+            })
             .map(|m| {
                 if m.expires == EXPIRY_UNSTAMPED {
                     Instant::ZERO
@@ -504,6 +513,36 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         }
     }
 
+    /// Applies the [`SessionLostPolicy`] to each QoS 2 publish that was
+    /// sent on a session the broker lost: reports it with
+    /// [`Event::Republished`] (it then goes out as new), or finishes it with
+    /// [`PublishFailure::SessionLost`]. Returns whether every one was
+    /// handled (false: the event queue is full; poll_event first).
+    fn apply_session_lost(&mut self) -> bool {
+        let mut pending = false;
+        let mut off = 0;
+        while let Some(m) = self.outbox.meta(off) {
+            if m.notice {
+                match self.config.session_lost_policy {
+                    SessionLostPolicy::Republish if self.events_free() > 0 => {
+                        self.outbox.set_notice(off, false);
+                        self.push_event(Event::Republished {
+                            token: PublishToken(m.token),
+                        });
+                    }
+                    SessionLostPolicy::Abandon if self.can_finish() => {
+                        self.finish(off, m, Err(PublishFailure::SessionLost));
+                        continue;
+                    }
+                    _ => pending = true,
+                }
+            }
+            off += m.len;
+        }
+        self.session_lost_notices = pending;
+        !pending
+    }
+
     /// Sends the first record that can go, in FIFO order: a PUBREL, a
     /// resend (DUP) or a new publish while the window has room. A new QoS
     /// 1/2 publish that does not fit the window stops the scan, so order is
@@ -513,6 +552,10 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
         now: Instant,
         buf: &mut [u8],
     ) -> Result<Option<usize>, SessionError> {
+        if self.session_lost_notices && !self.apply_session_lost() {
+            // Reports first, then the republished messages.
+            return Ok(None);
+        }
         let version = self.version;
         let mut inflight = self.inflight();
         let window = self.window();

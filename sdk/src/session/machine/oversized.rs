@@ -13,11 +13,17 @@
 
 use super::{Control, Session};
 use crate::codec::{DecodeOptions, Decoded, FixedHeader, PacketType, ProtocolVersion, QoS};
-use crate::session::error::{ProtocolViolation, SessionError};
+use crate::session::error::SessionError;
 use crate::session::event::Incoming;
 
-impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, const ALIASES: usize>
-    Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES>
+impl<
+    'b,
+    const INFLIGHT: usize,
+    const SUBS: usize,
+    const FILTER_LEN: usize,
+    const ALIASES: usize,
+    const V311_QOS2_EXTRA: usize,
+> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_EXTRA>
 {
     /// `bytes` starts with a 3.1.1 packet of `size` bytes, more than the
     /// session accepts. A PUBLISH whose identifier (QoS 1/2) is in `bytes`
@@ -72,15 +78,11 @@ impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, cons
                 // Held until PUBREL like any inbound QoS 2 message, so a
                 // redelivery (same topic, same size) is marked a duplicate.
                 let fingerprint = skipped_fingerprint(topic.unwrap_or(""), size);
-                match self.inbound_qos2.iter_mut().find(|(held, _)| *held == id) {
-                    Some((_, held)) if *held == fingerprint => duplicate = true,
-                    Some((_, held)) => *held = fingerprint,
-                    None => {
-                        if self.inbound_qos2.push((id, fingerprint)).is_err() {
-                            let v = ProtocolViolation::ReceiveMaximumExceeded;
-                            self.fail(v.reason_code());
-                            return Err(v.into());
-                        }
+                match self.receive_qos2(id, fingerprint) {
+                    Ok(new) => duplicate = !new,
+                    Err(v) => {
+                        self.fail(v.reason_code());
+                        return Err(v.into());
                     }
                 }
                 let _ = self.control.push_back(Control::Pubrec(id));

@@ -14,8 +14,14 @@ use crate::session::error::{ProtocolViolation, SessionError};
 use crate::session::event::{Event, FilterResults, MAX_FILTERS_PER_REQUEST, RequestToken};
 use crate::topic;
 
-impl<'b, const INFLIGHT: usize, const SUBS: usize, const FILTER_LEN: usize, const ALIASES: usize>
-    Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES>
+impl<
+    'b,
+    const INFLIGHT: usize,
+    const SUBS: usize,
+    const FILTER_LEN: usize,
+    const ALIASES: usize,
+    const V311_QOS2_EXTRA: usize,
+> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_EXTRA>
 {
     pub(super) fn handle_request_ack(
         &mut self,

@@ -180,3 +180,263 @@ fn refused_restore_after_a_session_loss_forgets_the_filter() {
     );
     assert_eq!(p.s.subscriptions().count(), 0);
 }
+
+// ------------------------------------------- QoS 2 across a session loss
+
+/// Publishes one QoS 2 message per step the session may be at when the
+/// broker loses the session, and loses it there: `AwaitAck` (PUBLISH sent,
+/// its PUBREC lost), `AwaitPubcomp` (PUBREL sent, its PUBCOMP lost) and
+/// `PubrelQueued` after a cut (PUBREC seen, PUBREL not sent yet). Returns
+/// the three tokens; the link is down and the broker's session is gone.
+fn qos2_sent_then_session_lost(p: &mut Pair) -> Vec<PublishToken> {
+    p.connect();
+    p.b.drop_next(Dir::ToClient, PacketType::Pubrec);
+    let before_pubrec = p.publish("lost/a", b"a", QoS::ExactlyOnce);
+    p.b.drop_next(Dir::ToClient, PacketType::Pubcomp);
+    let after_pubrel = p.publish("lost/b", b"b", QoS::ExactlyOnce);
+    p.cut();
+    p.b.forget_session();
+    assert_eq!(p.s.inflight(), 2);
+    vec![before_pubrec, after_pubrel]
+}
+
+#[test]
+fn mqtt_4_3_3_session_lost_past_pubrec_republished_and_reported() {
+    // SessionLostPolicy::Republish (default): at least once, and the
+    // application is told which publish lost its exactly-once guarantee,
+    // before it goes out again.
+    let mut p = Pair::new(persistent(ProtocolChoice::V5), None);
+    let tokens = qos2_sent_then_session_lost(&mut p);
+    let untouched =
+        p.s.publish(&OutgoingMessage::new("lost/new", b"n", QoS::ExactlyOnce))
+            .unwrap();
+    p.take_events();
+    p.connect();
+    let republished: Vec<PublishToken> = p
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Republished { token } => Some(*token),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        republished, tokens,
+        "one event per affected publish, in order"
+    );
+    for t in &tokens {
+        assert_eq!(p.completions(*t), vec![Ok(())]);
+    }
+    assert_eq!(p.completions(untouched), vec![Ok(())]);
+    // The broker got both again as new messages (DUP=0).
+    let again: Vec<_> =
+        p.b.publishes
+            .iter()
+            .skip(2)
+            .map(|m| (m.topic.as_str(), m.dup))
+            .collect();
+    assert_eq!(
+        again,
+        vec![("lost/a", false), ("lost/b", false), ("lost/new", false)]
+    );
+    // The reports came before the republished messages went out.
+    let first_republished = p
+        .events
+        .iter()
+        .position(|e| matches!(e, Event::Republished { .. }))
+        .unwrap();
+    let first_completion = p
+        .events
+        .iter()
+        .position(|e| matches!(e, Event::PublishComplete { .. }))
+        .unwrap();
+    assert!(first_republished < first_completion);
+}
+
+#[test]
+fn mqtt_4_3_3_session_lost_past_pubrec_abandoned_with_session_lost() {
+    // SessionLostPolicy::Abandon: at most once; each affected publish
+    // completes with SessionLost and is not sent again.
+    let cfg = SessionConfig {
+        session_lost_policy: SessionLostPolicy::Abandon,
+        ..persistent(ProtocolChoice::V5)
+    };
+    let mut p = Pair::new(cfg, None);
+    let tokens = qos2_sent_then_session_lost(&mut p);
+    let qos1 =
+        p.s.publish(&OutgoingMessage::new("lost/q1", b"1", QoS::AtLeastOnce))
+            .unwrap();
+    p.take_events();
+    p.connect();
+    for t in &tokens {
+        assert_eq!(p.completions(*t), vec![Err(PublishFailure::SessionLost)]);
+    }
+    assert!(
+        !p.events
+            .iter()
+            .any(|e| matches!(e, Event::Republished { .. }))
+    );
+    assert_eq!(p.completions(qos1), vec![Ok(())]);
+    let again: Vec<_> =
+        p.b.publishes
+            .iter()
+            .skip(2)
+            .map(|m| m.topic.as_str())
+            .collect();
+    assert_eq!(
+        again,
+        vec!["lost/q1"],
+        "the abandoned ones are not sent again"
+    );
+    assert_eq!(p.s.outbox_len(), 0);
+    assert!(p.s.packet_ids_in_use().next().is_none());
+}
+
+#[test]
+fn session_lost_reports_wait_for_room_in_the_event_queue() {
+    // More affected publishes than the event queue has room for: each is
+    // still reported once, and nothing is republished before its report.
+    let mut p = Pair::new(persistent(ProtocolChoice::V5), None);
+    p.connect();
+    p.b.hold_acks = true;
+    let tokens: Vec<_> = (0..4u8)
+        .map(|i| {
+            p.s.publish(&OutgoingMessage::new("many", &[i], QoS::ExactlyOnce))
+                .unwrap()
+        })
+        .collect();
+    p.pump();
+    p.cut();
+    p.b.forget_session();
+    p.b.hold_acks = false;
+    p.b.unacked.clear();
+    p.events.clear();
+    // Reconnect by hand, with only EVENT_HEADROOM slots free at CONNACK.
+    let mut tx = [0u8; 512];
+    p.s.handle_connected(p.now).unwrap();
+    p.b.accept();
+    let n = p.s.poll_transmit(p.now, &mut tx).unwrap().unwrap();
+    p.b.receive(&tx[..n]);
+    for _ in 0..EVENT_QUEUE_LEN - EVENT_HEADROOM {
+        p.s.push_event(Event::Reauthenticated);
+    }
+    let connack = p.b.out.pop_front().unwrap();
+    assert!(matches!(
+        p.s.handle_incoming(&connack, p.now),
+        Ok(Incoming::Packet { .. })
+    ));
+    // Room for two reports only: no PUBLISH may go out yet.
+    assert_eq!(p.s.poll_transmit(p.now, &mut tx).unwrap(), None);
+    let mut republished = Vec::new();
+    while let Some(e) = p.s.poll_event() {
+        if let Event::Republished { token } = e {
+            republished.push(token);
+        }
+    }
+    assert_eq!(republished.len(), 2);
+    // Drained: the other two are reported, then the four go out again.
+    p.link_up = true;
+    p.pump();
+    republished.extend(p.events.iter().filter_map(|e| match e {
+        Event::Republished { token } => Some(*token),
+        _ => None,
+    }));
+    assert_eq!(republished, tokens);
+    for t in tokens {
+        assert_eq!(p.completions(t), vec![Ok(())]);
+    }
+}
+
+// ------------------------------- 3.1.1 inbound QoS 2 beyond INFLIGHT
+
+/// The broker sends `n` QoS 2 messages back to back (as mosquitto does with
+/// its in-flight window of 20) before any PUBREL can reach the client.
+fn qos2_burst(p: &mut Pair, n: u16, first_id: u16) {
+    for i in 0..n {
+        let payload = alloc::format!("m{}", first_id + i);
+        p.b.send_publish(
+            "burst",
+            payload.as_bytes(),
+            QoS::ExactlyOnce,
+            first_id + i,
+            false,
+        );
+    }
+    p.pump();
+}
+
+#[test]
+fn mqtt_4_3_3_v311_inbound_qos2_burst_beyond_inflight_delivered_once_on_one_link() {
+    // 3.1.1 has no Receive Maximum: the broker's own in-flight limit (20 for
+    // mosquitto) decides. INFLIGHT = 4 here; the 3.1.1 extra table holds
+    // the rest until their PUBREL.
+    let mut p = Pair::new(persistent(ProtocolChoice::V311), None);
+    p.connect();
+    qos2_burst(&mut p, 20, 100);
+    assert!(p.errors.is_empty(), "{:?}", p.errors);
+    assert!(p.s.is_connected());
+    assert_eq!(p.got.len(), 20);
+    assert_eq!(p.b.count(Dir::ToBroker, PacketType::Pubcomp), 20);
+    assert_eq!(p.connected_events().len(), 1);
+    // The ids are free again: the next burst is delivered too.
+    qos2_burst(&mut p, 20, 120);
+    assert_eq!(p.got.len(), 40);
+    assert!(p.s.is_connected());
+}
+
+#[test]
+fn mqtt_4_3_3_v311_redelivery_of_a_message_held_in_the_extra_table_is_not_delivered_twice() {
+    let mut p = Pair::new(persistent(ProtocolChoice::V311), None);
+    p.connect();
+    // Our PUBRECs for ids 1..=10 are lost: all ten stay held, six of them
+    // beyond INFLIGHT.
+    for _ in 0..10 {
+        p.b.drop_next(Dir::ToBroker, PacketType::Pubrec);
+    }
+    qos2_burst(&mut p, 10, 1);
+    assert_eq!(p.got.len(), 10);
+    // The broker resends them all on the resumed session (DUP=1).
+    p.cut();
+    p.b.drops_clear();
+    p.connect();
+    assert_eq!(p.connected_events(), vec![false, true]);
+    assert_eq!(p.got.len(), 10, "redeliveries are not handed out again");
+    assert_eq!(p.b.count(Dir::ToBroker, PacketType::Pubcomp), 10);
+}
+
+#[test]
+fn v311_inbound_qos2_beyond_both_tables_is_a_typed_error_naming_the_bound() {
+    let mut p = Pair::new(persistent(ProtocolChoice::V311), None);
+    p.connect();
+    let capacity = 4 + DEFAULT_V311_QOS2_EXTRA;
+    for _ in 0..=capacity {
+        p.b.drop_next(Dir::ToBroker, PacketType::Pubrec);
+    }
+    qos2_burst(&mut p, u16::try_from(capacity).unwrap() + 1, 1);
+    assert_eq!(p.got.len(), capacity);
+    assert_eq!(
+        p.errors,
+        vec![SessionError::Protocol(
+            ProtocolViolation::InboundQos2TableFull { capacity }
+        )]
+    );
+}
+
+#[test]
+fn mqtt_3_3_4_v5_inbound_qos2_beyond_our_receive_maximum_is_still_0x93() {
+    // 5.0 told the broker Receive Maximum = INFLIGHT: the extra 3.1.1 table
+    // is not used, and a broker that ignores it breaks the protocol.
+    let mut p = Pair::new(persistent(ProtocolChoice::V5), None);
+    p.connect();
+    for _ in 0..5 {
+        p.b.drop_next(Dir::ToBroker, PacketType::Pubrec);
+    }
+    qos2_burst(&mut p, 5, 1);
+    assert_eq!(p.got.len(), 4);
+    assert_eq!(
+        p.errors,
+        vec![SessionError::Protocol(
+            ProtocolViolation::ReceiveMaximumExceeded
+        )]
+    );
+}
