@@ -24,7 +24,7 @@ use super::error::{ProtocolViolation, SessionError};
 use super::event::{
     CloseReason, Event, FilterResults, Incoming, Message, PublishFailure, PublishToken,
 };
-use super::outbox::{Outbox, RecordMeta};
+use super::outbox::{Outbox, RecordMeta, RecordState};
 use crate::codec::{
     self, DecodeError, DecodeOptions, Decoded, Disconnect, FixedHeader, Packet, PacketType,
     Properties, ProtocolVersion, PubAck, QoS, ReasonCode, SubscriptionOptions, Violation,
@@ -225,7 +225,7 @@ pub struct Session<
     tx_capacity: Option<usize>,
     /// The driver's receive buffer size, once it said: it caps the
     /// Maximum Packet Size we announce (5.0) and accept.
-    rx_capacity: Option<usize>,
+    rx_capacity: Option<u32>,
     /// Inside [`Session::poll_transmit_batch`], behind packets already
     /// written: a publish that does not fit what is left of the buffer
     /// waits for the next batch instead of failing.
@@ -236,7 +236,8 @@ pub struct Session<
     /// queue) and fail with [`PublishFailure::LinkLost`] if the link ends
     /// first.
     confirm_transmit: bool,
-    unconfirmed: Deque<u32, EVENT_QUEUE_LEN>,
+    /// QoS 0 records in state `Written`: each holds an event slot.
+    unconfirmed: u8,
     /// Some record may carry a Message Expiry Interval (the expiry scans
     /// are skipped while none does).
     expiring: bool,
@@ -296,7 +297,7 @@ impl<
             rx_capacity: None,
             batch_tail: false,
             confirm_transmit: false,
-            unconfirmed: Deque::new(),
+            unconfirmed: 0,
             expiring: false,
             session_lost_notices: false,
             authenticator: None,
@@ -337,12 +338,23 @@ impl<
     /// Everything handed out by `poll_transmit` so far was written to the
     /// transport: the QoS 0 completions waiting for it are reported.
     pub fn confirm_transmitted(&mut self) {
-        while let Some(token) = self.unconfirmed.pop_front() {
-            self.push_event(Event::PublishComplete {
-                token: PublishToken(token),
-                result: Ok(()),
-            });
+        self.finish_written(Ok(()));
+    }
+
+    /// Completes every `Written` QoS 0 record with `result`.
+    fn finish_written(&mut self, result: Result<(), PublishFailure>) {
+        let mut off = 0;
+        while self.unconfirmed > 0
+            && let Some(m) = self.outbox.meta(off)
+        {
+            if m.state == RecordState::Written {
+                self.unconfirmed -= 1;
+                self.finish(off, m, result);
+                continue;
+            }
+            off += m.len;
         }
+        self.unconfirmed = 0;
     }
 
     /// The driver's receive buffer holds packets up to `capacity` bytes.
@@ -353,15 +365,13 @@ impl<
     /// say so) is skipped rather than ending the link
     /// ([`Incoming::Skipped`]).
     pub fn set_receive_capacity(&mut self, capacity: usize) {
-        self.rx_capacity = Some(capacity);
+        self.rx_capacity = Some(u32::try_from(capacity).unwrap_or(u32::MAX));
     }
 
     /// The largest incoming packet accepted: the configured maximum, capped
     /// by the receive buffer once the driver said its size.
     pub fn max_incoming_packet_size(&self) -> u32 {
-        let rx = self
-            .rx_capacity
-            .map_or(u32::MAX, |c| u32::try_from(c).unwrap_or(u32::MAX));
+        let rx = self.rx_capacity.unwrap_or(u32::MAX);
         self.config.max_incoming_packet_size.min(rx)
     }
 
@@ -471,7 +481,7 @@ impl<
     fn events_free(&self) -> usize {
         EVENT_QUEUE_LEN
             .saturating_sub(self.events.len())
-            .saturating_sub(self.unconfirmed.len())
+            .saturating_sub(usize::from(self.unconfirmed))
     }
 
     /// Whether a record can be finished now: its event and its store
@@ -502,17 +512,9 @@ impl<
             self.finish(off, m, Ok(()));
             return;
         }
-        self.outbox.remove(off);
-        if m.key != 0 {
-            let _ = self.store_removals.push_back(m.key);
-        }
-        // Callers checked `can_finish`, which counts these.
-        if self.unconfirmed.push_back(m.token).is_err() {
-            self.push_event(Event::PublishComplete {
-                token: PublishToken(m.token),
-                result: Ok(()),
-            });
-        }
+        // Callers checked `can_finish`: its event slot is held for it.
+        self.outbox.set(off, m.packet_id, RecordState::Written);
+        self.unconfirmed = self.unconfirmed.saturating_add(1);
     }
 
     fn close(&mut self, reason: CloseReason) {
@@ -599,12 +601,7 @@ impl<
         //
         // QoS 0 messages handed out but never confirmed written are lost
         // (at most once: they are not sent again).
-        while let Some(token) = self.unconfirmed.pop_front() {
-            self.push_event(Event::PublishComplete {
-                token: PublishToken(token),
-                result: Err(PublishFailure::LinkLost),
-            });
-        }
+        self.finish_written(Err(PublishFailure::LinkLost));
         if !self.close_reported {
             self.close_reported = true;
             self.push_event(Event::Disconnected {

@@ -39,6 +39,10 @@ pub(crate) enum RecordState {
     /// Queued but not to be sent yet: its durable copy is being written
     /// (see [`crate::store`]).
     Held = 4,
+    /// A QoS 0 publish handed out for writing; kept until the driver
+    /// confirms the write (then it completes) or the link ends (then it
+    /// fails with `LinkLost`). Only with transmit confirmation on.
+    Written = 5,
 }
 
 impl RecordState {
@@ -48,6 +52,7 @@ impl RecordState {
             2 => Self::PubrelQueued,
             3 => Self::AwaitPubcomp,
             4 => Self::Held,
+            5 => Self::Written,
             _ => Self::Queued,
         }
     }

@@ -166,7 +166,10 @@ impl<
                     RecordState::AwaitPubcomp => {
                         self.outbox.set(off, m.packet_id, RecordState::PubrelQueued);
                     }
-                    RecordState::Queued | RecordState::PubrelQueued | RecordState::Held => {}
+                    RecordState::Queued
+                    | RecordState::PubrelQueued
+                    | RecordState::Held
+                    | RecordState::Written => {}
                 }
             } else if m.state != RecordState::Held {
                 // The broker has no state: everything unacknowledged is

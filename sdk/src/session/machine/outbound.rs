@@ -423,9 +423,10 @@ impl<
         Some(match m.state {
             RecordState::Held | RecordState::Queued if m.packet_id == 0 => PublishState::Queued,
             RecordState::Held | RecordState::Queued => PublishState::Resending,
-            RecordState::AwaitAck | RecordState::PubrelQueued | RecordState::AwaitPubcomp => {
-                PublishState::InFlight
-            }
+            RecordState::AwaitAck
+            | RecordState::PubrelQueued
+            | RecordState::AwaitPubcomp
+            | RecordState::Written => PublishState::InFlight,
         })
     }
 
@@ -571,7 +572,7 @@ impl<
                     self.outbox.set(off, m.packet_id, RecordState::AwaitPubcomp);
                     return Ok(Some(len));
                 }
-                RecordState::AwaitAck | RecordState::AwaitPubcomp => {
+                RecordState::AwaitAck | RecordState::AwaitPubcomp | RecordState::Written => {
                     off += m.len;
                     continue;
                 }
