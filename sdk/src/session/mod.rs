@@ -157,6 +157,6 @@ pub use event::{
     PublishFailure, PublishState, PublishToken, RequestToken,
 };
 pub use machine::{
-    BATCH_BYTES, BrokerLimits, CONTROL_QUEUE_LEN, DEFAULT_V311_QOS2_EXTRA, EVENT_HEADROOM,
+    BATCH_BYTES, BrokerLimits, CONTROL_QUEUE_LEN, DEFAULT_V311_QOS2_RUNS, EVENT_HEADROOM,
     EVENT_QUEUE_LEN, MAX_ASSIGNED_CLIENT_ID_LEN, STORE_REMOVAL_QUEUE_LEN, Session,
 };
