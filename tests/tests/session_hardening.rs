@@ -19,7 +19,7 @@ extern crate alloc;
 mod support;
 use support::*;
 
-use std::collections::BTreeMap;
+use alloc::collections::BTreeMap;
 
 use embermq::client::{ClientConfig, ClientState, Connection, CriticalSectionRawMutex};
 use embermq::clock::TokioClock;
