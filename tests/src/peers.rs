@@ -111,6 +111,12 @@ impl Mosquitto {
     /// Starts mosquitto (from PATH or `/usr/sbin/mosquitto`) with anonymous
     /// access on two free loopback ports.
     pub fn start() -> io::Result<Self> {
+        Self::start_with("")
+    }
+
+    /// Starts mosquitto as [`start`](Self::start) does, with `extra` lines
+    /// of global configuration (e.g. `max_inflight_messages 20\n`).
+    pub fn start_with(extra: &str) -> io::Result<Self> {
         let binary = find_binary("mosquitto", "/usr/sbin/mosquitto")?;
         let dir = temp_dir("mosquitto")?;
         let (tcp_port, ws_port) = (free_port()?, free_port()?);
@@ -119,7 +125,7 @@ impl Mosquitto {
             &config,
             format!(
                 "per_listener_settings false\nallow_anonymous true\npersistence false\n\
-                 log_dest stderr\n\
+                 log_dest stderr\n{extra}\
                  listener {tcp_port} 127.0.0.1\nprotocol mqtt\n\
                  listener {ws_port} 127.0.0.1\nprotocol websockets\n"
             ),

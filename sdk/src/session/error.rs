@@ -28,12 +28,13 @@ pub enum ProtocolViolation {
     /// More unreleased QoS 2 messages than our Receive Maximum allows
     /// (5.0 §3.3.4, reason 0x93).
     ReceiveMaximumExceeded,
-    /// 3.1.1: more unreleased inbound QoS 2 messages than the session
-    /// holds (`INFLIGHT + V311_QOS2_EXTRA`); the broker's in-flight limit
-    /// is higher. Reason 0x93 (only sent in 5.0, where this cannot occur).
+    /// 3.1.1: an unreleased inbound QoS 2 message could not be remembered:
+    /// the `INFLIGHT` table is full and the identifiers held beyond it
+    /// already form `V311_QOS2_RUNS` separate runs. Reason 0x93 (only sent
+    /// in 5.0, where this cannot occur).
     InboundQos2TableFull {
-        /// How many the session holds.
-        capacity: usize,
+        /// The session's `V311_QOS2_RUNS`.
+        runs: usize,
     },
     /// A PUBLISH with a Topic Alias although we allow none (5.0 §3.3.2.3.4,
     /// reason 0x94).
@@ -71,10 +72,10 @@ impl fmt::Display for ProtocolViolation {
             Self::ReceiveMaximumExceeded => {
                 f.write_str("broker exceeded our Receive Maximum of unreleased QoS 2 messages")
             }
-            Self::InboundQos2TableFull { capacity } => write!(
+            Self::InboundQos2TableFull { runs } => write!(
                 f,
-                "broker sent more than {capacity} unreleased QoS 2 messages (3.1.1): \
-                 raise the session's V311_QOS2_EXTRA to the broker's in-flight limit"
+                "unreleased inbound QoS 2 packet identifiers beyond INFLIGHT are scattered \
+                 over more than {runs} runs (3.1.1): raise the session's V311_QOS2_RUNS"
             ),
             Self::TopicAliasInvalid => f.write_str("broker used a Topic Alias we did not allow"),
             Self::SessionPresentOnCleanStart => {

@@ -10,6 +10,7 @@
 //! clock, no allocation here or there.
 
 mod connect;
+mod held;
 mod inbound;
 mod outbound;
 mod oversized;
@@ -17,7 +18,7 @@ mod requests;
 
 use heapless::{Deque, String, Vec};
 
-use self::inbound::HeldQos2;
+use self::held::{HeldQos2, HeldRuns};
 use super::auth::{Authenticator, Credentials, MAX_AUTH_DATA};
 use super::config::SessionConfig;
 use super::error::{ProtocolViolation, SessionError};
@@ -45,11 +46,10 @@ pub const EVENT_HEADROOM: usize = 3;
 /// [`Session::poll_store_removal`]); `handle_incoming` answers
 /// [`Incoming::Backpressure`] rather than overflow it.
 pub const STORE_REMOVAL_QUEUE_LEN: usize = 16;
-/// The default of [`Session`]'s `V311_QOS2_EXTRA`: inbound QoS 2 messages
-/// a 3.1.1 session holds beyond `INFLIGHT` until their PUBREL. With
-/// `INFLIGHT` ≥ 4 it covers the in-flight default of mosquitto and VerneMQ
-/// (20); EMQX (32) needs `INFLIGHT` ≥ 16 or a larger value. 8 bytes each.
-pub const DEFAULT_V311_QOS2_EXTRA: usize = 16;
+/// The default of [`Session`]'s `V311_QOS2_RUNS`: runs of consecutive
+/// packet identifiers of inbound QoS 2 messages a 3.1.1 session holds
+/// beyond `INFLIGHT` until their PUBREL (4 bytes each).
+pub const DEFAULT_V311_QOS2_RUNS: usize = 8;
 /// The longest broker-assigned client identifier kept for reconnects.
 pub const MAX_ASSIGNED_CLIENT_ID_LEN: usize = 64;
 
@@ -171,19 +171,20 @@ pub const BATCH_BYTES: usize = 16 * 1024;
 /// - `FILTER_LEN`: the longest topic filter (and aliased topic) stored.
 /// - `ALIASES`: 5.0 topic aliases in each direction (0: none; we then
 ///   never send one and advertise Topic Alias Maximum 0).
-/// - `V311_QOS2_EXTRA`: under 3.1.1 only, inbound QoS 2 messages held
-///   (delivered, awaiting PUBREL) beyond `INFLIGHT`. 3.1.1 cannot tell the
-///   broker a Receive Maximum, so the broker's own in-flight limit
-///   (mosquitto `max_inflight_messages`, 20 by default) decides how many
-///   arrive before the first PUBREL; `INFLIGHT + V311_QOS2_EXTRA` must be
-///   at least that. 8 bytes each. See docs/session.md.
+/// - `V311_QOS2_RUNS`: under 3.1.1 only, inbound QoS 2 messages held
+///   (delivered, awaiting PUBREL) beyond `INFLIGHT` are remembered as runs
+///   of consecutive packet identifiers, at most this many runs (4 bytes
+///   each). 3.1.1 cannot tell the broker a Receive Maximum, and a broker
+///   with a stored backlog may send all of it before the first PUBREL; it
+///   numbers the messages one after the other, so one run holds any such
+///   burst. See docs/session.md, "Inbound QoS 2 under 3.1.1".
 pub struct Session<
     'b,
     const INFLIGHT: usize,
     const SUBS: usize,
     const FILTER_LEN: usize = 128,
     const ALIASES: usize = 0,
-    const V311_QOS2_EXTRA: usize = DEFAULT_V311_QOS2_EXTRA,
+    const V311_QOS2_RUNS: usize = DEFAULT_V311_QOS2_RUNS,
 > {
     config: SessionConfig<'b>,
     outbox: Outbox<'b>,
@@ -201,8 +202,8 @@ pub struct Session<
     /// Inbound QoS 2 messages delivered and awaiting PUBREL: the packet id
     /// and a fingerprint of the message (see `inbound::message_fingerprint`).
     inbound_qos2: Vec<HeldQos2, INFLIGHT>,
-    /// 3.1.1 only: the same, for messages beyond `INFLIGHT`.
-    inbound_qos2_v311: Vec<HeldQos2, V311_QOS2_EXTRA>,
+    /// 3.1.1 only: the identifiers of such messages beyond `INFLIGHT`.
+    inbound_qos2_runs: HeldRuns<V311_QOS2_RUNS>,
     subs: Vec<SubEntry<FILTER_LEN>, SUBS>,
     requests: Vec<Request, SUBS>,
     next_packet_id: u16,
@@ -261,8 +262,8 @@ impl<
     const SUBS: usize,
     const FILTER_LEN: usize,
     const ALIASES: usize,
-    const V311_QOS2_EXTRA: usize,
-> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_EXTRA>
+    const V311_QOS2_RUNS: usize,
+> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_RUNS>
 {
     /// A session that has never connected, queuing publishes in `outbox`.
     pub fn new(config: SessionConfig<'b>, outbox: &'b mut [u8]) -> Self {
@@ -278,7 +279,7 @@ impl<
             control: Deque::new(),
             events: Deque::new(),
             inbound_qos2: Vec::new(),
-            inbound_qos2_v311: Vec::new(),
+            inbound_qos2_runs: HeldRuns::new(),
             subs: Vec::new(),
             requests: Vec::new(),
             next_packet_id: 1,

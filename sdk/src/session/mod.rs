@@ -7,7 +7,8 @@
 //! # What it implements
 //!
 //! - CONNECT / CONNACK in MQTT 3.1.1 or 5.0, chosen at run time, with an
-//!   optional fall-back to 3.1.1 ([`ProtocolChoice::V5WithFallback`]);
+//!   optional fall-back to 3.1.1 when the broker refuses 5.0
+//!   ([`ProtocolChoice::V5WithFallback`]);
 //!   clean start, session present, will, user name and password, refusals
 //!   as [`Event::ConnectRefused`] (3.1.1 §3.1–3.2, 5.0 §3.1–3.2).
 //! - Keepalive: PINGREQ only after the keepalive has passed with nothing
@@ -18,12 +19,16 @@
 //!   [`SessionConfig::max_inflight`] and the broker's Receive Maximum
 //!   (5.0 §4.9); packet identifiers never reused while in use (§2.2.1).
 //! - QoS 0/1/2 inbound flows; QoS 2 delivered exactly once (method B of
-//!   5.0 §4.3.3: the identifier is remembered from PUBLISH to PUBREL).
+//!   5.0 §4.3.3: the identifier is remembered from PUBLISH to PUBREL; under
+//!   3.1.1, which has no Receive Maximum, identifiers beyond `INFLIGHT` are
+//!   kept as runs, so a broker's whole backlog fits on one link).
 //! - SUBSCRIBE / UNSUBSCRIBE with per-filter results; filters remembered
 //!   and sent again when the broker lost the session.
 //! - Reconnect: with the session present, unacknowledged PUBLISH resent
 //!   with DUP and PUBREL resent [MQTT-4.4.0-1]; without it, every
-//!   unacknowledged message is sent again as a new publish.
+//!   unacknowledged message is sent again as a new publish, and a QoS 2
+//!   one already sent follows [`SessionLostPolicy`] (republished with
+//!   [`Event::Republished`], or failed with [`PublishFailure::SessionLost`]).
 //! - MQTT 5.0: both Maximum Packet Sizes (an outbound message over the
 //!   broker's is failed alone with [`PublishFailure::PacketTooLarge`]),
 //!   Receive Maximum both ways, Maximum QoS, Retain Available, Server Keep
@@ -157,6 +162,6 @@ pub use event::{
     PublishFailure, PublishState, PublishToken, RequestToken,
 };
 pub use machine::{
-    BATCH_BYTES, BrokerLimits, CONTROL_QUEUE_LEN, DEFAULT_V311_QOS2_EXTRA, EVENT_HEADROOM,
+    BATCH_BYTES, BrokerLimits, CONTROL_QUEUE_LEN, DEFAULT_V311_QOS2_RUNS, EVENT_HEADROOM,
     EVENT_QUEUE_LEN, MAX_ASSIGNED_CLIENT_ID_LEN, STORE_REMOVAL_QUEUE_LEN, Session,
 };

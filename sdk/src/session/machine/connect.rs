@@ -24,8 +24,8 @@ impl<
     const SUBS: usize,
     const FILTER_LEN: usize,
     const ALIASES: usize,
-    const V311_QOS2_EXTRA: usize,
-> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_EXTRA>
+    const V311_QOS2_RUNS: usize,
+> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_RUNS>
 {
     /// Lends an [`Authenticator`]: CONNECT (5.0 only) then carries its
     /// Authentication Method and first data, and the broker's AUTH
@@ -190,7 +190,7 @@ impl<
         }
         if !c.session_present {
             self.inbound_qos2.clear();
-            self.inbound_qos2_v311.clear();
+            self.inbound_qos2_runs.clear();
             self.queue_restore();
         }
         self.push_event(Event::Connected {

@@ -5,6 +5,7 @@
 
 use heapless::String;
 
+use super::held::HeldQos2;
 use super::{Control, Session};
 use crate::codec::{ProtocolVersion, Publish, QoS, ReasonCode};
 use crate::session::error::ProtocolViolation;
@@ -16,8 +17,8 @@ impl<
     const SUBS: usize,
     const FILTER_LEN: usize,
     const ALIASES: usize,
-    const V311_QOS2_EXTRA: usize,
-> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_EXTRA>
+    const V311_QOS2_RUNS: usize,
+> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_RUNS>
 {
     pub(super) fn handle_publish<'a>(
         &mut self,
@@ -57,7 +58,7 @@ impl<
                     (topic, _) => topic,
                 };
                 let fingerprint = message_fingerprint(resolved_topic, p.payload);
-                let deliver = self.receive_qos2(id, fingerprint)?;
+                let deliver = self.receive_qos2(id, fingerprint, p.dup)?;
                 let _ = self.control.push_back(Control::Pubrec(id));
                 Ok(deliver.then_some(message))
             }
@@ -65,25 +66,27 @@ impl<
         }
     }
 
-    /// A QoS 2 PUBLISH under `id` with `fingerprint` arrived: whether it is
-    /// new (deliver it) or the redelivery of the held one (do not). A
-    /// different message under a held id replaces it and is new.
+    /// A QoS 2 PUBLISH under `id` with `fingerprint` (and its DUP flag)
+    /// arrived: whether it is new (deliver it) or the redelivery of the held
+    /// one (do not). A different message under a held id replaces it and is
+    /// new.
     pub(super) fn receive_qos2(
         &mut self,
         id: u16,
         fingerprint: u32,
+        dup: bool,
     ) -> Result<bool, ProtocolViolation> {
-        let held = self
-            .inbound_qos2
-            .iter_mut()
-            .chain(self.inbound_qos2_v311.iter_mut())
-            .find(|held| held.id() == id);
+        let held = self.inbound_qos2.iter_mut().find(|held| held.id() == id);
         match held {
             Some(held) if held.fingerprint() == fingerprint => Ok(false),
             Some(held) => {
                 *held = HeldQos2::new(id, fingerprint);
                 Ok(true)
             }
+            // Held beyond INFLIGHT (3.1.1), without a fingerprint: a
+            // redelivery carries DUP=1 ([MQTT-3.3.1-1]); DUP=0 under a held
+            // id is a new message, delivered.
+            None if self.inbound_qos2_runs.contains(id) => Ok(!dup),
             None => {
                 self.hold_inbound_qos2(id, fingerprint)?;
                 Ok(true)
@@ -93,9 +96,9 @@ impl<
 
     /// Remembers a delivered QoS 2 message until its PUBREL. 5.0: at most
     /// `INFLIGHT`, the Receive Maximum we announced (§3.3.4, 0x93 beyond
-    /// it). 3.1.1 announces none, so the broker's in-flight limit decides:
-    /// beyond `INFLIGHT` the extra table holds them (see docs/session.md,
-    /// "Inbound QoS 2 under 3.1.1").
+    /// it). 3.1.1 announces none, so the broker decides: beyond `INFLIGHT`
+    /// the identifiers are held as runs (see docs/session.md, "Inbound QoS
+    /// 2 under 3.1.1").
     fn hold_inbound_qos2(&mut self, id: u16, fingerprint: u32) -> Result<(), ProtocolViolation> {
         let held = HeldQos2::new(id, fingerprint);
         if self.inbound_qos2.push(held).is_ok() {
@@ -104,11 +107,13 @@ impl<
         if self.version == ProtocolVersion::V5 {
             return Err(ProtocolViolation::ReceiveMaximumExceeded);
         }
-        self.inbound_qos2_v311
-            .push(held)
-            .map_err(|_| ProtocolViolation::InboundQos2TableFull {
-                capacity: INFLIGHT + V311_QOS2_EXTRA,
+        if self.inbound_qos2_runs.insert(id) {
+            Ok(())
+        } else {
+            Err(ProtocolViolation::InboundQos2TableFull {
+                runs: V311_QOS2_RUNS,
             })
+        }
     }
 
     /// PUBREL: the message under `packet_id` is released; PUBCOMP (0x92 in
@@ -118,20 +123,17 @@ impl<
             .inbound_qos2
             .iter()
             .position(|held| held.id() == packet_id);
-        let extra = self
-            .inbound_qos2_v311
-            .iter()
-            .position(|held| held.id() == packet_id);
-        let code = match (primary, extra) {
-            (Some(i), _) => {
+        let released = match primary {
+            Some(i) => {
                 self.inbound_qos2.swap_remove(i);
-                ReasonCode::SUCCESS
+                true
             }
-            (None, Some(i)) => {
-                self.inbound_qos2_v311.swap_remove(i);
-                ReasonCode::SUCCESS
-            }
-            (None, None) => ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+            None => self.inbound_qos2_runs.remove(packet_id),
+        };
+        let code = if released {
+            ReasonCode::SUCCESS
+        } else {
+            ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
         };
         let _ = self.control.push_back(Control::Pubcomp(packet_id, code));
     }
@@ -185,28 +187,4 @@ fn message_fingerprint(topic: &str, payload: &[u8]) -> u32 {
         .chain(core::iter::once(&0u8))
         .chain(payload)
         .fold(OFFSET, |h, &b| (h ^ u32::from(b)).wrapping_mul(PRIME))
-}
-
-/// An inbound QoS 2 message delivered and awaiting PUBREL: its packet
-/// identifier and [`message_fingerprint`], packed in 6 bytes (alignment 1,
-/// so a table of them costs 6 bytes a slot).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct HeldQos2([u8; 6]);
-
-impl HeldQos2 {
-    fn new(id: u16, fingerprint: u32) -> Self {
-        let [a, b] = id.to_le_bytes();
-        let [c, d, e, f] = fingerprint.to_le_bytes();
-        Self([a, b, c, d, e, f])
-    }
-
-    fn id(self) -> u16 {
-        let [a, b, ..] = self.0;
-        u16::from_le_bytes([a, b])
-    }
-
-    fn fingerprint(self) -> u32 {
-        let [_, _, c, d, e, f] = self.0;
-        u32::from_le_bytes([c, d, e, f])
-    }
 }

@@ -26,8 +26,8 @@ impl<
     const SUBS: usize,
     const FILTER_LEN: usize,
     const ALIASES: usize,
-    const V311_QOS2_EXTRA: usize,
-> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_EXTRA>
+    const V311_QOS2_RUNS: usize,
+> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_RUNS>
 {
     pub(super) fn complete(&mut self, off: usize, m: RecordMeta, code: ReasonCode) {
         let result = if code.is_error() {

@@ -22,8 +22,8 @@ impl<
     const SUBS: usize,
     const FILTER_LEN: usize,
     const ALIASES: usize,
-    const V311_QOS2_EXTRA: usize,
-> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_EXTRA>
+    const V311_QOS2_RUNS: usize,
+> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_RUNS>
 {
     /// `bytes` starts with a 3.1.1 packet of `size` bytes, more than the
     /// session accepts. A PUBLISH whose identifier (QoS 1/2) is in `bytes`
@@ -78,7 +78,7 @@ impl<
                 // Held until PUBREL like any inbound QoS 2 message, so a
                 // redelivery (same topic, same size) is marked a duplicate.
                 let fingerprint = skipped_fingerprint(topic.unwrap_or(""), size);
-                match self.receive_qos2(id, fingerprint) {
+                match self.receive_qos2(id, fingerprint, header.flags & 0x08 != 0) {
                     Ok(new) => duplicate = !new,
                     Err(v) => {
                         self.fail(v.reason_code());

@@ -20,8 +20,8 @@ impl<
     const SUBS: usize,
     const FILTER_LEN: usize,
     const ALIASES: usize,
-    const V311_QOS2_EXTRA: usize,
-> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_EXTRA>
+    const V311_QOS2_RUNS: usize,
+> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_RUNS>
 {
     pub(super) fn handle_request_ack(
         &mut self,

@@ -367,25 +367,26 @@ fn qos2_burst(p: &mut Pair, n: u16, first_id: u16) {
 
 #[test]
 fn mqtt_4_3_3_v311_inbound_qos2_burst_beyond_inflight_delivered_once_on_one_link() {
-    // 3.1.1 has no Receive Maximum: the broker's own in-flight limit (20 for
-    // mosquitto) decides. INFLIGHT = 4 here; the 3.1.1 extra table holds
-    // the rest until their PUBREL.
+    // 3.1.1 has no Receive Maximum: a broker with a stored backlog may send
+    // all of it before the first PUBREL (mosquitto 2.0.11 does, whatever
+    // its max_inflight_messages). INFLIGHT = 4 here; the identifiers beyond
+    // are held as one run until their PUBREL.
     let mut p = Pair::new(persistent(ProtocolChoice::V311), None);
     p.connect();
-    qos2_burst(&mut p, 20, 100);
+    qos2_burst(&mut p, 200, 100);
     assert!(p.errors.is_empty(), "{:?}", p.errors);
     assert!(p.s.is_connected());
-    assert_eq!(p.got.len(), 20);
-    assert_eq!(p.b.count(Dir::ToBroker, PacketType::Pubcomp), 20);
+    assert_eq!(p.got.len(), 200);
+    assert_eq!(p.b.count(Dir::ToBroker, PacketType::Pubcomp), 200);
     assert_eq!(p.connected_events().len(), 1);
     // The ids are free again: the next burst is delivered too.
-    qos2_burst(&mut p, 20, 120);
-    assert_eq!(p.got.len(), 40);
+    qos2_burst(&mut p, 200, 300);
+    assert_eq!(p.got.len(), 400);
     assert!(p.s.is_connected());
 }
 
 #[test]
-fn mqtt_4_3_3_v311_redelivery_of_a_message_held_in_the_extra_table_is_not_delivered_twice() {
+fn mqtt_4_3_3_v311_redelivery_of_a_message_held_beyond_inflight_is_not_delivered_twice() {
     let mut p = Pair::new(persistent(ProtocolChoice::V311), None);
     p.connect();
     // Our PUBRECs for ids 1..=10 are lost: all ten stay held, six of them
@@ -405,19 +406,46 @@ fn mqtt_4_3_3_v311_redelivery_of_a_message_held_in_the_extra_table_is_not_delive
 }
 
 #[test]
-fn v311_inbound_qos2_beyond_both_tables_is_a_typed_error_naming_the_bound() {
+fn mqtt_3_3_1_1_v311_new_message_under_an_id_held_beyond_inflight_is_delivered() {
+    // Beyond INFLIGHT no fingerprint is kept: DUP tells a redelivery (DUP=1,
+    // [MQTT-3.3.1-1]) from a new message that reuses a held identifier
+    // (DUP=0: a broker that lost its state), which must not be lost.
     let mut p = Pair::new(persistent(ProtocolChoice::V311), None);
     p.connect();
-    let capacity = 4 + DEFAULT_V311_QOS2_EXTRA;
-    for _ in 0..=capacity {
+    for _ in 0..6 {
         p.b.drop_next(Dir::ToBroker, PacketType::Pubrec);
     }
-    qos2_burst(&mut p, u16::try_from(capacity).unwrap() + 1, 1);
-    assert_eq!(p.got.len(), capacity);
+    qos2_burst(&mut p, 6, 1);
+    assert_eq!(p.got.len(), 6);
+    p.b.drop_next(Dir::ToBroker, PacketType::Pubrec);
+    p.b.send_publish("burst", b"other", QoS::ExactlyOnce, 6, false);
+    p.pump();
+    assert_eq!(p.got.len(), 7, "DUP=0 under held id 6: delivered");
+    p.b.send_publish("burst", b"other", QoS::ExactlyOnce, 6, true);
+    p.pump();
+    assert_eq!(p.got.len(), 7, "DUP=1 under held id 6: a redelivery");
+}
+
+#[test]
+fn v311_inbound_qos2_ids_scattered_beyond_the_runs_is_a_typed_error_naming_the_bound() {
+    let mut p = Pair::new(persistent(ProtocolChoice::V311), None);
+    p.connect();
+    // 4 fill INFLIGHT; then every other id starts a run of its own.
+    let ids: Vec<u16> = (1..=4)
+        .chain((0..=DEFAULT_V311_QOS2_RUNS as u16).map(|i| 10 + 2 * i))
+        .collect();
+    for &id in &ids {
+        p.b.drop_next(Dir::ToBroker, PacketType::Pubrec);
+        p.b.send_publish("scattered", b"x", QoS::ExactlyOnce, id, false);
+    }
+    p.pump();
+    assert_eq!(p.got.len(), ids.len() - 1);
     assert_eq!(
         p.errors,
         vec![SessionError::Protocol(
-            ProtocolViolation::InboundQos2TableFull { capacity }
+            ProtocolViolation::InboundQos2TableFull {
+                runs: DEFAULT_V311_QOS2_RUNS
+            }
         )]
     );
 }
