@@ -79,6 +79,8 @@ async fn a_full_table_makes_publish_wait_and_try_publish_say_so() {
             .unwrap();
         awaiting.push(tokio::spawn(async move { client.completion(token).await }));
     }
+    // Let every awaiting task register before the table is probed.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let one_more = OutgoingMessage::new("q", b"17", QoS::AtLeastOnce);
     assert_eq!(
         client.try_publish(&one_more, OverflowPolicy::RejectNew),
@@ -117,6 +119,47 @@ async fn a_full_table_makes_publish_wait_and_try_publish_say_so() {
             task.await.unwrap().unwrap();
         }
         waiting.await.unwrap().unwrap();
+        stop(client, driver).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos1_publishes_nobody_awaits_never_wait_for_a_slot_and_can_be_awaited_later() {
+    // An offline device queues more QoS 1 messages than the table has
+    // slots: publish must not wait for a completion table nobody uses.
+    let broker = Mosquitto::start().unwrap();
+    let st = state(config("tokens-offline"), 64 * 1024);
+    let client = st.client();
+    let mut tokens = Vec::new();
+    within(5, async {
+        for i in 0..40u8 {
+            tokens.push(
+                client
+                    .publish(&OutgoingMessage::new("offline", &[i], QoS::AtLeastOnce))
+                    .await
+                    .unwrap(),
+            );
+        }
+    })
+    .await;
+    assert_eq!(client.outbox_len(), 40);
+    // Old ones (their slots went to newer tokens while nobody awaited
+    // them) are tracked again when awaited while still in the outbox; with
+    // the newest ones that makes 16 awaited tokens, the table's size.
+    let waiters: Vec<_> = tokens[..8]
+        .iter()
+        .chain(&tokens[32..])
+        .copied()
+        .map(|t| tokio::spawn(async move { client.completion(t).await }))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (driver, mut events) = spawn_driver!(st, tcp(broker.tcp_port));
+    within(30, async {
+        connected(&mut events).await;
+        for w in waiters {
+            w.await.unwrap().unwrap();
+        }
         stop(client, driver).await;
     })
     .await;

@@ -230,14 +230,13 @@ pub enum ClientError<E = core::convert::Infallible, S = core::convert::Infallibl
     /// The publish failed (see the reason).
     Publish(PublishFailure),
     /// This token is not (or no longer) in the completion table: its
-    /// outcome was already taken, or it finished while nobody awaited it
-    /// and its slot was given to a newer token, or it is a QoS 0 publish
-    /// that found no free slot (see [`ClientState`]).
+    /// outcome was already taken, or it finished after its slot had gone
+    /// to a newer token while nobody awaited it (see [`ClientState`]).
     TokenNotTracked,
     /// [`Client::try_publish`] of a QoS 1/2 message while every slot of
-    /// the completion table holds an unfinished or awaited token (the
-    /// table's size is `ClientState`'s `TOKENS`); [`Client::publish`]
-    /// waits for a slot instead.
+    /// the completion table is awaited (the table's size is
+    /// `ClientState`'s `TOKENS`); [`Client::publish`] waits for a slot
+    /// instead.
     CompletionTableFull,
     /// The durable store failed: replaying it, or persisting this message
     /// (which was then not queued: nothing is lost silently).
@@ -311,8 +310,8 @@ impl<E: fmt::Display, S: fmt::Display> fmt::Display for ClientError<E, S> {
             Self::Publish(p) => write!(f, "publish failed: {p}"),
             Self::TokenNotTracked => f.write_str("token not in the completion table"),
             Self::CompletionTableFull => f.write_str(
-                "the completion table is full of unfinished or awaited tokens \
-                 (raise ClientState's TOKENS, or await completions)",
+                "every slot of the completion table is awaited \
+                 (raise ClientState's TOKENS)",
             ),
             Self::Store(e) => write!(f, "durable store failed: {e}"),
             Self::StoreNeedsAwait => f.write_str(

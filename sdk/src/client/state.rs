@@ -72,10 +72,15 @@ struct Slot {
 }
 
 impl Slot {
-    /// Whether the table may give this slot to another token: never while
-    /// someone awaits it, never while a firm token is unfinished.
-    fn evictable(&self) -> bool {
-        self.used && !self.awaited && (self.done.is_some() || self.hold == Hold::Loose)
+    /// Whether the table may give this slot to a new token held `hold`:
+    /// never while someone awaits it. A finished outcome nobody awaits may
+    /// go to anyone; an unfinished QoS 0 token too; an unfinished QoS 1/2
+    /// token (still in the outbox, so it can be tracked again when someone
+    /// awaits it) only to another QoS 1/2 token, as the last resort.
+    fn evictable_for(&self, hold: Hold) -> bool {
+        self.used
+            && !self.awaited
+            && (self.done.is_some() || self.hold == Hold::Loose || hold == Hold::Firm)
     }
 }
 
@@ -98,28 +103,30 @@ impl<const N: usize> Completions<N> {
         }
     }
 
-    /// The slot a new token would take: a free one, else the oldest
-    /// evictable one (finished and not awaited, else a loose QoS 0 one).
-    fn room(&self) -> Option<usize> {
+    /// The slot a new token held `hold` would take: a free one, else the
+    /// oldest finished one nobody awaits, else the oldest unfinished QoS 0
+    /// one, else (for QoS 1/2) the oldest unfinished QoS 1/2 one nobody
+    /// awaits.
+    fn room(&self, hold: Hold) -> Option<usize> {
         self.slots.iter().position(|s| !s.used).or_else(|| {
             self.slots
                 .iter()
                 .enumerate()
-                .filter(|(_, s)| s.evictable())
-                .min_by_key(|(_, s)| (s.done.is_none(), s.token))
+                .filter(|(_, s)| s.evictable_for(hold))
+                .min_by_key(|(_, s)| (s.done.is_none(), s.hold == Hold::Firm, s.token))
                 .map(|(i, _)| i)
         })
     }
 
-    /// Whether [`track`](Self::track) would find a slot now.
+    /// Whether a QoS 1/2 publish, a subscribe or an unsubscribe would find
+    /// a slot now: `false` only while every slot is awaited.
     pub(crate) fn has_room(&self) -> bool {
-        self.room().is_some()
+        self.room(Hold::Firm).is_some()
     }
 
-    /// Starts tracking `token`; `false` when every slot is held (awaited,
-    /// or a firm token not yet finished).
+    /// Starts tracking `token`; `false` when no slot can be had for it.
     fn track(&mut self, token: u32, hold: Hold) -> bool {
-        let Some(slot) = self.room().and_then(|i| self.slots.get_mut(i)) else {
+        let Some(slot) = self.room(hold).and_then(|i| self.slots.get_mut(i)) else {
             return false;
         };
         slot.token = token;
@@ -127,7 +134,13 @@ impl<const N: usize> Completions<N> {
         slot.hold = hold;
         slot.awaited = false;
         slot.done = None;
+        slot.waker.wake();
         true
+    }
+
+    /// Whether `token` is in the table.
+    fn tracks(&self, token: u32) -> bool {
+        self.slots.iter().any(|s| s.used && s.token == token)
     }
 
     /// Records the outcome of `token` if a caller tracks it.
@@ -221,17 +234,23 @@ pub(crate) struct Shared<
 /// by default), the tokens [`Client::completion`], `subscribe` and
 /// `unsubscribe` can be waited on with:
 ///
-/// - an unfinished QoS 1/2 publish, subscribe or unsubscribe always holds
-///   its slot, and so does any token a caller is awaiting: nothing another
+/// - a token a caller is awaiting is never given away: nothing another
 ///   task does pushes it out;
-/// - when every slot is held that way, [`Client::publish`] (QoS 1/2),
+/// - a QoS 1/2 publish that is still in the outbox can always be awaited:
+///   if its slot went to a newer token while nobody awaited it, awaiting
+///   it tracks it again;
+/// - when every slot is awaited, [`Client::publish`] (QoS 1/2),
 ///   `subscribe` and `unsubscribe` wait for a slot, and
 ///   [`Client::try_publish`] answers [`ClientError::CompletionTableFull`];
-/// - a finished outcome nobody awaits stays until a new token needs its
-///   slot (the oldest goes first), so await a token before `TOKENS` newer
-///   ones have finished, or see it as an [`Event::PublishComplete`](super::Event::PublishComplete);
-/// - a QoS 0 publish takes a slot only when one is free or loosely held,
-///   and yields it to any token that needs it while nobody awaits it.
+///   a publish nobody awaits never waits for a slot, so an offline device
+///   queues as many messages as its outbox holds;
+/// - a new token takes a free slot, else the oldest finished outcome nobody
+///   awaits, else the oldest unfinished QoS 0 token, else (QoS 1/2 only) the
+///   oldest unfinished QoS 1/2 token nobody awaits. An outcome whose slot
+///   was given away before anyone awaited it is still an
+///   [`Event::PublishComplete`](super::Event::PublishComplete), but
+///   [`Client::completion`] answers [`ClientError::TokenNotTracked`];
+/// - a QoS 0 publish never takes a slot from a QoS 1/2 token.
 pub struct ClientState<
     'b,
     M: RawMutex,
@@ -693,11 +712,10 @@ impl<
     /// Waits until the publish `token` completed: sent (QoS 0), PUBACK
     /// (QoS 1) or PUBCOMP (QoS 2); a failure comes back as
     /// [`ClientError::Publish`] with its reason. The completion table
-    /// (see [`ClientState`]) keeps every unfinished QoS 1/2 token and every
-    /// awaited one; a token whose outcome was already taken, or that
-    /// finished while nobody awaited it and whose slot then went to a newer
-    /// token, or a QoS 0 token that found no free slot, gives
-    /// [`ClientError::TokenNotTracked`]. Every completion is also an
+    /// (see [`ClientState`]) never gives away an awaited token, and a
+    /// publish still in the outbox is tracked again when awaited; a token
+    /// whose outcome was already taken, or that finished while its slot
+    /// had gone to a newer token, gives [`ClientError::TokenNotTracked`]. Every completion is also an
     /// [`Event::PublishComplete`](super::Event::PublishComplete).
     ///
     /// Cancel-safe: dropping the future loses nothing; await it again.
@@ -797,6 +815,16 @@ impl<
         };
         let outcome = poll_fn(|cx| {
             self.state.with(|sh| {
+                // A publish still in the outbox whose slot went to a newer
+                // token is tracked again now that someone awaits it.
+                if !sh.completions.tracks(token)
+                    && sh.session.publish_state(PublishToken(token)).is_some()
+                    && !sh.completions.track(token, Hold::Firm)
+                {
+                    // Every slot is awaited: wait for one to come free.
+                    sh.outbox_waiters.register(cx.waker());
+                    return Poll::Pending;
+                }
                 let polled = sh.completions.poll(token, cx);
                 if polled.is_ready() {
                     // A slot came free: a publisher may be waiting for one.
@@ -946,26 +974,36 @@ mod tests {
     }
 
     #[test]
-    fn a_full_table_gives_away_finished_unawaited_slots_but_never_unfinished_firm_ones() {
+    fn a_full_table_gives_away_finished_slots_first_and_never_awaited_ones() {
         let mut c = Completions::<4>::new();
         for t in 1..=4 {
             assert!(c.track(t, Hold::Firm));
         }
-        // Every slot holds an unfinished QoS 1/2 token: no room.
-        assert!(!c.has_room());
-        assert!(!c.track(5, Hold::Firm));
-        assert!(!c.track(5, Hold::Loose));
-        // 3 finishes while nobody awaits it: its slot may go.
+        // 1 and 2 are awaited; 3 finished while nobody awaited it.
+        assert_eq!(poll(&mut c, 1), Poll::Pending);
+        assert_eq!(poll(&mut c, 2), Poll::Pending);
         c.complete(3, Outcome::Publish(Ok(())));
-        assert!(c.track(6, Hold::Firm));
+        // QoS 0 may take the finished slot, not an unfinished QoS 1/2 one.
+        assert!(c.track(5, Hold::Loose));
         assert_eq!(
             poll(&mut c, 3),
             Poll::Ready(Err(ClientError::TokenNotTracked))
         );
-        // The unfinished ones are all still there.
-        for t in [1, 2, 4, 6] {
+        // QoS 1/2 takes the loose one first, then the oldest unawaited
+        // unfinished QoS 1/2 one (4), never an awaited one.
+        assert!(c.track(6, Hold::Firm));
+        assert!(c.tracks(4));
+        assert!(!c.track(7, Hold::Loose));
+        assert!(c.track(7, Hold::Firm));
+        assert!(!c.tracks(4));
+        for t in [1, 2] {
             assert_eq!(poll(&mut c, t), Poll::Pending, "token {t}");
         }
+        // With every slot awaited, there is no room at all.
+        assert_eq!(poll(&mut c, 6), Poll::Pending);
+        assert_eq!(poll(&mut c, 7), Poll::Pending);
+        assert!(!c.has_room());
+        assert!(!c.track(8, Hold::Firm));
     }
 
     #[test]
@@ -973,6 +1011,7 @@ mod tests {
         let mut c = Completions::<2>::new();
         assert!(c.track(1, Hold::Firm));
         assert!(c.track(2, Hold::Firm));
+        assert_eq!(poll(&mut c, 2), Poll::Pending);
         // 1 is awaited (polled), then finishes.
         assert_eq!(poll(&mut c, 1), Poll::Pending);
         c.complete(1, Outcome::Publish(Ok(())));
@@ -989,17 +1028,17 @@ mod tests {
     }
 
     #[test]
-    fn qos0_takes_a_slot_only_when_free_and_yields_it_to_anyone() {
+    fn qos0_never_takes_a_slot_from_an_unfinished_qos1_token() {
         let mut c = Completions::<2>::new();
         assert!(c.track(1, Hold::Loose));
         assert!(c.track(2, Hold::Firm));
-        // The loose QoS 0 slot goes to a firm token that needs it.
+        // The loose QoS 0 slot goes to a QoS 1/2 token that needs it.
         assert!(c.track(3, Hold::Firm));
         assert_eq!(
             poll(&mut c, 1),
             Poll::Ready(Err(ClientError::TokenNotTracked))
         );
-        // A full table of firm tokens has no slot for QoS 0 either.
+        // A table of unfinished QoS 1/2 tokens has no slot for QoS 0.
         assert!(!c.track(4, Hold::Loose));
         // An awaited QoS 0 token is kept like any other.
         let mut c = Completions::<1>::new();
