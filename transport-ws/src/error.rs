@@ -386,6 +386,12 @@ pub enum Error<E> {
     /// `send_msg` opcodes out of order: a continuation without a start, or
     /// a new message inside an unfinished one.
     InvalidSendSequence,
+    /// `recv_msg` was given an empty buffer while payload bytes wait: no
+    /// progress is possible. The connection stays usable.
+    EmptyReceiveBuffer {
+        /// Payload bytes of the current frame waiting.
+        remaining: u64,
+    },
 }
 
 impl<E> From<HandshakeError> for Error<E> {
@@ -414,6 +420,10 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             }
             Self::InvalidCloseCode(c) => write!(f, "close code {c} may not be sent"),
             Self::InvalidSendSequence => f.write_str("send_msg opcode out of sequence"),
+            Self::EmptyReceiveBuffer { remaining } => write!(
+                f,
+                "recv_msg given an empty buffer while {remaining} payload bytes wait"
+            ),
         }
     }
 }
@@ -432,6 +442,7 @@ impl<E: embedded_io::Error> Error<E> {
             Self::BufferTooSmall { required } => Error::BufferTooSmall { required },
             Self::InvalidCloseCode(c) => Error::InvalidCloseCode(c),
             Self::InvalidSendSequence => Error::InvalidSendSequence,
+            Self::EmptyReceiveBuffer { remaining } => Error::EmptyReceiveBuffer { remaining },
         }
     }
 }
@@ -460,7 +471,9 @@ impl<E: embedded_io::Error> embedded_io::Error for Error<E> {
             Self::NotConnected => ErrorKind::NotConnected,
             Self::UnexpectedEof => ErrorKind::ConnectionReset,
             Self::BufferTooSmall { .. } => ErrorKind::OutOfMemory,
-            Self::InvalidCloseCode(_) | Self::InvalidSendSequence => ErrorKind::InvalidInput,
+            Self::InvalidCloseCode(_)
+            | Self::InvalidSendSequence
+            | Self::EmptyReceiveBuffer { .. } => ErrorKind::InvalidInput,
         }
     }
 }
