@@ -277,3 +277,36 @@ fn dropped_data_write_mid_frame_fails_the_connection_without_a_pong_inside() {
         "no pong inside the torn frame"
     );
 }
+
+#[test]
+fn rfc6455_7_1_1_close_dropped_at_every_await_sends_one_whole_close() {
+    let mut echo = 1000u16.to_be_bytes().to_vec();
+    echo.extend_from_slice(b"ok");
+    for polls in 2..40 {
+        let reads = alloc::vec![
+            frame(Opcode::Binary, b"late"),
+            [frame(Opcode::Ping, b"p"), frame(Opcode::Close, &echo)].concat(),
+        ];
+        let (mut rx, mut tx) = ([0u8; MIN_RX_BUF], [0u8; 16]);
+        let mut c = conn(&mut rx, &mut tx, reads);
+        let mut done = None;
+        for attempt in 0..100_000 {
+            let budget = if attempt % 2 == 0 { polls } else { 1 };
+            let close = c.close(1000, "bye", core::future::pending());
+            if let Some(r) = poll_at_most(close, budget) {
+                done = Some(r);
+                break;
+            }
+        }
+        done.expect("close finished").unwrap();
+        assert!(c.is_closed(), "polls {polls}");
+        let sent = whole_frames(&c.inner_mut().written);
+        let mut close = 1000u16.to_be_bytes().to_vec();
+        close.extend_from_slice(b"bye");
+        assert_eq!(
+            sent,
+            alloc::vec![(Opcode::Close, close)],
+            "polls {polls}: one Close, no pong after it"
+        );
+    }
+}
