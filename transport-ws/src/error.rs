@@ -167,6 +167,10 @@ pub enum HandshakeError {
     /// The request header does not fit the lent transmit buffer in one
     /// field (a single header line is longer than the buffer).
     RequestTooLarge,
+    /// (Client role) a field of our own upgrade request holds something
+    /// RFC 7230 does not allow there (CR, LF, a control byte, a space in
+    /// the target, ...). Found before a byte of the request was sent.
+    InvalidRequest(InvalidRequestField),
 }
 
 impl fmt::Display for HandshakeError {
@@ -189,11 +193,169 @@ impl fmt::Display for HandshakeError {
             Self::UnofferedExtension => f.write_str("server selected an extension not offered"),
             Self::BadRequest => f.write_str("not a valid WebSocket upgrade request"),
             Self::RequestTooLarge => f.write_str("request header line exceeds the buffer"),
+            Self::InvalidRequest(e) => write!(f, "upgrade request not sent: {e}"),
         }
     }
 }
 
 impl core::error::Error for HandshakeError {}
+
+/// The part of the client's upgrade request that
+/// [`HandshakeError::InvalidRequest`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RequestField {
+    /// The request target, path and query (RFC 7230 §5.3.1 origin-form).
+    Target,
+    /// The `Host` value (RFC 7230 §5.4, RFC 3986 §3.2.2).
+    Host,
+    /// The `Origin` value (RFC 6454 §7.1).
+    Origin,
+    /// One `Sec-WebSocket-Protocol` value (RFC 6455 §4.1: a token).
+    Subprotocol,
+    /// An extra header's name (RFC 7230 §3.2: a token).
+    HeaderName,
+    /// An extra header's value (RFC 7230 §3.2: field-content).
+    HeaderValue,
+}
+
+/// What is wrong with a request field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FieldFault {
+    /// The field is empty where a value is required.
+    Empty,
+    /// The request target does not start with `/`.
+    NoLeadingSlash,
+    /// `byte` at offset `at` is not allowed in this field.
+    Byte {
+        /// The offending byte.
+        byte: u8,
+        /// Its offset in the field.
+        at: usize,
+    },
+}
+
+/// How many bytes of a header name an error keeps.
+pub const HEADER_LABEL_CAPACITY: usize = 32;
+
+/// A header name copied into an error: only its valid token characters (up
+/// to the offending byte for a bad name), truncated to
+/// [`HEADER_LABEL_CAPACITY`], so it always prints safely.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct HeaderLabel {
+    bytes: [u8; HEADER_LABEL_CAPACITY],
+    len: u8,
+}
+
+impl HeaderLabel {
+    /// No name (for fields other than extra headers).
+    pub const EMPTY: Self = Self {
+        bytes: [0; HEADER_LABEL_CAPACITY],
+        len: 0,
+    };
+
+    /// Copies the longest prefix of `name` made of token characters (RFC
+    /// 7230 §3.2.6), truncated to the capacity.
+    pub fn new(name: &str) -> Self {
+        let mut label = Self::EMPTY;
+        for (dst, &b) in label.bytes.iter_mut().zip(name.as_bytes()) {
+            if !crate::handshake::is_tchar(b) {
+                break;
+            }
+            *dst = b;
+            label.len += 1;
+        }
+        label
+    }
+
+    /// The copied name.
+    pub fn as_str(&self) -> &str {
+        self.bytes
+            .get(..usize::from(self.len))
+            .and_then(|b| core::str::from_utf8(b).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for HeaderLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// A field of the client's upgrade request that may not be sent: the field,
+/// the header it belongs to (for extra headers) and what is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidRequestField {
+    /// Which part of the request.
+    pub field: RequestField,
+    /// The header's name for [`RequestField::HeaderValue`]; the valid start
+    /// of the name for [`RequestField::HeaderName`]; empty otherwise.
+    pub header: HeaderLabel,
+    /// What is wrong.
+    pub fault: FieldFault,
+}
+
+/// A readable name for a byte that may not appear in a field.
+fn byte_name(b: u8) -> &'static str {
+    match b {
+        b'\r' => " (CR)",
+        b'\n' => " (LF)",
+        0 => " (NUL)",
+        b'\t' => " (TAB)",
+        b' ' => " (space)",
+        0x7F => " (DEL)",
+        0x80.. => " (non-ASCII)",
+        _ => "",
+    }
+}
+
+impl fmt::Display for InvalidRequestField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.header.as_str();
+        match self.field {
+            RequestField::Target => f.write_str("request target")?,
+            RequestField::Host => f.write_str("Host")?,
+            RequestField::Origin => f.write_str("Origin")?,
+            RequestField::Subprotocol => f.write_str("subprotocol")?,
+            RequestField::HeaderName => write!(f, "header name `{name}...`")?,
+            RequestField::HeaderValue => write!(f, "value of header `{name}`")?,
+        }
+        match self.fault {
+            FieldFault::Empty => f.write_str(" is empty")?,
+            FieldFault::NoLeadingSlash => f.write_str(" does not start with '/'")?,
+            FieldFault::Byte { byte, at } => write!(
+                f,
+                " has byte {byte:#04x}{} at offset {at}, which is not allowed",
+                byte_name(byte)
+            )?,
+        }
+        f.write_str(match self.field {
+            RequestField::Target => {
+                " (RFC 7230 §5.3.1, RFC 3986: an origin-form target is '/' then visible \
+                 ASCII, no space or control bytes)"
+            }
+            RequestField::Host => {
+                " (RFC 7230 §5.4, RFC 3986 §3.2.2: a host is visible ASCII, no space or \
+                 control bytes)"
+            }
+            RequestField::Origin => {
+                " (RFC 6454 §7.1: an origin is visible ASCII, no space or control bytes)"
+            }
+            RequestField::Subprotocol => {
+                " (RFC 6455 §4.1, RFC 7230 §3.2.6: a subprotocol is a token)"
+            }
+            RequestField::HeaderName => " (RFC 7230 §3.2, §3.2.6: a header name is a token)",
+            RequestField::HeaderValue => {
+                " (RFC 7230 §3.2: a header value is visible ASCII, space and tab; \
+                 obs-text is not sent)"
+            }
+        })
+    }
+}
+
+impl core::error::Error for InvalidRequestField {}
 
 /// A WebSocket connection error, generic over the inner transport's error.
 #[derive(Debug)]
@@ -224,6 +386,12 @@ pub enum Error<E> {
     /// `send_msg` opcodes out of order: a continuation without a start, or
     /// a new message inside an unfinished one.
     InvalidSendSequence,
+    /// `recv_msg` was given an empty buffer while payload bytes wait: no
+    /// progress is possible. The connection stays usable.
+    EmptyReceiveBuffer {
+        /// Payload bytes of the current frame waiting.
+        remaining: u64,
+    },
 }
 
 impl<E> From<HandshakeError> for Error<E> {
@@ -252,6 +420,10 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             }
             Self::InvalidCloseCode(c) => write!(f, "close code {c} may not be sent"),
             Self::InvalidSendSequence => f.write_str("send_msg opcode out of sequence"),
+            Self::EmptyReceiveBuffer { remaining } => write!(
+                f,
+                "recv_msg given an empty buffer while {remaining} payload bytes wait"
+            ),
         }
     }
 }
@@ -270,6 +442,7 @@ impl<E: embedded_io::Error> Error<E> {
             Self::BufferTooSmall { required } => Error::BufferTooSmall { required },
             Self::InvalidCloseCode(c) => Error::InvalidCloseCode(c),
             Self::InvalidSendSequence => Error::InvalidSendSequence,
+            Self::EmptyReceiveBuffer { remaining } => Error::EmptyReceiveBuffer { remaining },
         }
     }
 }
@@ -298,7 +471,9 @@ impl<E: embedded_io::Error> embedded_io::Error for Error<E> {
             Self::NotConnected => ErrorKind::NotConnected,
             Self::UnexpectedEof => ErrorKind::ConnectionReset,
             Self::BufferTooSmall { .. } => ErrorKind::OutOfMemory,
-            Self::InvalidCloseCode(_) | Self::InvalidSendSequence => ErrorKind::InvalidInput,
+            Self::InvalidCloseCode(_)
+            | Self::InvalidSendSequence
+            | Self::EmptyReceiveBuffer { .. } => ErrorKind::InvalidInput,
         }
     }
 }

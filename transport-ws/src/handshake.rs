@@ -9,6 +9,12 @@
 //! [`check_response`] is a pure function over those bytes. Bytes after the
 //! header stay in the receive buffer: they are the first frames.
 //!
+//! Our own request is checked against RFC 7230 (§3.2 header fields, §5.3.1
+//! request target, §5.4 Host) and RFC 6455 §4.1 (subprotocol tokens) before
+//! a byte of it is sent, so values from configuration or provisioning can
+//! never add header lines or a second request ([`Request::check`],
+//! [`check_header_field`]).
+//!
 //! Deliberately not here: redirects (3xx is reported as
 //! [`HandshakeError::Status`]), HTTP authentication schemes (callers add an
 //! `Authorization` header), extensions (none are offered; a server that
@@ -19,7 +25,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use embedded_io_async::Write;
 
-use crate::error::{Error, HandshakeError, ReasonPhrase};
+use crate::error::{
+    Error, FieldFault, HandshakeError, HeaderLabel, InvalidRequestField, ReasonPhrase, RequestField,
+};
 
 /// The GUID of RFC 6455 §1.3, appended to the key for the accept digest.
 const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -68,19 +76,148 @@ pub struct HeaderWriter<'w> {
 }
 
 impl HeaderWriter<'_> {
-    /// Appends `name: value\r\n`; fails if the lent transmit buffer cannot
-    /// hold the header lines written so far by this callback.
+    /// Appends `name: value\r\n`. Fails, writing nothing, if `name` is not
+    /// a token or `value` holds anything but visible ASCII, space and tab
+    /// ([`HandshakeError::InvalidRequest`], see [`check_header_field`]), or
+    /// if the lent transmit buffer cannot hold the header lines written so
+    /// far by this callback ([`HandshakeError::RequestTooLarge`]).
     pub fn header(&mut self, name: &str, value: &str) -> Result<(), HandshakeError> {
+        check_header_field(name, value)?;
+        let line_len = name.len() + value.len() + 4;
+        let end = self
+            .len
+            .checked_add(line_len)
+            .ok_or(HandshakeError::RequestTooLarge)?;
+        let mut dst = self
+            .buf
+            .get_mut(self.len..end)
+            .ok_or(HandshakeError::RequestTooLarge)?;
         for part in [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
-            let end = self
-                .len
-                .checked_add(part.len())
-                .ok_or(HandshakeError::RequestTooLarge)?;
-            self.buf
-                .get_mut(self.len..end)
-                .ok_or(HandshakeError::RequestTooLarge)?
-                .copy_from_slice(part);
-            self.len = end;
+            let (now, rest) = dst.split_at_mut(part.len());
+            now.copy_from_slice(part);
+            dst = rest;
+        }
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// True for the `tchar` of RFC 7230 §3.2.6, the characters of a token.
+pub(crate) const fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
+}
+
+/// True for the bytes RFC 7230 §3.2 allows in a field value we send:
+/// visible ASCII (VCHAR), space and tab. obs-text (0x80-0xFF) is refused:
+/// RFC 7230 §3.2.6 keeps it only for old messages, and a non-ASCII `&str`
+/// would reach the peer as UTF-8 it may read as Latin-1.
+const fn is_field_value_byte(b: u8) -> bool {
+    matches!(b, 0x21..=0x7E | b' ' | b'\t')
+}
+
+/// The first byte of `s` that `allowed` refuses, as a fault.
+fn first_refused(s: &str, allowed: impl Fn(u8) -> bool) -> Option<FieldFault> {
+    s.bytes()
+        .position(|b| !allowed(b))
+        .map(|at| FieldFault::Byte {
+            byte: s.as_bytes().get(at).copied().unwrap_or_default(),
+            at,
+        })
+}
+
+fn invalid(field: RequestField, header: HeaderLabel, fault: FieldFault) -> HandshakeError {
+    HandshakeError::InvalidRequest(InvalidRequestField {
+        field,
+        header,
+        fault,
+    })
+}
+
+/// Checks one extra header field (RFC 7230 §3.2): the name is a token
+/// (§3.2.6), the value visible ASCII, space and tab. Leading or trailing
+/// whitespace in the value is allowed (the peer strips it); CR, LF and every
+/// other control byte are not, so a value cannot end the line and add a
+/// header of its own.
+pub fn check_header_field(name: &str, value: &str) -> Result<(), HandshakeError> {
+    let label = HeaderLabel::new(name);
+    if name.is_empty() {
+        return Err(invalid(RequestField::HeaderName, label, FieldFault::Empty));
+    }
+    if let Some(fault) = first_refused(name, is_tchar) {
+        return Err(invalid(RequestField::HeaderName, label, fault));
+    }
+    if let Some(fault) = first_refused(value, is_field_value_byte) {
+        return Err(invalid(RequestField::HeaderValue, label, fault));
+    }
+    Ok(())
+}
+
+impl Request<'_> {
+    /// The request target sent: `path`, or `/` when it is empty.
+    pub fn target(&self) -> &str {
+        if self.path.is_empty() { "/" } else { self.path }
+    }
+
+    /// Checks every field against RFC 7230 before anything is sent: the
+    /// target is `/` followed by visible ASCII (origin-form, §5.3.1; no
+    /// space, no control byte); `Host` and `Origin` are non-empty visible
+    /// ASCII; each subprotocol is a token (RFC 6455 §4.1); each extra header
+    /// passes [`check_header_field`]. A value from configuration or
+    /// provisioning can thus never add a header line or a second request.
+    pub fn check(&self) -> Result<(), HandshakeError> {
+        let none = HeaderLabel::EMPTY;
+        let target = self.target();
+        if !target.starts_with('/') {
+            return Err(invalid(
+                RequestField::Target,
+                none,
+                FieldFault::NoLeadingSlash,
+            ));
+        }
+        let visible = |b: u8| matches!(b, 0x21..=0x7E);
+        if let Some(fault) = first_refused(target, visible) {
+            return Err(invalid(RequestField::Target, none, fault));
+        }
+        let hosts = [
+            (RequestField::Host, Some(self.host)),
+            (RequestField::Origin, self.origin),
+        ];
+        for (field, value) in hosts {
+            let Some(value) = value else { continue };
+            if value.is_empty() {
+                return Err(invalid(field, none, FieldFault::Empty));
+            }
+            if let Some(fault) = first_refused(value, visible) {
+                return Err(invalid(field, none, fault));
+            }
+        }
+        for proto in self.protocols {
+            if proto.is_empty() {
+                return Err(invalid(RequestField::Subprotocol, none, FieldFault::Empty));
+            }
+            if let Some(fault) = first_refused(proto, is_tchar) {
+                return Err(invalid(RequestField::Subprotocol, none, fault));
+            }
+        }
+        for (name, value) in self.headers {
+            check_header_field(name, value)?;
         }
         Ok(())
     }
@@ -148,6 +285,10 @@ impl ChunkWriter<'_> {
         io: &mut T,
         mut bytes: &[u8],
     ) -> Result<(), T::Error> {
+        if self.buf.is_empty() {
+            // No room lent (the extra headers took it all): unbuffered.
+            return io.write_all(bytes).await;
+        }
         while !bytes.is_empty() {
             let free = self.buf.get_mut(self.len..).unwrap_or_default();
             if free.is_empty() {
@@ -178,6 +319,12 @@ impl ChunkWriter<'_> {
 /// Writes the upgrade request for `req` with `key` to `io`, using `tx_buf`
 /// as the output buffer (at least 1 byte; extra headers from `hooks` must
 /// fit it together).
+///
+/// Nothing reaches `io` unless the whole request is valid: `req` is checked
+/// ([`Request::check`]) and the hooks write their header lines into the
+/// start of `tx_buf` (each checked by [`HeaderWriter::header`]) before the
+/// first byte is sent. The rest of the request goes through the space left
+/// after those lines, which are sent last.
 pub async fn write_request<T: Write, H: HandshakeHooks>(
     io: &mut T,
     tx_buf: &mut [u8],
@@ -188,26 +335,32 @@ pub async fn write_request<T: Write, H: HandshakeHooks>(
     if tx_buf.is_empty() {
         return Err(Error::BufferTooSmall { required: 1 });
     }
-    let mut w = ChunkWriter {
-        buf: tx_buf,
+    req.check()?;
+    // The callback gets the whole buffer.
+    let mut hw = HeaderWriter {
+        buf: &mut *tx_buf,
         len: 0,
     };
-    let path = if req.path.is_empty() { "/" } else { req.path };
+    hooks.write_headers(&mut hw)?;
+    let extra_len = hw.len;
+    let mut w = ChunkWriter {
+        buf: tx_buf.get_mut(extra_len..).unwrap_or_default(),
+        len: 0,
+    };
     let mut port_buf = [0u8; 6];
     let port = match req.port {
         Some(p) => format_port(p, &mut port_buf),
         None => &[],
     };
-    let head: [&[u8]; 9] = [
+    let head: [&[u8]; 8] = [
         b"GET ",
-        path.as_bytes(),
+        req.target().as_bytes(),
         b" HTTP/1.1\r\nHost: ",
         req.host.as_bytes(),
         port,
         b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ",
         key,
         b"\r\nSec-WebSocket-Version: 13\r\n",
-        b"",
     ];
     for part in head {
         w.put(io, part).await.map_err(Error::Io)?;
@@ -234,16 +387,20 @@ pub async fn write_request<T: Write, H: HandshakeHooks>(
             w.put(io, part).await.map_err(Error::Io)?;
         }
     }
-    // The callback gets the whole free buffer.
     w.flush(io).await.map_err(Error::Io)?;
-    let mut hw = HeaderWriter {
-        buf: &mut *w.buf,
-        len: 0,
-    };
-    hooks.write_headers(&mut hw)?;
-    w.len = hw.len;
-    w.put(io, b"\r\n").await.map_err(Error::Io)?;
-    w.flush(io).await.map_err(Error::Io)?;
+    // The hooks' lines, then the empty line that ends the header.
+    let end = extra_len + 2;
+    if let Some(crlf) = tx_buf.get_mut(extra_len..end) {
+        crlf.copy_from_slice(b"\r\n");
+        io.write_all(tx_buf.get(..end).unwrap_or_default())
+            .await
+            .map_err(Error::Io)?;
+    } else {
+        io.write_all(tx_buf.get(..extra_len).unwrap_or_default())
+            .await
+            .map_err(Error::Io)?;
+        io.write_all(b"\r\n").await.map_err(Error::Io)?;
+    }
     io.flush().await.map_err(Error::Io)
 }
 
@@ -632,6 +789,230 @@ mod tests {
         embassy_futures::block_on(write_request(&mut sink, &mut buf, &req, KEY, &mut ())).unwrap();
         let text = alloc::string::String::from_utf8(sink.0).unwrap();
         assert!(text.starts_with("GET / HTTP/1.1\r\nHost: h\r\n"), "{text}");
+    }
+
+    /// Hooks that add one header through the `HeaderWriter`.
+    struct OneHeader<'a>(&'a str, &'a str);
+    impl HandshakeHooks for OneHeader<'_> {
+        fn write_headers(&mut self, out: &mut HeaderWriter<'_>) -> Result<(), HandshakeError> {
+            out.header(self.0, self.1)
+        }
+    }
+
+    /// The fields of a request, owned, for the property tests.
+    #[derive(Debug, Clone)]
+    struct Fields {
+        target: alloc::string::String,
+        host: alloc::string::String,
+        origin: alloc::string::String,
+        protocol: alloc::string::String,
+        name: alloc::string::String,
+        value: alloc::string::String,
+    }
+
+    /// Writes the request for `f`, the extra header given in `Request`
+    /// (`via_hook` false) or by a hook (true); what was written, and how.
+    fn write_fields(
+        f: &Fields,
+        via_hook: bool,
+    ) -> (Result<(), Error<core::convert::Infallible>>, Sink) {
+        let protocols = [f.protocol.as_str()];
+        let headers = [(f.name.as_str(), f.value.as_str())];
+        let req = Request {
+            host: &f.host,
+            port: Some(1883),
+            path: &f.target,
+            protocols: &protocols,
+            origin: Some(&f.origin),
+            headers: if via_hook { &[] } else { &headers },
+        };
+        let mut sink = Sink(alloc::vec::Vec::new(), 0);
+        let mut buf = [0u8; 48];
+        let mut hook = OneHeader(&f.name, &f.value);
+        let r = if via_hook {
+            embassy_futures::block_on(write_request(&mut sink, &mut buf, &req, KEY, &mut hook))
+        } else {
+            embassy_futures::block_on(write_request(&mut sink, &mut buf, &req, KEY, &mut ()))
+        };
+        (r, sink)
+    }
+
+    /// Picks one field out of [`Fields`].
+    type FieldOf = fn(&mut Fields) -> &mut alloc::string::String;
+
+    fn valid_fields() -> impl proptest::strategy::Strategy<Value = Fields> {
+        use proptest::prelude::*;
+        (
+            "/[a-zA-Z0-9/?=&%._~-]{0,24}",
+            "[a-z0-9.-]{1,16}|\\[[0-9a-f:]{2,10}\\]",
+            "https?://[a-z0-9.-]{1,12}",
+            "[a-zA-Z0-9.!#$%&'*+^_`|~-]{1,10}",
+            "[a-zA-Z0-9!#$%&'*+.^_`|~-]{1,16}",
+            "[\t -~]{0,24}",
+        )
+            .prop_map(|(target, host, origin, protocol, name, value)| Fields {
+                target,
+                host,
+                origin,
+                protocol,
+                name,
+                value,
+            })
+    }
+
+    proptest::proptest! {
+        /// RFC 7230 §3.2 / §5.3.1: CR, LF, NUL, space and DEL at every
+        /// position of every field are refused, naming the field, and not a
+        /// byte of the request reaches the transport (space is allowed
+        /// inside a header value, so only the other four are tried there).
+        #[test]
+        fn rfc7230_3_2_injected_bytes_refused_before_anything_is_written(
+            f in valid_fields(),
+            via_hook in proptest::bool::ANY,
+        ) {
+            let fields: [(RequestField, FieldOf); 6] = [
+                (RequestField::Target, |f| &mut f.target),
+                (RequestField::Host, |f| &mut f.host),
+                (RequestField::Origin, |f| &mut f.origin),
+                (RequestField::Subprotocol, |f| &mut f.protocol),
+                (RequestField::HeaderName, |f| &mut f.name),
+                (RequestField::HeaderValue, |f| &mut f.value),
+            ];
+            for (field, get) in fields {
+                let len = get(&mut f.clone()).len();
+                for bad in [b'\r', b'\n', 0u8, b' ', 0x7F] {
+                    if bad == b' ' && field == RequestField::HeaderValue {
+                        continue;
+                    }
+                    for at in 0..=len {
+                        let mut g = f.clone();
+                        get(&mut g).insert(at, char::from(bad));
+                        let (r, sink) = write_fields(&g, via_hook);
+                        let Err(Error::Handshake(HandshakeError::InvalidRequest(e))) = r else {
+                            panic!("{field:?} with {bad:#x} at {at} accepted: {r:?}");
+                        };
+                        proptest::prop_assert_eq!(e.field, field);
+                        let expect = if field == RequestField::Target && at == 0 {
+                            FieldFault::NoLeadingSlash
+                        } else {
+                            FieldFault::Byte { byte: bad, at }
+                        };
+                        proptest::prop_assert_eq!(e.fault, expect);
+                        proptest::prop_assert!(sink.0.is_empty() && sink.1 == 0, "{} bytes written", sink.0.len());
+                    }
+                }
+            }
+        }
+
+        /// Valid fields go out as they are: httparse reads back each one.
+        #[test]
+        fn rfc7230_3_2_valid_fields_sent_unchanged(
+            f in valid_fields(),
+            via_hook in proptest::bool::ANY,
+        ) {
+            let (r, sink) = write_fields(&f, via_hook);
+            proptest::prop_assert!(r.is_ok(), "{r:?}");
+            let mut headers = [httparse::EMPTY_HEADER; 16];
+            let mut parsed = httparse::Request::new(&mut headers);
+            proptest::prop_assert!(parsed.parse(&sink.0).unwrap().is_complete());
+            proptest::prop_assert_eq!(parsed.path, Some(f.target.as_str()));
+            let get = |n: &str| {
+                parsed
+                    .headers
+                    .iter()
+                    .filter(|h| h.name.eq_ignore_ascii_case(n))
+                    .map(|h| h.value)
+                    .collect::<alloc::vec::Vec<_>>()
+            };
+            let host = alloc::format!("{}:1883", f.host);
+            proptest::prop_assert_eq!(get("host"), [host.as_bytes()]);
+            proptest::prop_assert_eq!(get("origin"), [f.origin.as_bytes()]);
+            proptest::prop_assert_eq!(get("sec-websocket-protocol"), [f.protocol.as_bytes()]);
+            let value = f.value.trim_matches([' ', '\t']);
+            proptest::prop_assert!(get(&f.name).contains(&value.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn rfc7230_3_2_6_obs_text_and_empty_fields_refused() {
+        let e = check_header_field("X-Name", "caf\u{e9}").unwrap_err();
+        assert_eq!(
+            e,
+            invalid(
+                RequestField::HeaderValue,
+                HeaderLabel::new("X-Name"),
+                FieldFault::Byte { byte: 0xC3, at: 3 }
+            )
+        );
+        assert!(check_header_field("X-Name", "tab\tand space ok").is_ok());
+        assert!(check_header_field("X-Name", "").is_ok());
+        assert!(matches!(
+            check_header_field("", "v"),
+            Err(HandshakeError::InvalidRequest(InvalidRequestField {
+                fault: FieldFault::Empty,
+                ..
+            }))
+        ));
+        for bad in [
+            Request {
+                protocols: &[""],
+                ..Request::mqtt("h", None, "/")
+            },
+            Request {
+                origin: Some(""),
+                ..Request::mqtt("h", None, "/")
+            },
+            Request::mqtt("", None, "/"),
+            Request::mqtt("h", None, "mqtt"),
+            Request::mqtt("h", None, "/caf\u{e9}"),
+            Request {
+                protocols: &["mq,tt"],
+                ..Request::mqtt("h", None, "/")
+            },
+            Request {
+                headers: &[("Bad:Name", "v")],
+                ..Request::mqtt("h", None, "/")
+            },
+        ] {
+            assert!(
+                matches!(bad.check(), Err(HandshakeError::InvalidRequest(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rfc7230_3_2_refusal_names_the_header_and_the_rule() {
+        let e = check_header_field("A", "b\r\nHost: x").unwrap_err();
+        let text = alloc::format!("{}", Error::<core::convert::Infallible>::Handshake(e));
+        assert_eq!(
+            text,
+            "websocket handshake failed: upgrade request not sent: value of header `A` has \
+             byte 0x0d (CR) at offset 1, which is not allowed (RFC 7230 §3.2: a header value \
+             is visible ASCII, space and tab; obs-text is not sent)"
+        );
+        let e = check_header_field("X-Bad\nName", "v").unwrap_err();
+        assert!(
+            alloc::format!("{e}").contains("header name `X-Bad...` has byte 0x0a (LF) at offset 5"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn hook_headers_filling_the_whole_buffer_still_send_the_request() {
+        // The hook's line takes all 20 bytes lent: the rest goes unbuffered.
+        let req = Request::mqtt("h", None, "/mqtt");
+        let mut sink = Sink(alloc::vec::Vec::new(), 0);
+        let mut buf = [0u8; 20];
+        let mut hook = OneHeader("X-Fill", "0123456789");
+        embassy_futures::block_on(write_request(&mut sink, &mut buf, &req, KEY, &mut hook))
+            .unwrap();
+        let text = alloc::string::String::from_utf8(sink.0).unwrap();
+        assert!(
+            text.starts_with("GET /mqtt HTTP/1.1\r\nHost: h\r\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("\r\nX-Fill: 0123456789\r\n\r\n"), "{text}");
     }
 
     #[test]

@@ -87,7 +87,10 @@ mod utf8;
 pub use client::WsClient;
 #[cfg(feature = "connector")]
 pub use connector::{ConnectError, WsConnector};
-pub use error::{Error, HandshakeError, ProtocolError, REASON_CAPACITY, ReasonPhrase};
+pub use error::{
+    Error, FieldFault, HEADER_LABEL_CAPACITY, HandshakeError, HeaderLabel, InvalidRequestField,
+    ProtocolError, REASON_CAPACITY, ReasonPhrase, RequestField,
+};
 pub use frame::{FrameHeader, Opcode};
 pub use handshake::{HandshakeHooks, HeaderWriter, Request};
 pub use message::{

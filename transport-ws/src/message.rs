@@ -17,10 +17,13 @@
 //! the message API returns [`Error::NotConnected`].
 //!
 //! Timeouts take a caller-supplied deadline future raced with
-//! `embassy_futures::select`, so no clock is read here. A timed-out receive
-//! is cancel-safe: progress lives in the connection, not in the future.
-//! Cancelling a send (or a receive while it writes a pong or close) leaves a
-//! partial frame on the wire; the connection is then marked failed.
+//! `embassy_futures::select`, so no clock is read here. Receiving is
+//! cancel-safe, also while it answers a ping or echoes a Close: progress
+//! lives in the connection, not in the future, and control frames we send
+//! go out through [`control_out`], finished by whatever runs next (read,
+//! write, `service`, `close`) before anything else. Cancelling a data send
+//! after its first byte went out leaves a partial frame on the wire: the
+//! connection is then failed (the next call says [`Error::NotConnected`]).
 //!
 //! Deliberately not here: extensions (none are negotiated), automatic
 //! keep-alive pings (the MQTT layer has PINGREQ), and any allocation.
@@ -35,6 +38,9 @@ use crate::frame::{
     FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, Opcode, apply_mask, mask_copy,
 };
 use crate::utf8::Utf8Stream;
+
+mod control_out;
+use control_out::ControlOut;
 
 /// The smallest receive buffer: one whole control frame with its header.
 pub const MIN_RX_BUF: usize = MAX_HEADER_LEN + MAX_CONTROL_PAYLOAD;
@@ -188,10 +194,14 @@ enum Step {
 /// Writes one frame; the payload is masked into the transmit buffer in
 /// pieces if it does not fit. A free function over the connection's parts so
 /// a payload held in the connection (a pong, a close echo) needs no copy.
+///
+/// `torn` is set once the first byte went out and cleared when the last
+/// did: still set afterwards, it says a dropped write left half a frame.
 async fn write_frame_parts<T: Write, M: Role>(
     io: &mut T,
     tx: &mut [u8],
     role: &mut M,
+    torn: &mut bool,
     opcode: Opcode,
     payload: &[u8],
     fin: bool,
@@ -215,7 +225,7 @@ async fn write_frame_parts<T: Write, M: Role>(
                 let dst = tx.get_mut(start..).unwrap_or_default();
                 let n = mask_copy(src, dst, key, offset as u64);
                 let out = tx.get(..start + n).unwrap_or_default();
-                io.write_all(out).await.map_err(Error::Io)?;
+                write_tracked(io, out, torn).await?;
                 offset += n;
                 start = 0;
                 if offset >= payload.len() {
@@ -229,13 +239,32 @@ async fn write_frame_parts<T: Write, M: Role>(
             if let Some(dst) = tx.get_mut(header_len..total) {
                 dst.copy_from_slice(payload);
                 let out = tx.get(..total).unwrap_or_default();
-                io.write_all(out).await.map_err(Error::Io)?;
+                write_tracked(io, out, torn).await?;
             } else {
                 let head = tx.get(..header_len).unwrap_or_default();
-                io.write_all(head).await.map_err(Error::Io)?;
-                io.write_all(payload).await.map_err(Error::Io)?;
+                write_tracked(io, head, torn).await?;
+                write_tracked(io, payload, torn).await?;
             }
         }
+    }
+    *torn = false;
+    Ok(())
+}
+
+/// `write_all` that sets `torn` once a byte went out.
+async fn write_tracked<T: Write>(
+    io: &mut T,
+    mut bytes: &[u8],
+    torn: &mut bool,
+) -> Result<(), Error<T::Error>> {
+    while !bytes.is_empty() {
+        let n = io.write(bytes).await.map_err(Error::Io)?;
+        if n == 0 {
+            // `write` may return 0 only for an empty buffer.
+            return Err(Error::UnexpectedEof);
+        }
+        *torn = true;
+        bytes = bytes.get(n..).unwrap_or_default();
     }
     Ok(())
 }
@@ -261,7 +290,16 @@ pub struct WsConnection<'b, T, M> {
     utf8: Utf8Stream,
     /// A fragmented message is being sent.
     sending_fragments: bool,
+    /// The payload of the last control frame received.
     control: [u8; MAX_CONTROL_PAYLOAD],
+    /// A pong, Close echo or Close of ours not yet written whole.
+    out: ControlOut,
+    /// A data write was dropped after its first byte: half a frame is on
+    /// the wire (see [`write_frame_parts`]).
+    tx_torn: bool,
+    /// A Close was received (payload length in `control`) and is not yet
+    /// reported: its echo was being written when the read was dropped.
+    unreported_close: Option<u8>,
 }
 
 impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
@@ -300,6 +338,9 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
             utf8: Utf8Stream::default(),
             sending_fragments: false,
             control: [0; MAX_CONTROL_PAYLOAD],
+            out: ControlOut::new(),
+            tx_torn: false,
+            unreported_close: None,
         })
     }
 
@@ -331,44 +372,55 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
 
     // ----- sending -------------------------------------------------------
 
-    /// Writes one frame (see [`write_frame_parts`]).
-    async fn write_frame(
-        &mut self,
-        opcode: Opcode,
-        payload: &[u8],
-        fin: bool,
-    ) -> Result<(), Error<T::Error>> {
-        write_frame_parts(&mut self.io, self.tx, &mut self.role, opcode, payload, fin).await
-    }
-
-    /// Writes a control frame whose payload is `self.control[..len]`,
-    /// marking the connection failed if the write fails.
-    async fn write_control_echo(
-        &mut self,
-        opcode: Opcode,
-        len: usize,
-    ) -> Result<(), Error<T::Error>> {
-        let payload = self.control.get(..len).unwrap_or_default();
-        let r =
-            write_frame_parts(&mut self.io, self.tx, &mut self.role, opcode, payload, true).await;
-        if r.is_err() {
-            self.state = State::Failed;
-        }
-        r
-    }
-
-    /// Writes a frame, marking the connection failed if the write fails.
+    /// Writes one frame (see [`write_frame_parts`]), marking the
+    /// connection failed if the write fails.
     async fn write_frame_or_fail(
         &mut self,
         opcode: Opcode,
         payload: &[u8],
         fin: bool,
     ) -> Result<(), Error<T::Error>> {
-        let r = self.write_frame(opcode, payload, fin).await;
+        let r = write_frame_parts(
+            &mut self.io,
+            self.tx,
+            &mut self.role,
+            &mut self.tx_torn,
+            opcode,
+            payload,
+            fin,
+        )
+        .await;
         if r.is_err() {
             self.state = State::Failed;
         }
         r
+    }
+
+    /// Queues a control frame with `payload` (masked per the role) to be
+    /// written by [`finish_control`](Self::finish_control). Nothing is
+    /// queued behind a frame already started (never the case: every entry
+    /// point finishes it first).
+    fn queue_control(&mut self, opcode: Opcode, payload: &[u8]) {
+        let mask = self.role.next_mask();
+        let _ = self.out.queue(opcode, payload, mask);
+    }
+
+    /// What every entry point does first: fails the connection if a data
+    /// write was dropped mid-frame, then writes what is left of a pending
+    /// control frame and flushes. Cancel-safe.
+    async fn finish_control(&mut self) -> Result<(), Error<T::Error>> {
+        if self.tx_torn {
+            self.out.discard();
+            self.state = State::Failed;
+            return Err(Error::NotConnected);
+        }
+        if self.out.is_pending()
+            && let Err(e) = self.out.finish(&mut self.io).await
+        {
+            self.state = State::Failed;
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Sends one frame of a message (the seed's `websocket_send_msg`).
@@ -385,6 +437,7 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
         opcode: Opcode,
         fin: bool,
     ) -> Result<(), Error<T::Error>> {
+        self.finish_control().await?;
         if self.state != State::Open {
             return Err(Error::NotConnected);
         }
@@ -409,7 +462,8 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
     }
 
     /// [`send_msg`](Self::send_msg) bounded by `deadline`. A send cut off by
-    /// the deadline leaves a partial frame: the connection is then failed.
+    /// the deadline after its first byte went out leaves a partial frame:
+    /// the connection is then failed. Cut off earlier, it stays usable.
     pub async fn send_msg_with_timeout(
         &mut self,
         payload: &[u8],
@@ -421,7 +475,9 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
             Either::First(r) => return r,
             Either::Second(()) => Err(Error::Timeout),
         };
-        self.state = State::Failed;
+        if self.tx_torn {
+            self.state = State::Failed;
+        }
         r
     }
 
@@ -431,6 +487,7 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
         payload: &[u8],
         opcode: Opcode,
     ) -> Result<(), Error<T::Error>> {
+        self.finish_control().await?;
         if self.state != State::Open {
             return Err(Error::NotConnected);
         }
@@ -440,19 +497,26 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
         self.write_frame_or_fail(opcode, payload, true).await
     }
 
-    /// Flushes the inner transport.
+    /// Finishes pending control output, then flushes the inner transport.
     pub async fn flush(&mut self) -> Result<(), Error<T::Error>> {
+        self.finish_control().await?;
         self.io.flush().await.map_err(Error::Io)
     }
 
-    /// Starts or completes the closing handshake (§7.1.2, the seed's
-    /// `websocket_disconnect`): sends Close with `code` and `reason` (at
-    /// most 123 bytes), then reads until the peer's Close arrives or
-    /// `deadline` passes, discarding data. Afterwards
+    /// Starts or completes the closing handshake (§7.1.1, §7.1.2, the
+    /// seed's `websocket_disconnect`): finishes pending control output,
+    /// sends Close with `code` and `reason` (at most 123 bytes), then reads
+    /// until the peer's Close arrives, discarding data. `Ok` once the
+    /// peer's Close arrived, or the peer ended the transport after ours
+    /// (§7.1.1 lets the server close TCP first). Afterwards
     /// [`into_inner`](Self::into_inner) hands back the transport.
     ///
-    /// Codes 1005, 1006 and 1015 and undefined codes are refused
-    /// ([`Error::InvalidCloseCode`]); they may never be sent.
+    /// `deadline` bounds the whole call ([`Error::Timeout`]); pass
+    /// `core::future::pending()` for none. Cancel-safe: dropped (or timed
+    /// out) part-way, the Close is finished by the next call, and calling
+    /// `close` again resumes the wait. Codes 1005, 1006 and 1015 and
+    /// undefined codes are refused ([`Error::InvalidCloseCode`]); they may
+    /// never be sent.
     pub async fn close(
         &mut self,
         code: u16,
@@ -462,29 +526,25 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
         if !is_sendable_close_code(code) || reason.len() > MAX_CONTROL_PAYLOAD - 2 {
             return Err(Error::InvalidCloseCode(code));
         }
-        match self.state {
-            State::Closed => return Ok(()),
-            State::Failed => return Err(Error::NotConnected),
-            State::Open => {
-                let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
-                let len = 2 + reason.len();
-                if let Some(dst) = payload.get_mut(..len) {
-                    let (c, r) = dst.split_at_mut(2);
-                    c.copy_from_slice(&code.to_be_bytes());
-                    r.copy_from_slice(reason.as_bytes());
+        let closing = async {
+            self.finish_control().await?;
+            match self.state {
+                State::Closed => return Ok(()),
+                State::Failed => return Err(Error::NotConnected),
+                State::Open => {
+                    let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
+                    let len = 2 + reason.len();
+                    if let Some(dst) = payload.get_mut(..len) {
+                        let (c, r) = dst.split_at_mut(2);
+                        c.copy_from_slice(&code.to_be_bytes());
+                        r.copy_from_slice(reason.as_bytes());
+                    }
+                    self.queue_control(Opcode::Close, payload.get(..len).unwrap_or_default());
+                    self.state = State::CloseSent;
+                    self.finish_control().await?;
                 }
-                self.write_frame_or_fail(
-                    Opcode::Close,
-                    payload.get(..len).unwrap_or_default(),
-                    true,
-                )
-                .await?;
-                self.io.flush().await.map_err(Error::Io)?;
-                self.state = State::CloseSent;
+                State::CloseSent => {}
             }
-            State::CloseSent => {}
-        }
-        let wait = async {
             let mut scratch = [0u8; 64];
             loop {
                 match self.recv_msg(&mut scratch).await {
@@ -495,29 +555,20 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
                 }
             }
         };
-        let outcome = select(wait, deadline).await;
-        match outcome {
+        match select(closing, deadline).await {
             Either::First(r) => r,
-            Either::Second(()) => {
-                self.state = State::Failed;
-                Err(Error::Timeout)
-            }
+            Either::Second(()) => Err(Error::Timeout),
         }
     }
 
     /// Fails the connection for `e`: a best-effort Close with its code.
     async fn fail(&mut self, e: ProtocolError) -> Error<T::Error> {
         if self.state == State::Open {
-            let payload = e.close_code().to_be_bytes();
-            if self
-                .write_frame(Opcode::Close, &payload, true)
-                .await
-                .is_ok()
-            {
-                let _ = self.io.flush().await;
-            }
+            self.queue_control(Opcode::Close, &e.close_code().to_be_bytes());
         }
+        // Failed before the await: a dropped future cannot fail it twice.
         self.state = State::Failed;
+        let _ = self.finish_control().await;
         Error::Protocol(e)
     }
 
@@ -577,6 +628,12 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
     /// dropped. With `stop_before_data`, a data header is left unconsumed.
     async fn advance(&mut self, stop_before_data: bool) -> Result<Step, ReadFailure<T::Error>> {
         loop {
+            // Pending control output first, at every turn: a pong or echo
+            // queued below goes out before the next frame is looked at.
+            self.finish_control().await?;
+            if let Some(len) = self.unreported_close.take() {
+                return Ok(Step::Close(usize::from(len)));
+            }
             if matches!(self.state, State::Closed | State::Failed) {
                 return Err(Error::NotConnected.into());
             }
@@ -619,18 +676,22 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
                 if let (true, Some(key)) = (self.role.expects_masked(), header.mask) {
                     apply_mask(control, key, 0);
                 }
+                // Consuming the frame and queuing its answer happen together,
+                // with no await between: a dropped future loses neither.
                 self.rx_pos += total;
                 match header.opcode {
                     // §5.5.2: answer with the same payload; not after our
                     // Close (§5.5.1: nothing follows a Close).
                     Opcode::Ping if self.state == State::Open => {
-                        self.write_control_echo(Opcode::Pong, len).await?;
-                        self.io.flush().await.map_err(Error::Io)?;
+                        let mask = self.role.next_mask();
+                        let _ = self.out.queue(
+                            Opcode::Pong,
+                            self.control.get(..len).unwrap_or_default(),
+                            mask,
+                        );
                     }
-                    Opcode::Close => {
-                        self.on_close(len).await?;
-                        return Ok(Step::Close(len));
-                    }
+                    // Reported at the top of the loop once its echo is out.
+                    Opcode::Close => self.on_close(len)?,
                     // Pong (§5.5.3: unsolicited pongs need no answer), or a ping
                     // after our Close.
                     _ => {}
@@ -679,8 +740,9 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
         }
     }
 
-    /// Validates a received Close payload (in `self.control`) and echoes it.
-    async fn on_close(&mut self, len: usize) -> Result<(), ReadFailure<T::Error>> {
+    /// Validates a received Close payload (in `self.control`) and queues
+    /// its echo.
+    fn on_close(&mut self, len: usize) -> Result<(), ReadFailure<T::Error>> {
         let payload = self.control.get(..len).unwrap_or_default();
         if len == 1 {
             return Err(ReadFailure::Protocol(ProtocolError::InvalidClosePayload));
@@ -695,10 +757,12 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
         }
         if self.state == State::Open {
             // §5.5.1: echo the status code (an empty Close echoes empty).
-            self.write_control_echo(Opcode::Close, len.min(2)).await?;
-            let _ = self.io.flush().await;
+            let mask = self.role.next_mask();
+            let echo = self.control.get(..len.min(2)).unwrap_or_default();
+            let _ = self.out.queue(Opcode::Close, echo, mask);
         }
         self.state = State::Closed;
+        self.unreported_close = Some(len as u8);
         Ok(())
     }
 
@@ -773,6 +837,14 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
         let Some(mut frame) = self.frame else {
             return Err(Error::NotConnected.into());
         };
+        if buf.is_empty() && frame.remaining > 0 {
+            // Nothing could be delivered: a caller looping on `remaining`
+            // would spin for ever.
+            return Err(Error::EmptyReceiveBuffer {
+                remaining: frame.remaining,
+            }
+            .into());
+        }
         let want = usize::try_from(frame.remaining)
             .unwrap_or(usize::MAX)
             .min(buf.len());
@@ -836,6 +908,9 @@ impl<'b, T: Read + Write, M: Role> WsConnection<'b, T, M> {
         self.state == State::Closed
     }
 }
+
+#[cfg(test)]
+mod cancel_tests;
 
 #[cfg(test)]
 mod tests {
@@ -1123,6 +1198,29 @@ mod tests {
             sent,
             alloc::vec![(Opcode::Pong, true, b"are you there".to_vec())]
         );
+    }
+
+    #[test]
+    fn recv_into_empty_buffer_is_an_error_not_a_spin() {
+        let reads = alloc::vec![frame(true, 2, b"0123456789"), frame(true, 2, b"")];
+        let mut f = fx();
+        let mut c = client(&mut f, reads, Config::default());
+        let e = run(c.recv_msg(&mut [])).unwrap_err();
+        assert!(
+            matches!(e, Error::EmptyReceiveBuffer { remaining: 10 }),
+            "{e:?}"
+        );
+        assert_eq!(
+            alloc::format!("{e}"),
+            "recv_msg given an empty buffer while 10 payload bytes wait"
+        );
+        // Nothing was lost and the connection is still usable.
+        let mut buf = [0u8; 16];
+        let i = run(c.recv_msg(&mut buf)).unwrap();
+        assert_eq!(&buf[..i.len], b"0123456789");
+        // An empty frame needs no room.
+        let i = run(c.recv_msg(&mut [])).unwrap();
+        assert_eq!((i.len, i.remaining, i.fin), (0, 0, true));
     }
 
     #[test]

@@ -6,7 +6,15 @@
 //! `read` yields the payload bytes of data frames regardless of frame and
 //! message boundaries, since an MQTT packet may span frames or several may
 //! share one [MQTT-6.0.0-2]. Control frames are serviced on every read.
-//! A clean close reads as end of file (`Ok(0)`).
+//! A clean close reads as end of file (`Ok(0)`). [`WsStream::close`] is the
+//! closing handshake for a client that ends its MQTT session (RFC 6455
+//! §7.1.1).
+//!
+//! Cancel-safety: a `read` may be dropped at any await (the MQTT client's
+//! driver does so whenever a timer wins) without losing data, a pong or a
+//! Close echo, and without leaving half a control frame on the wire; so may
+//! [`close`](WsStream::close). A `write` dropped after its first byte went
+//! out fails the connection (the frame cannot be completed later).
 //!
 //! Deliberately not here: buffering of writes (each `write` is one frame;
 //! the MQTT client writes whole packets).
@@ -45,6 +53,22 @@ impl<'b, T: Read + Write, M: Role> WsStream<'b, T, M> {
     /// The connection, for the message API, `service` and `close`.
     pub fn connection(&mut self) -> &mut WsConnection<'b, T, M> {
         &mut self.conn
+    }
+
+    /// The closing handshake (RFC 6455 §7.1.1, §7.1.2): finishes pending
+    /// control output, sends Close with `code` (1000 for a normal end) and
+    /// `reason` (at most 123 bytes), then reads until the peer's Close
+    /// arrives, discarding data frames. `Ok` once the peer's Close arrived
+    /// (or the peer ended the transport after ours); then drop the stream.
+    ///
+    /// No deadline of its own: bound it with the caller's timer (select and
+    /// drop). Cancel-safe: dropped part-way, nothing half-written is left
+    /// behind, and calling it again resumes. Errors: [`Error::NotConnected`]
+    /// on a failed connection, [`Error::InvalidCloseCode`] for a code that
+    /// may not be sent, [`Error::UnexpectedEof`] or [`Error::Io`] from the
+    /// transport.
+    pub async fn close(&mut self, code: u16, reason: &str) -> Result<(), Error<T::Error>> {
+        self.conn.close(code, reason, core::future::pending()).await
     }
 
     /// Unwraps the connection.

@@ -409,3 +409,123 @@ async fn mqtt_6_0_0_4_server_role_refuses_client_without_mqtt() {
     drop(r);
     assert_eq!(client.join().unwrap(), Some(400));
 }
+
+/// RFC 6455 §5.5.2 over real TCP with back-pressure: tungstenite pings 2000
+/// times (120-byte payloads) while its reading side sleeps, so the client's
+/// small send buffer fills with pongs; the client reads with a 2 ms timer
+/// (each timed-out read future is dropped, as the MQTT driver does) and
+/// sends a data frame now and then. Once tungstenite reads, every frame
+/// must decode (tungstenite fails the read on a partial or bad one), the
+/// pongs must carry the pings' payloads in order, and the data frames must
+/// arrive whole and in order.
+#[tokio::test]
+#[allow(clippy::result_large_err)] // tungstenite's callback signature
+async fn rfc6455_5_5_2_pings_answered_whole_while_back_pressured_and_reads_dropped() {
+    const PINGS: usize = 2000;
+    let payload = |i: usize| format!("{i:0>120}").into_bytes();
+    // Small kernel buffers on both ends so the pongs back up quickly.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let listener = socket.listen(1).unwrap();
+    let accepted = tokio::spawn(async move { listener.accept().await.unwrap().0 });
+    let client_socket = tokio::net::TcpSocket::new_v4().unwrap();
+    client_socket.set_send_buffer_size(4096).unwrap();
+    let tcp = client_socket
+        .connect(format!("127.0.0.1:{port}").parse().unwrap())
+        .await
+        .unwrap();
+    let server_tcp = accepted.await.unwrap().into_std().unwrap();
+    server_tcp.set_nonblocking(false).unwrap();
+    let server = thread::spawn(move || {
+        server_tcp
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut reader = tungstenite::accept_hdr(
+            server_tcp,
+            |_: &tungstenite::handshake::server::Request,
+             mut resp: tungstenite::handshake::server::Response| {
+                resp.headers_mut()
+                    .insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
+                Ok(resp)
+            },
+        )
+        .unwrap();
+        let mut writer = WebSocket::from_raw_socket(
+            reader.get_ref().try_clone().unwrap(),
+            tungstenite::protocol::Role::Server,
+            None,
+        );
+        let pinger = thread::spawn(move || {
+            for i in 0..PINGS {
+                writer.send(Message::Ping(payload(i).into())).unwrap();
+            }
+            writer
+                .send(Message::Binary(b"done".to_vec().into()))
+                .unwrap();
+            writer
+        });
+        // Not reading for a while: the client's pongs back up.
+        thread::sleep(Duration::from_millis(1500));
+        let (mut pongs, mut data) = (0usize, Vec::new());
+        while pongs < PINGS {
+            match reader.read().expect("every client frame decodes") {
+                Message::Pong(p) => {
+                    assert_eq!(p.as_ref(), payload(pongs).as_slice(), "pong {pongs}");
+                    pongs += 1;
+                }
+                Message::Binary(b) => data.push(b.to_vec()),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let _writer = pinger.join().unwrap();
+        data
+    });
+    let (mut rx, mut tx) = (vec![0u8; 1024], vec![0u8; 512]);
+    let req = Request::mqtt("127.0.0.1", Some(port), "/mqtt");
+    let (mut c, _) = WsConnection::connect_with_timeout(
+        FromTokio::new(tcp),
+        &req,
+        Buffers {
+            rx: &mut rx,
+            tx: &mut tx,
+        },
+        StdRng::seed_from_u64(3),
+        Config::default(),
+        &mut (),
+        tokio::time::sleep(Duration::from_secs(5)),
+    )
+    .await
+    .unwrap();
+    // The client does not read at first either.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut dropped, mut sent) = (0usize, Vec::new());
+    let mut buf = [0u8; 64];
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match tokio::time::timeout(Duration::from_millis(2), c.recv_msg(&mut buf)).await {
+                Ok(Ok(info)) if info.opcode == Opcode::Binary => {
+                    assert_eq!(&buf[..info.len], b"done");
+                    break;
+                }
+                Ok(r) => panic!("unexpected {r:?}"),
+                Err(_) => {
+                    dropped += 1;
+                    if dropped % 50 == 0 && sent.len() < 20 {
+                        let frame = format!("data {}", sent.len()).into_bytes();
+                        c.send_msg(&frame, Opcode::Binary, true).await.unwrap();
+                        sent.push(frame);
+                    }
+                }
+            }
+        }
+        // The last pong may still be pending: finish it.
+        c.flush().await.unwrap();
+    })
+    .await
+    .expect("all pings read");
+    let data = server.join().expect("tungstenite read every frame");
+    assert!(dropped > 50, "reads were dropped {dropped} times");
+    assert_eq!(data, sent);
+}
