@@ -25,11 +25,11 @@ extern crate alloc;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::fmt;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use super::Store;
+use super::fs::{StdFs, StoreFs};
 
 const KIND_PUT: u8 = 1;
 const KIND_REMOVE: u8 = 2;
@@ -85,10 +85,10 @@ impl From<io::Error> for FileStoreError {
 
 /// The outbox's durable copy in an append-only log file (see the module
 /// documentation for the format and the crash guarantees).
-#[derive(Debug)]
-pub struct FileStore {
+pub struct FileStore<F: StoreFs = StdFs> {
+    fs: F,
     path: PathBuf,
-    file: File,
+    file: F::File,
     /// Live records: key → (offset of the record bytes, length).
     live: BTreeMap<u32, (u64, u32)>,
     /// Bytes of the live records' entries.
@@ -100,18 +100,37 @@ pub struct FileStore {
     torn: bool,
 }
 
-impl FileStore {
+impl<F: StoreFs> fmt::Debug for FileStore<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileStore")
+            .field("path", &self.path)
+            .field("records", &self.live.len())
+            .field("file_len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileStore<StdFs> {
     /// Opens (or creates) the log at `path`, dropping a torn last entry.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, FileStoreError> {
+        Self::open_with(StdFs, path)
+    }
+}
+
+impl<F: StoreFs> FileStore<F> {
+    /// [`FileStore::open`] over another file system (tests record it).
+    #[doc(hidden)]
+    pub fn open_with(mut fs: F, path: impl AsRef<Path>) -> Result<Self, FileStoreError> {
         let path = path.as_ref().to_path_buf();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
+        let mut file = fs.open_rw(&path)?;
+        // The log's name must be durable before a persist may say so of a
+        // record in it (a new file's directory entry is not made durable
+        // by fsyncing the file). Done at every open, not only when this
+        // call created the file: an earlier process may have created it
+        // and died before its directory fsync.
+        fs.sync_dir(parent_dir(&path))?;
         let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
+        fs.read_to_end(&mut file, &mut bytes)?;
         let mut live = BTreeMap::new();
         let mut live_bytes = 0u64;
         let mut off = 0usize;
@@ -134,11 +153,11 @@ impl FileStore {
         let torn = off < bytes.len();
         let len = off as u64;
         if torn {
-            file.set_len(len)?;
-            file.sync_data()?;
+            fs.set_len(&mut file, len)?;
+            fs.sync_data(&mut file)?;
         }
-        file.seek(SeekFrom::Start(len))?;
         Ok(Self {
+            fs,
             path,
             file,
             live,
@@ -178,10 +197,9 @@ impl FileStore {
 
     fn append(&mut self, entry: &[u8]) -> Result<u64, FileStoreError> {
         let at = self.len;
-        self.file.seek(SeekFrom::Start(at))?;
-        if let Err(e) = self.file.write_all(entry) {
+        if let Err(e) = self.fs.write_at(&mut self.file, at, entry) {
             // Cut off whatever part went out, so the log stays well formed.
-            let _ = self.file.set_len(at);
+            let _ = self.fs.set_len(&mut self.file, at);
             return Err(e.into());
         }
         self.len = at + entry.len() as u64;
@@ -191,8 +209,7 @@ impl FileStore {
     fn read_record(&mut self, at: u64, len: u32, buf: &mut Vec<u8>) -> io::Result<()> {
         buf.clear();
         buf.resize(len as usize, 0);
-        self.file.seek(SeekFrom::Start(at))?;
-        self.file.read_exact(buf)
+        self.fs.read_at(&mut self.file, at, buf)
     }
 
     /// Writes the live records to a new file and renames it over the log.
@@ -200,7 +217,7 @@ impl FileStore {
         let mut tmp_path = self.path.clone().into_os_string();
         tmp_path.push(".compact");
         let tmp_path = PathBuf::from(tmp_path);
-        let mut tmp = File::create(&tmp_path)?;
+        let mut tmp = self.fs.create(&tmp_path)?;
         let mut live = BTreeMap::new();
         let mut record = Vec::new();
         let mut entry = Vec::new();
@@ -209,23 +226,15 @@ impl FileStore {
         for (key, (at, len)) in keys {
             self.read_record(at, len, &mut record)?;
             encode_entry(&mut entry, KIND_PUT, key, &record);
-            tmp.write_all(&entry)?;
+            self.fs.write_at(&mut tmp, off, &entry)?;
             live.insert(key, (off + ENTRY_HEAD as u64, len));
             off += entry.len() as u64;
         }
-        tmp.sync_all()?;
+        self.fs.sync_data(&mut tmp)?;
         drop(tmp);
-        std::fs::rename(&tmp_path, &self.path)?;
-        if let Some(dir) = self.path.parent()
-            && let Ok(d) = File::open(if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            })
-        {
-            let _ = d.sync_all();
-        }
-        self.file = OpenOptions::new().read(true).write(true).open(&self.path)?;
+        self.fs.rename(&tmp_path, &self.path)?;
+        let _ = self.fs.sync_dir(parent_dir(&self.path));
+        self.file = self.fs.open_rw(&self.path)?;
         self.live = live;
         self.live_bytes = off;
         self.len = off;
@@ -237,7 +246,7 @@ impl FileStore {
     }
 }
 
-impl Store for FileStore {
+impl<S: StoreFs> Store for FileStore<S> {
     type Error = FileStoreError;
 
     async fn replay<V: FnMut(u32, &[u8])>(&mut self, mut visit: V) -> Result<(), Self::Error> {
@@ -267,9 +276,9 @@ impl Store for FileStore {
         let mut entry = Vec::with_capacity(entry_len(len));
         encode_entry(&mut entry, KIND_PUT, key, &record);
         let at = self.append(&entry)?;
-        if let Err(e) = self.file.sync_data() {
+        if let Err(e) = self.fs.sync_data(&mut self.file) {
             // Not known to be durable: take it back out of the log.
-            let _ = self.file.set_len(at);
+            let _ = self.fs.set_len(&mut self.file, at);
             self.len = at;
             return Err(e.into());
         }
@@ -291,6 +300,14 @@ impl Store for FileStore {
             self.compact()?;
         }
         Ok(())
+    }
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
     }
 }
 
@@ -419,7 +436,7 @@ mod tests {
         // A crash in the middle of the second entry's write: every
         // shortened length, and a flipped byte in its record.
         for cut in 1..(entry_len(15) as u64) {
-            let f = OpenOptions::new().write(true).open(&path).unwrap();
+            let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
             let mut copy = std::fs::read(&path).unwrap();
             copy.truncate((full - cut) as usize);
             drop(f);
