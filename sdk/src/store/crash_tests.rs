@@ -212,47 +212,69 @@ fn op_name(op: &Op) -> &'static str {
     }
 }
 
-#[test]
-fn filestore_survives_a_power_cut_after_every_operation() {
-    // Records of 10 to 1300 bytes cross 512-byte sectors; removals come
-    // out of order and in batches (so several unsynced writes are pending
-    // at once); a small threshold makes the log compact several times; one
-    // record lives through all of it; the store is reopened midway.
-    let mut w = Workload::new(1500);
-    let sizes = [10usize, 150, 600, 40, 1300, 90];
+/// Records of 10 to 1300 bytes cross 512-byte sectors; removals come out
+/// of order and in batches (so several unsynced writes are pending at
+/// once, ten at the end); one record lives through all of it; the store
+/// is reopened midway and at the end.
+fn run_workload(compact_at: u64) -> Workload {
+    let mut w = Workload::new(compact_at);
+    let sizes = [10usize, 150, 600, 40, 1300, 90, 480];
     w.persist(1, 64); // long-lived
     let mut key = 2;
-    for round in 0..6 {
+    let mut survivors = Vec::new();
+    for round in 0..10 {
         let first = key;
-        for i in 0..4 {
+        for i in 0..5 {
             w.persist(key, sizes[(round + i) % sizes.len()]);
             key += 1;
         }
-        // Out of order: the second, the fourth, the first.
-        w.remove(first + 1);
-        w.remove(first + 3);
-        w.remove(first);
-        if round == 2 {
+        // Out of order: the second, the fifth, the first, the third; the
+        // fourth survives the round.
+        for k in [1, 4, 0, 2] {
+            w.remove(first + k);
+        }
+        survivors.push(first + 3);
+        if round == 4 {
             w.reopen();
         }
     }
+    // Ten removals with no sync between them: more pending writes than
+    // are explored exhaustively (the sampled path), newest first.
+    for &k in survivors.iter().rev() {
+        w.remove(k);
+    }
     w.persist(key, 20);
     w.reopen();
-    let ops = w.fs.ops();
-    let compactions = ops
-        .iter()
-        .filter(|o| matches!(o, Op::Rename { .. }))
-        .count();
+    w
+}
+
+#[test]
+fn filestore_survives_a_power_cut_after_every_operation() {
+    // A small compaction threshold (compacting every few rounds) and the
+    // default one (never compacting here: long runs of removals).
+    let (mut cuts, mut images) = (0, 0);
+    for (compact_at, min_compactions) in [(4000, 2), (64 * 1024, 0)] {
+        let w = run_workload(compact_at);
+        let compactions =
+            w.fs.ops()
+                .iter()
+                .filter(|o| matches!(o, Op::Rename { .. }))
+                .count();
+        assert!(
+            compactions >= min_compactions,
+            "threshold {compact_at}: {compactions} compactions"
+        );
+        let (c, i) = explore(&w);
+        println!(
+            "filestore crash exploration, compaction threshold {compact_at}: \
+             {c} cut points, {i} crash states, {compactions} compactions"
+        );
+        cuts += c;
+        images += i;
+    }
+    println!("filestore crash exploration: {cuts} cut points, {images} crash states in all");
     assert!(
-        compactions >= 2,
-        "the workload compacted {compactions} times"
-    );
-    let (cuts, images) = explore(&w);
-    println!(
-        "filestore crash exploration: {cuts} cut points, {images} crash states, {compactions} compactions"
-    );
-    assert!(
-        images > 1000,
-        "explored {images} crash states at {cuts} cut points"
+        images > 3000,
+        "explored only {images} crash states at {cuts} cut points"
     );
 }

@@ -47,6 +47,8 @@ mod crash_tests;
 mod file;
 #[cfg(feature = "std")]
 mod fs;
+#[cfg(feature = "std")]
+mod log;
 #[cfg(all(test, feature = "std"))]
 mod sim_fs;
 

@@ -113,6 +113,26 @@ impl SimFs {
         self.0.borrow().ops.clone()
     }
 
+    /// The current content of `name` (what a process would read).
+    pub(super) fn content(&self, name: &Path) -> Option<Vec<u8>> {
+        let s = self.0.borrow();
+        let ino = *s.names.get(name)?;
+        s.files.get(ino).cloned()
+    }
+
+    /// Replaces the current content of `name` (a test's bit flip); not
+    /// recorded.
+    pub(super) fn set_content(&self, name: &Path, data: Vec<u8>) {
+        let mut s = self.0.borrow_mut();
+        let ino = s.names[name];
+        s.files[ino] = data;
+    }
+
+    /// Names in the directory now.
+    pub(super) fn names(&self) -> Vec<PathBuf> {
+        self.0.borrow().names.keys().cloned().collect()
+    }
+
     /// After `skip` more successful operations of `kind`, the next one
     /// fails with an I/O error.
     pub(super) fn fail_next(&self, kind: OpKind, skip: usize) {
