@@ -14,6 +14,7 @@
 extern crate alloc;
 
 use alloc::collections::BTreeMap;
+use alloc::vec;
 use alloc::vec::Vec;
 use core::future::Future;
 use std::path::{Path, PathBuf};
@@ -212,13 +213,13 @@ fn op_name(op: &Op) -> &'static str {
     }
 }
 
-/// Records of 10 to 1300 bytes cross 512-byte sectors; removals come out
+/// Records of 10 to 2100 bytes cross 512-byte sectors; removals come out
 /// of order and in batches (so several unsynced writes are pending at
 /// once, ten at the end); one record lives through all of it; the store
 /// is reopened midway and at the end.
 fn run_workload(compact_at: u64) -> Workload {
     let mut w = Workload::new(compact_at);
-    let sizes = [10usize, 150, 600, 40, 1300, 90, 480];
+    let sizes = [10usize, 150, 600, 40, 2100, 90, 480, 1300];
     w.persist(1, 64); // long-lived
     let mut key = 2;
     let mut survivors = Vec::new();
@@ -250,8 +251,8 @@ fn run_workload(compact_at: u64) -> Workload {
 
 #[test]
 fn filestore_survives_a_power_cut_after_every_operation() {
-    // A small compaction threshold (compacting every few rounds) and the
-    // default one (never compacting here: long runs of removals).
+    // A small compaction threshold (compacting every round or two) and
+    // the default one (never compacting here: long runs of removals).
     let (mut cuts, mut images) = (0, 0);
     for (compact_at, min_compactions) in [(4000, 2), (64 * 1024, 0)] {
         let w = run_workload(compact_at);
@@ -274,7 +275,48 @@ fn filestore_survives_a_power_cut_after_every_operation() {
     }
     println!("filestore crash exploration: {cuts} cut points, {images} crash states in all");
     assert!(
-        images > 3000,
+        images > 4000,
         "explored only {images} crash states at {cuts} cut points"
     );
+}
+
+#[test]
+fn migrating_a_first_format_log_survives_a_power_cut_at_every_step() {
+    // A durable version 1 log with three live records and a removal; the
+    // open that rewrites it in version 2 is cut at every operation.
+    let mut v1 = Vec::new();
+    let records: [(u32, Vec<u8>); 3] = [(1, vec![1; 700]), (2, vec![2; 30]), (4, vec![4; 900])];
+    for (key, record) in &records {
+        super::log::tests::encode_v1(&mut v1, super::log::KIND_PUT, *key, record);
+    }
+    super::log::tests::encode_v1(&mut v1, super::log::KIND_PUT, 3, b"gone");
+    super::log::tests::encode_v1(&mut v1, super::log::KIND_REMOVE, 3, b"");
+    let fs = SimFs::from_image(&Image::from([(log_path(), v1)]));
+    let base = fs.op_count();
+    let store = FileStore::open_with(fs.clone(), log_path()).unwrap();
+    assert!(store.migrated());
+    drop(store);
+    let mut history = History::default();
+    for (key, record) in &records {
+        history.started.insert(*key, (0, record.clone()));
+        history.acked.insert(*key, base);
+    }
+    history.started.insert(3, (0, b"gone".to_vec()));
+    history.removed.insert(3, 0);
+    history.removal_durable.insert(3, base);
+    let ops = fs.ops();
+    assert!(ops.iter().any(|o| matches!(o, Op::Rename { .. })));
+    let mut images = 0;
+    for prefix in base..=ops.len() {
+        images += for_each_crash_image(&ops, prefix, |image| {
+            if let Err(e) = check_image(image, &history, prefix) {
+                panic!("crash after {prefix} of {} operations: {e}", ops.len());
+            }
+        });
+    }
+    println!(
+        "filestore migration crash exploration: {} cut points, {images} crash states",
+        ops.len() + 1 - base
+    );
+    assert!(images > ops.len(), "explored only {images} crash states");
 }

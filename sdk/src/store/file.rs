@@ -229,6 +229,12 @@ impl<F: StoreFs> FileStore<F> {
         self.corrupt = end.skipped;
         self.len = end.good_end as u64;
         self.torn = end.good_end < bytes.len();
+        if end.skipped > 0 {
+            warn!(
+                "outbox file: {} damaged entries skipped (each a lost record or removal)",
+                end.skipped
+            );
+        }
         if self.torn {
             let file = self.file.as_mut().ok_or(FileStoreError::Failed)?;
             self.fs.set_len(file, self.len)?;

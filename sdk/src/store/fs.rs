@@ -110,8 +110,17 @@ impl StoreFs for StdFs {
         std::fs::remove_file(path)
     }
 
+    #[cfg(unix)]
     fn sync_dir(&mut self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+
+    /// Windows cannot open a directory through `std::fs` to flush it;
+    /// NTFS journals its metadata, so a rename is as durable as the
+    /// journal's next commit there.
+    #[cfg(not(unix))]
+    fn sync_dir(&mut self, _dir: &Path) -> io::Result<()> {
+        Ok(())
     }
 
     fn lock(&mut self, path: &Path) -> io::Result<File> {

@@ -89,17 +89,17 @@ pub(super) struct SimFile(usize);
 pub(super) type Image = BTreeMap<PathBuf, Vec<u8>>;
 
 impl SimFs {
-    /// A file system holding `image`, everything durable, nothing recorded.
+    /// A file system holding `image`, everything durable: its creation is
+    /// recorded as writes, fsyncs and a directory fsync, so crash
+    /// exploration over the operations that follow starts from it.
     pub(super) fn from_image(image: &Image) -> Self {
-        let fs = Self::default();
-        {
-            let mut s = fs.0.borrow_mut();
-            for (name, data) in image {
-                let ino = s.files.len();
-                s.files.push(data.clone());
-                s.names.insert(name.clone(), ino);
-            }
+        let mut fs = Self::default();
+        for (name, data) in image {
+            let mut f = fs.create(name).unwrap();
+            fs.write_at(&mut f, 0, data).unwrap();
+            fs.sync_data(&mut f).unwrap();
         }
+        fs.sync_dir(Path::new(".")).unwrap();
         fs
     }
 
