@@ -25,7 +25,7 @@ use embermq::codec::{Properties, PropertyFields, QoS};
 use embermq::session::{
     OutgoingMessage, PublishFailure, PublishState, SessionConfig, SessionError, SizeLimit,
 };
-use embermq::store::{FileStore, Store};
+use embermq::store::{FileStore, FileStoreError, Store};
 use embermq::telemetry::Readings;
 use embermq_tests::peers::{Mosquitto, free_port};
 use rand::SeedableRng;
@@ -87,6 +87,14 @@ async fn subscriber(
 async fn next_message(events: &mut UnboundedReceiver<Seen>) -> (String, Vec<u8>) {
     let (topic, payload, _, _) = message(events).await;
     (topic, payload)
+}
+
+/// Removes a log and its lock file.
+fn remove_store(path: &std::path::Path) {
+    let _ = std::fs::remove_file(path);
+    let mut lock = path.as_os_str().to_owned();
+    lock.push(".lock");
+    let _ = std::fs::remove_file(lock);
 }
 
 fn store_path(name: &str) -> PathBuf {
@@ -228,9 +236,20 @@ async fn file_store_outbox_survives_sigkill_and_every_message_arrives() {
         stop(sub_client, sub_driver).await;
     })
     .await;
-    let reopened = FileStore::open(&path).unwrap();
+    // The leaked client state still holds the store (and its lock on the
+    // log): what a restart would find is checked on a copy of the file.
+    let copy = store_path("kill-copy");
+    std::fs::copy(&path, &copy).unwrap();
+    let reopened = FileStore::open(&copy).unwrap();
     assert!(reopened.is_empty(), "{} records left", reopened.len());
-    let _ = std::fs::remove_file(&path);
+    // A second FileStore on the log itself is refused while the first one
+    // is open (the killed child's lock went with it).
+    assert!(matches!(
+        FileStore::open(&path),
+        Err(FileStoreError::Locked { .. })
+    ));
+    remove_store(&copy);
+    remove_store(&path);
 }
 
 /// A store whose persist always fails: the publisher must get the error
@@ -551,5 +570,5 @@ async fn file_store_killed_mid_stream_loses_no_persisted_message() {
         stop(sub_client, sub_driver).await;
     })
     .await;
-    let _ = std::fs::remove_file(&path);
+    remove_store(&path);
 }

@@ -169,6 +169,9 @@ impl<F: MultiwriteNorFlash> Store for FlashStore<'_, F> {
 }
 
 #[cfg(test)]
+mod crash_tests;
+
+#[cfg(test)]
 mod tests {
     extern crate alloc;
 

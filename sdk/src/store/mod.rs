@@ -41,11 +41,22 @@
 //! stored; a store is the outbox only. Keys are not reused and do not wrap
 //! (2³² persists).
 
+#[cfg(all(test, feature = "std"))]
+mod crash_tests;
 #[cfg(feature = "std")]
 mod file;
+#[cfg(feature = "std")]
+mod fs;
+#[cfg(feature = "std")]
+mod log;
+#[cfg(all(test, feature = "std"))]
+mod sim_fs;
 
 #[cfg(feature = "std")]
 pub use file::{FileStore, FileStoreError};
+#[cfg(feature = "std")]
+#[doc(hidden)]
+pub use fs::{StdFs, StoreFs};
 
 use core::future::Future;
 
