@@ -306,10 +306,10 @@ impl Read for BrokerTransport<'_> {
 impl embermq::transport::Transport for BrokerTransport<'_> {
     async fn close(&mut self) {
         match self {
-            Self::Tcp(s) => s.close().await,
-            Self::Tls(s) => s.close().await,
-            Self::Ws(s) => s.close().await,
-            Self::Wss(s) => s.close().await,
+            Self::Tcp(s) => embermq::transport::Transport::close(s).await,
+            Self::Tls(s) => embermq::transport::Transport::close(s).await,
+            Self::Ws(s) => embermq::transport::Transport::close(s).await,
+            Self::Wss(s) => embermq::transport::Transport::close(s).await,
         }
     }
 }

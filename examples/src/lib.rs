@@ -201,8 +201,8 @@ impl Read for BrokerTransport<'_> {
 impl embermq::transport::Transport for BrokerTransport<'_> {
     async fn close(&mut self) {
         match self {
-            Self::Tcp(s) => s.close().await,
-            Self::Ws(s) => s.close().await,
+            Self::Tcp(s) => embermq::transport::Transport::close(s).await,
+            Self::Ws(s) => embermq::transport::Transport::close(s).await,
         }
     }
 }

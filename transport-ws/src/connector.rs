@@ -161,9 +161,6 @@ impl<T: embedded_io_async::Read + embedded_io_async::Write, M: crate::message::R
     embermq::transport::Transport for WsStream<'_, T, M>
 {
     async fn close(&mut self) {
-        let _ = self
-            .connection()
-            .close(1000, "", core::future::pending::<()>())
-            .await;
+        let _ = WsStream::close(self, 1000, "").await;
     }
 }
