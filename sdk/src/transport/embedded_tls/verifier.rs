@@ -268,6 +268,11 @@ fn verify_chain(
             check_signed_by(&child, &anchor)?;
             return Ok(leaf_key);
         }
+        // A self-issued certificate other than the anchor (a root the
+        // server sends along) ends the walk: nothing above it.
+        if child.issuer == child.subject {
+            return Err(CertificateError::UnknownIssuer);
+        }
         if below == INTERMEDIATES_MAX {
             break;
         }
