@@ -195,6 +195,11 @@ mod scripted {
         Ok((header[0], body))
     }
 
+    fn write(tcp: &mut TcpStream, bytes: &[u8]) -> Result<(), Failure> {
+        tcp.write_all(bytes)
+            .map_err(|e| alloc::format!("writing to the client: {e}"))
+    }
+
     /// A handshake message: type, 24-bit length, body.
     fn message(kind: u8, body: &[u8]) -> Vec<u8> {
         let len = u32::try_from(body.len()).unwrap().to_be_bytes();
@@ -394,7 +399,7 @@ mod scripted {
         let len = u16::try_from(server_hello.len()).unwrap().to_be_bytes();
         let mut record = alloc::vec![HANDSHAKE, 3, 3, len[0], len[1]];
         record.extend_from_slice(&server_hello);
-        tcp.write_all(&record).unwrap();
+        write(tcp, &record)?;
 
         // The key schedule (§7.1) up to the handshake traffic secrets.
         let client_point = PublicKey::from_sec1_bytes(&client_share)
@@ -419,37 +424,38 @@ mod scripted {
             32,
         ));
 
+        // The client may hang up as soon as it rejects a message.
         let mut send = |tcp: &mut TcpStream, transcript: &mut Sha256, msg: Vec<u8>| {
             transcript.update(&msg);
-            tcp.write_all(&server.seal(HANDSHAKE, &msg)).unwrap();
+            write(tcp, &server.seal(HANDSHAKE, &msg))
         };
-        send(tcp, &mut transcript, message(8, &[0, 0])); // EncryptedExtensions
+        send(tcp, &mut transcript, message(8, &[0, 0]))?; // EncryptedExtensions
         let other_key;
         match script {
             ServerScript::Full => {
-                send(tcp, &mut transcript, certificate(chain));
+                send(tcp, &mut transcript, certificate(chain))?;
                 let verify = certificate_verify(key, &transcript);
-                send(tcp, &mut transcript, verify);
+                send(tcp, &mut transcript, verify)?;
             }
             ServerScript::NoCertificate => {}
             ServerScript::CertificateWithoutVerify => {
-                send(tcp, &mut transcript, certificate(chain));
+                send(tcp, &mut transcript, certificate(chain))?;
             }
             ServerScript::VerifyBeforeCertificate => {
                 let verify = certificate_verify(key, &transcript);
-                send(tcp, &mut transcript, verify);
-                send(tcp, &mut transcript, certificate(chain));
+                send(tcp, &mut transcript, verify)?;
+                send(tcp, &mut transcript, certificate(chain))?;
             }
             ServerScript::VerifyByAnotherKey => {
                 other_key = rcgen::KeyPair::generate().unwrap();
-                send(tcp, &mut transcript, certificate(chain));
+                send(tcp, &mut transcript, certificate(chain))?;
                 let verify = certificate_verify(&other_key, &transcript);
-                send(tcp, &mut transcript, verify);
+                send(tcp, &mut transcript, verify)?;
             }
         }
         let finished = server.finished(&transcript);
         transcript.update(&finished);
-        tcp.write_all(&server.seal(HANDSHAKE, &finished)).unwrap();
+        write(tcp, &server.seal(HANDSHAKE, &finished))?;
 
         // The client's Finished, after any compatibility ChangeCipherSpec.
         let expected = client.finished(&transcript);
