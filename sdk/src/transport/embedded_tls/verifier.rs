@@ -371,7 +371,195 @@ pub(super) fn dns_name_matches(pattern: &[u8], host: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::dns_name_matches;
+    extern crate alloc;
+
+    use super::*;
+    use alloc::string::String;
+    use alloc::vec;
+    use alloc::vec::Vec;
+    use rcgen::{
+        BasicConstraints as Constraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+        Issuer, KeyPair, KeyUsagePurpose,
+    };
+
+    const NAME: &str = "broker.example.com";
+
+    /// A CA's parameters: cA, keyCertSign, an optional path length.
+    fn ca_params(name: &str, path_len: Option<u8>) -> CertificateParams {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(match path_len {
+            Some(n) => Constraints::Constrained(n),
+            None => Constraints::Unconstrained,
+        });
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        params.distinguished_name.push(DnType::CommonName, name);
+        params
+    }
+
+    fn leaf_params(names: &[&str]) -> CertificateParams {
+        let names = names.iter().map(|n| String::from(*n)).collect::<Vec<_>>();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.distinguished_name.push(DnType::CommonName, "leaf");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params
+    }
+
+    /// A root from `params` (DER) and its issuer.
+    fn root(params: CertificateParams) -> (Vec<u8>, Issuer<'static, KeyPair>) {
+        let key = KeyPair::generate().unwrap();
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        (der, Issuer::new(params, key))
+    }
+
+    /// A certificate from `params` signed by `issuer` (DER) and, for
+    /// signing further, its issuer.
+    fn issue(
+        params: CertificateParams,
+        issuer: &Issuer<'_, KeyPair>,
+    ) -> (Vec<u8>, Issuer<'static, KeyPair>) {
+        let key = KeyPair::generate().unwrap();
+        let der = params.signed_by(&key, issuer).unwrap().der().to_vec();
+        (der, Issuer::new(params, key))
+    }
+
+    fn check(ca: &[u8], chain: &[&Vec<u8>]) -> Result<(), CertificateError> {
+        let entries: Vec<CertificateEntryRef<'_>> = chain
+            .iter()
+            .map(|der| CertificateEntryRef::X509(der.as_slice()))
+            .collect();
+        verify_chain(ca, NAME, &entries).map(|_| ())
+    }
+
+    #[test]
+    fn rfc5280_6_1_direct_and_intermediate_chains_in_any_order() {
+        let (ca, ca_issuer) = root(ca_params("root", None));
+        let (direct, _) = issue(leaf_params(&[NAME]), &ca_issuer);
+        assert_eq!(check(&ca, &[&direct]), Ok(()));
+        let (a, a_issuer) = issue(ca_params("a", None), &ca_issuer);
+        let (b, b_issuer) = issue(ca_params("b", None), &a_issuer);
+        let (leaf, _) = issue(leaf_params(&[NAME]), &b_issuer);
+        assert_eq!(check(&ca, &[&leaf, &b, &a]), Ok(()));
+        // Out of order, with the root sent along (RFC 8446 §4.4.2 asks
+        // clients to cope).
+        assert_eq!(check(&ca, &[&leaf, &ca, &a, &b]), Ok(()));
+        // The intermediate missing.
+        assert_eq!(
+            check(&ca, &[&leaf, &a]),
+            Err(CertificateError::UnknownIssuer)
+        );
+        // Pinned at the intermediate.
+        assert_eq!(check(&b, &[&leaf]), Ok(()));
+    }
+
+    #[test]
+    fn rfc5280_4_2_1_9_path_length_is_honoured_on_intermediates_and_the_anchor() {
+        let (ca, ca_issuer) = root(ca_params("root", Some(0)));
+        let (a, a_issuer) = issue(ca_params("a", None), &ca_issuer);
+        let (leaf, _) = issue(leaf_params(&[NAME]), &a_issuer);
+        assert_eq!(
+            check(&ca, &[&leaf, &a]),
+            Err(CertificateError::PathLenExceeded)
+        );
+        let (ca, ca_issuer) = root(ca_params("root", Some(1)));
+        let (a, a_issuer) = issue(ca_params("a", Some(0)), &ca_issuer);
+        let (b, b_issuer) = issue(ca_params("b", None), &a_issuer);
+        let (leaf, _) = issue(leaf_params(&[NAME]), &b_issuer);
+        assert_eq!(
+            check(&ca, &[&leaf, &b, &a]),
+            Err(CertificateError::PathLenExceeded)
+        );
+    }
+
+    #[test]
+    fn rfc5280_4_2_1_3_a_ca_without_key_cert_sign_cannot_sign() {
+        let (ca, ca_issuer) = root(ca_params("root", None));
+        let mut params = ca_params("a", None);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let (a, a_issuer) = issue(params, &ca_issuer);
+        let (leaf, _) = issue(leaf_params(&[NAME]), &a_issuer);
+        assert_eq!(check(&ca, &[&leaf, &a]), Err(CertificateError::IssuerNotCa));
+        let mut params = ca_params("root", None);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let (ca, ca_issuer) = root(params);
+        let (leaf, _) = issue(leaf_params(&[NAME]), &ca_issuer);
+        assert_eq!(check(&ca, &[&leaf]), Err(CertificateError::PinnedCaNotCa));
+    }
+
+    #[test]
+    fn rfc5280_4_2_1_12_leaf_must_be_for_server_auth_and_not_a_ca() {
+        let (ca, ca_issuer) = root(ca_params("root", None));
+        let mut params = leaf_params(&[NAME]);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let (client, _) = issue(params, &ca_issuer);
+        assert_eq!(
+            check(&ca, &[&client]),
+            Err(CertificateError::NotForServerAuth)
+        );
+        let mut params = leaf_params(&[NAME]);
+        params.key_usages = vec![KeyUsagePurpose::KeyEncipherment];
+        let (no_signing, _) = issue(params, &ca_issuer);
+        assert_eq!(
+            check(&ca, &[&no_signing]),
+            Err(CertificateError::NotForServerAuth)
+        );
+        let mut params = ca_params("ca leaf", None);
+        params.subject_alt_names = leaf_params(&[NAME]).subject_alt_names;
+        let (ca_leaf, _) = issue(params, &ca_issuer);
+        assert_eq!(check(&ca, &[&ca_leaf]), Err(CertificateError::LeafIsCa));
+    }
+
+    #[test]
+    fn rfc6125_6_4_names_come_from_dns_sans_with_wildcards() {
+        let (ca, ca_issuer) = root(ca_params("root", None));
+        let (wildcard, _) = issue(leaf_params(&["*.example.com"]), &ca_issuer);
+        assert_eq!(check(&ca, &[&wildcard]), Ok(()));
+        let (too_wide, _) = issue(leaf_params(&["*.com"]), &ca_issuer);
+        assert_eq!(
+            check(&ca, &[&too_wide]),
+            Err(CertificateError::NameMismatch)
+        );
+        let (other, _) = issue(leaf_params(&["a.example.com", "b.example.com"]), &ca_issuer);
+        assert_eq!(check(&ca, &[&other]), Err(CertificateError::NameMismatch));
+    }
+
+    #[test]
+    fn chain_length_is_bounded() {
+        let (ca, mut issuer) = root(ca_params("root", None));
+        let mut chain = Vec::new();
+        for i in 0..=INTERMEDIATES_MAX {
+            let name = alloc::format!("intermediate {i}");
+            let (der, next) = issue(ca_params(&name, None), &issuer);
+            chain.push(der);
+            issuer = next;
+        }
+        let (leaf, _) = issue(leaf_params(&[NAME]), &issuer);
+        let mut presented = vec![&leaf];
+        presented.extend(chain.iter().rev());
+        assert_eq!(check(&ca, &presented), Err(CertificateError::ChainTooLong));
+        // One fewer is fine.
+        assert_eq!(check(&chain[0], &presented[..presented.len() - 1]), Ok(()));
+    }
+
+    #[test]
+    fn a_changed_signature_or_a_same_named_impostor_ca_is_rejected() {
+        let (ca, ca_issuer) = root(ca_params("root", None));
+        let (mut leaf, _) = issue(leaf_params(&[NAME]), &ca_issuer);
+        let last = leaf.len() - 1;
+        leaf[last] ^= 1;
+        assert_eq!(check(&ca, &[&leaf]), Err(CertificateError::BadSignature));
+        // Another CA with the same name but its own key.
+        let (impostor, _) = root(ca_params("root", None));
+        let (leaf, _) = issue(leaf_params(&[NAME]), &ca_issuer);
+        assert_eq!(
+            check(&impostor, &[&leaf]),
+            Err(CertificateError::BadSignature)
+        );
+        assert_eq!(check(&ca, &[]), Err(CertificateError::NoCertificate));
+        assert_eq!(
+            check(b"not a certificate", &[&leaf]).unwrap_err(),
+            CertificateError::PinnedCaMalformed
+        );
+    }
 
     #[test]
     fn rfc6125_6_4_1_exact_names_match_ignoring_ascii_case() {
