@@ -130,8 +130,10 @@ impl<C, R> fmt::Debug for EmbeddedTlsConnector<'_, C, R> {
 
 impl<'b, C: Connector, R: RngCore + CryptoRng> EmbeddedTlsConnector<'b, C, R> {
     /// TLS over `inner` to `server_name` (a DNS name: sent as SNI and
-    /// matched against the certificate), trusting only the CA certificate
-    /// `ca_der` (DER, ECDSA P-256).
+    /// matched against the server certificate's DNS subjectAltNames),
+    /// trusting only the CA certificate `ca_der` (DER, ECDSA P-256, with
+    /// basicConstraints cA). Pin a dedicated CA or the broker's
+    /// intermediate, not a public root: docs/tls.md says why.
     pub fn new(
         inner: C,
         server_name: &'b str,
@@ -250,6 +252,7 @@ impl<'b, C: Connector, R: RngCore + CryptoRng> Connector for EmbeddedTlsConnecto
                 // that a check failed.
                 let error = match (opened, verifier.state) {
                     (_, ServerAuth::Failed(reason)) => {
+                        warn!("tls: server certificate rejected");
                         Some(EmbeddedTlsError::CertificateRejected(reason))
                     }
                     (Err(e), _) => Some(EmbeddedTlsError::from_tls(e)),
@@ -257,12 +260,12 @@ impl<'b, C: Connector, R: RngCore + CryptoRng> Connector for EmbeddedTlsConnecto
                     // Certificate and CertificateVerify, the Finished
                     // proves only that the peer did the key exchange.
                     (Ok(()), ServerAuth::Nothing | ServerAuth::CertificateVerified { .. }) => {
+                        warn!("tls: the server did not authenticate; connection refused");
                         Some(EmbeddedTlsError::ServerNotAuthenticated)
                     }
                     (Ok(()), ServerAuth::Authenticated) => None,
                 };
                 if let Some(error) = error {
-                    warn!("tls: the server was not authenticated");
                     return Err(EmbeddedTlsConnectError::Tls(error));
                 }
             }
@@ -472,7 +475,14 @@ impl fmt::Display for EmbeddedTlsError {
     }
 }
 
-impl core::error::Error for EmbeddedTlsError {}
+impl core::error::Error for EmbeddedTlsError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::CertificateRejected(reason) => Some(reason),
+            _ => None,
+        }
+    }
+}
 
 impl embedded_io_async::Error for EmbeddedTlsError {
     fn kind(&self) -> ErrorKind {
