@@ -6,8 +6,14 @@
 //! The certificates ([`TestPki`]): a CA; a server certificate for
 //! `localhost` and `127.0.0.1`; the same names expired (valid 2020 to
 //! 2021); a certificate for another name only; a client certificate (for
-//! mutual TLS); and an unrelated CA that signed none of them. All keys are
-//! ECDSA P-256, which both rustls and embedded-tls verify.
+//! mutual TLS); and an unrelated CA that signed none of them. Then the
+//! chains that test the CA constraints (RFC 5280 §4.2.1.9): a server
+//! certificate under an intermediate CA (valid); one signed by the
+//! ordinary server certificate, which is no CA (a forgery); one naming
+//! `localhost` only in its common name; and one under a self-signed "CA"
+//! without basicConstraints cA. A chain's PEM is leaf first, then the
+//! certificates the server sends with it. All keys are ECDSA P-256, which
+//! both rustls and embedded-tls verify.
 //!
 //! Not here: any TLS client (the tests use embermq's connectors) and
 //! certificate revocation.
@@ -23,8 +29,8 @@ use std::time::Instant;
 
 use embermq::transport::RustlsOptions;
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, date_time_ymd,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, date_time_ymd,
 };
 
 use crate::peers::free_port;
@@ -55,6 +61,21 @@ pub struct TestPki {
     pub wrong_name_server: KeyedCert,
     /// Client certificate (mutual TLS), CN `embermq-test-client`.
     pub client: KeyedCert,
+    /// Server certificate for the server names under an intermediate CA
+    /// that the CA signed; the PEM carries the intermediate too.
+    pub via_intermediate: KeyedCert,
+    /// A certificate for the server names signed by [`Self::server`]'s key
+    /// (an end certificate, no CA); the PEM carries the signer too.
+    pub forged_by_end_entity: KeyedCert,
+    /// Server certificate with `localhost` as its common name and no
+    /// subjectAltName.
+    pub cn_only: KeyedCert,
+    /// A self-signed certificate without basicConstraints cA: pinning it
+    /// must not work.
+    pub not_a_ca: KeyedCert,
+    /// Server certificate for the server names signed by
+    /// [`Self::not_a_ca`].
+    pub under_not_a_ca: KeyedCert,
 }
 
 /// The names on the valid and the expired server certificates.
@@ -90,14 +111,12 @@ fn make_ca(name: &str) -> Result<(KeyedCert, Issuer<'static, KeyPair>), rcgen::E
     Ok((keyed, Issuer::new(params, key)))
 }
 
-fn leaf(
-    issuer: &Issuer<'_, KeyPair>,
+fn leaf_params(
     names: &[&str],
     common_name: &str,
     purpose: ExtendedKeyUsagePurpose,
     expired: bool,
-) -> Result<KeyedCert, rcgen::Error> {
-    let key = KeyPair::generate()?;
+) -> Result<CertificateParams, rcgen::Error> {
     let mut params =
         CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())?;
     params
@@ -109,12 +128,35 @@ fn leaf(
         params.not_before = date_time_ymd(2020, 1, 1);
         params.not_after = date_time_ymd(2021, 1, 1);
     }
+    Ok(params)
+}
+
+/// A certificate made from `params` for a fresh key, signed by `issuer`;
+/// its PEM followed by `chain_pem` (the certificates sent with it).
+fn signed(
+    params: &CertificateParams,
+    issuer: &Issuer<'_, KeyPair>,
+    chain_pem: &str,
+) -> Result<(KeyedCert, KeyPair), rcgen::Error> {
+    let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, issuer)?;
-    Ok(KeyedCert {
-        cert_pem: cert.pem(),
+    let keyed = KeyedCert {
+        cert_pem: format!("{}{chain_pem}", cert.pem()),
         cert_der: cert.der().to_vec(),
         key_pem: key.serialize_pem(),
-    })
+    };
+    Ok((keyed, key))
+}
+
+fn leaf(
+    issuer: &Issuer<'_, KeyPair>,
+    names: &[&str],
+    common_name: &str,
+    purpose: ExtendedKeyUsagePurpose,
+    expired: bool,
+) -> Result<KeyedCert, rcgen::Error> {
+    let params = leaf_params(names, common_name, purpose, expired)?;
+    Ok(signed(&params, issuer, "")?.0)
 }
 
 impl TestPki {
@@ -127,14 +169,55 @@ impl TestPki {
         let (ca, issuer) = make_ca("embermq test CA")?;
         let (other_ca, _) = make_ca("embermq unrelated CA")?;
         let server_auth = ExtendedKeyUsagePurpose::ServerAuth;
+        let server_params = leaf_params(&SERVER_NAMES, "localhost", server_auth.clone(), false)?;
+        let (server, server_key) = signed(&server_params, &issuer, "")?;
+
+        // An intermediate CA under the CA, and a server under it.
+        let intermediate_params = ca_params("embermq test intermediate")?;
+        let (intermediate, intermediate_key) = signed(&intermediate_params, &issuer, "")?;
+        let intermediate_issuer = Issuer::new(intermediate_params, intermediate_key);
+        let (via_intermediate, _) =
+            signed(&server_params, &intermediate_issuer, &intermediate.cert_pem)?;
+
+        // The server's own (end-entity) key signing a certificate for the
+        // same names, sent with the server certificate as its "issuer".
+        let mut forged_params = server_params.clone();
+        forged_params.distinguished_name = DistinguishedName::new();
+        forged_params
+            .distinguished_name
+            .push(DnType::CommonName, "forged localhost");
+        let end_entity_issuer = Issuer::new(server_params.clone(), server_key);
+        let (forged_by_end_entity, _) =
+            signed(&forged_params, &end_entity_issuer, &server.cert_pem)?;
+
+        let mut cn_only_params = leaf_params(&[], "localhost", server_auth.clone(), false)?;
+        cn_only_params.subject_alt_names.clear();
+        let (cn_only, _) = signed(&cn_only_params, &issuer, "")?;
+
+        // A self-signed certificate that is not a CA, and a server under it.
+        let mut not_a_ca_params = ca_params("embermq not a CA")?;
+        not_a_ca_params.is_ca = IsCa::ExplicitNoCa;
+        not_a_ca_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let not_a_ca_key = KeyPair::generate()?;
+        let not_a_ca_cert = not_a_ca_params.self_signed(&not_a_ca_key)?;
+        let not_a_ca = KeyedCert {
+            cert_pem: not_a_ca_cert.pem(),
+            cert_der: not_a_ca_cert.der().to_vec(),
+            key_pem: not_a_ca_key.serialize_pem(),
+        };
+        let (under_not_a_ca, _) = signed(
+            &server_params,
+            &Issuer::new(not_a_ca_params, not_a_ca_key),
+            "",
+        )?;
+
         Ok(Self {
-            server: leaf(
-                &issuer,
-                &SERVER_NAMES,
-                "localhost",
-                server_auth.clone(),
-                false,
-            )?,
+            server,
+            via_intermediate,
+            forged_by_end_entity,
+            cn_only,
+            not_a_ca,
+            under_not_a_ca,
             expired_server: leaf(
                 &issuer,
                 &SERVER_NAMES,
@@ -158,6 +241,11 @@ impl TestPki {
     /// Client options trusting only this run's CA.
     pub fn trusting_ca(&self) -> RustlsOptions {
         RustlsOptions::ca_pem(self.ca.cert_pem.as_bytes()).expect("the test CA parses")
+    }
+
+    /// Client options trusting only `cert` (PEM).
+    pub fn trusting(cert: &KeyedCert) -> RustlsOptions {
+        RustlsOptions::ca_pem(cert.cert_pem.as_bytes()).expect("the certificate parses")
     }
 
     /// Client options trusting only the unrelated CA.
@@ -186,6 +274,15 @@ pub enum ServerCert {
     Expired,
     /// [`TestPki::wrong_name_server`].
     WrongName,
+    /// [`TestPki::via_intermediate`], with the intermediate.
+    ViaIntermediate,
+    /// [`TestPki::forged_by_end_entity`], with the server certificate
+    /// that signed it.
+    ForgedByEndEntity,
+    /// [`TestPki::cn_only`].
+    CnOnly,
+    /// [`TestPki::under_not_a_ca`].
+    UnderNotACa,
 }
 
 /// How the TLS mosquitto treats client certificates.
@@ -249,6 +346,10 @@ impl TlsMosquitto {
             ServerCert::Valid => &pki.server,
             ServerCert::Expired => &pki.expired_server,
             ServerCert::WrongName => &pki.wrong_name_server,
+            ServerCert::ViaIntermediate => &pki.via_intermediate,
+            ServerCert::ForgedByEndEntity => &pki.forged_by_end_entity,
+            ServerCert::CnOnly => &pki.cn_only,
+            ServerCert::UnderNotACa => &pki.under_not_a_ca,
         };
         let ca = dir.join("ca.pem");
         let cert_file = dir.join("server.pem");

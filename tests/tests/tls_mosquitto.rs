@@ -3,7 +3,9 @@
 //! embermq client over `RustlsConnector` (TLS over TCP),
 //! `WsConnector<RustlsConnector>` (WebSocket over TLS) and
 //! `EmbeddedTlsConnector` (the device TLS 1.3 stack, over tokio TCP here);
-//! and each verification failure with the reason it must name.
+//! and each verification failure with the reason it must name, including
+//! the chains that only a verifier checking CA constraints rejects
+//! (issue 17: an end certificate that signs one for the broker's name).
 
 extern crate alloc;
 
@@ -15,7 +17,7 @@ use embermq::client::Connection;
 use embermq::clock::TokioClock;
 use embermq::codec::{ProtocolVersion, QoS, ReasonCode};
 use embermq::session::{OutgoingMessage, ProtocolChoice, SessionConfig};
-use embermq::transport::embedded_tls::{EmbeddedTlsBuffers, EmbeddedTlsError};
+use embermq::transport::embedded_tls::{CertificateError, EmbeddedTlsBuffers, EmbeddedTlsError};
 use embermq::transport::tls_rustls::AlertDescription;
 use embermq::transport::{
     Connector, EmbeddedTlsConnectError, EmbeddedTlsConnector, RustlsConnectError, RustlsConnector,
@@ -322,21 +324,22 @@ fn embedded_tls(
     )
 }
 
-/// The TLS error of a direct `connect` over the device TLS stack, which
-/// must fail, and must fail as a certificate rejection.
+/// The reason a direct `connect` over the device TLS stack failed, which
+/// it must, as a certificate rejection.
 async fn embedded_tls_rejection(
     mut connector: EmbeddedTlsConnector<'static, TokioTcpConnector, StdRng>,
-) -> EmbeddedTlsError {
+) -> CertificateError {
     let err = match within(10, connector.connect()).await {
         Ok(_) => panic!("the handshake succeeded"),
         Err(EmbeddedTlsConnectError::Tls(e)) => e,
         Err(e) => panic!("not a TLS failure: {e}"),
     };
-    assert!(
-        matches!(err, EmbeddedTlsError::CertificateRejected(_)),
-        "{err:?}"
-    );
-    err
+    // The line a user sees (`--nocapture`).
+    eprintln!("{err}");
+    match err {
+        EmbeddedTlsError::CertificateRejected(reason) => reason,
+        other => panic!("not a certificate rejection: {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,9 +359,9 @@ async fn embedded_tls_rejects_a_server_the_pinned_ca_did_not_sign() {
     let pki = TestPki::generate().unwrap();
     let broker = TlsMosquitto::start(&pki, ServerCert::Valid, ClientAuth::None).unwrap();
     let connector = embedded_tls(broker.mqtts_port, &pki.other_ca.cert_der);
-    let err = embedded_tls_rejection(connector).await;
-    eprintln!("{err}");
-    assert!(err.to_string().contains("pinned CA"), "{err}");
+    let reason = embedded_tls_rejection(connector).await;
+    assert_eq!(reason, CertificateError::UnknownIssuer);
+    assert!(reason.to_string().contains("pinned CA"), "{reason}");
 }
 
 #[tokio::test]
@@ -366,7 +369,79 @@ async fn embedded_tls_rejects_a_certificate_for_another_name() {
     let pki = TestPki::generate().unwrap();
     let broker = TlsMosquitto::start(&pki, ServerCert::WrongName, ClientAuth::None).unwrap();
     let connector = embedded_tls(broker.mqtts_port, &pki.ca.cert_der);
-    embedded_tls_rejection(connector).await;
+    let reason = embedded_tls_rejection(connector).await;
+    assert_eq!(reason, CertificateError::NameMismatch);
+}
+
+// Chains that only a verifier that checks CA constraints and names
+// rejects; mosquitto (OpenSSL) presents each one as it is configured.
+
+#[tokio::test]
+async fn rfc5280_4_2_1_9_end_entity_signing_a_broker_certificate_is_rejected_by_rustls() {
+    // Anyone with the key of any ordinary certificate under the CA (here
+    // the server's own) mints one for the broker's name.
+    let pki = TestPki::generate().unwrap();
+    let broker =
+        TlsMosquitto::start(&pki, ServerCert::ForgedByEndEntity, ClientAuth::None).unwrap();
+    let mut connector =
+        RustlsConnector::tcp("localhost", broker.mqtts_port, &pki.trusting_ca()).unwrap();
+    let err = tls_failure(&mut connector).await;
+    // webpki: an end-entity certificate used as a CA.
+    assert!(matches!(err, RustlsError::Certificate(_)), "{err:?}");
+    assert!(format!("{err:?}").contains("EndEntityUsedAsCa"), "{err:?}");
+}
+
+#[tokio::test]
+async fn rfc5280_4_2_1_9_end_entity_signing_a_broker_certificate_is_rejected_by_embedded_tls() {
+    let pki = TestPki::generate().unwrap();
+    let broker =
+        TlsMosquitto::start(&pki, ServerCert::ForgedByEndEntity, ClientAuth::None).unwrap();
+    let connector = embedded_tls(broker.mqtts_port, &pki.ca.cert_der);
+    let reason = embedded_tls_rejection(connector).await;
+    assert_eq!(reason, CertificateError::IssuerNotCa);
+    assert!(
+        reason.to_string().contains("without being a CA"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn rfc6125_6_4_4_common_name_only_certificate_is_rejected_by_both_connectors() {
+    let pki = TestPki::generate().unwrap();
+    let broker = TlsMosquitto::start(&pki, ServerCert::CnOnly, ClientAuth::None).unwrap();
+    let mut connector =
+        RustlsConnector::tcp("localhost", broker.mqtts_port, &pki.trusting_ca()).unwrap();
+    let err = tls_failure(&mut connector).await;
+    assert!(matches!(err, RustlsError::NameMismatch { .. }), "{err:?}");
+    let connector = embedded_tls(broker.mqtts_port, &pki.ca.cert_der);
+    assert_eq!(
+        embedded_tls_rejection(connector).await,
+        CertificateError::NoDnsName
+    );
+}
+
+#[tokio::test]
+async fn rfc5280_4_2_1_9_pinned_certificate_without_ca_flag_is_rejected_by_embedded_tls() {
+    let pki = TestPki::generate().unwrap();
+    let broker = TlsMosquitto::start(&pki, ServerCert::UnderNotACa, ClientAuth::None).unwrap();
+    let connector = embedded_tls(broker.mqtts_port, &pki.not_a_ca.cert_der);
+    assert_eq!(
+        embedded_tls_rejection(connector).await,
+        CertificateError::PinnedCaNotCa
+    );
+}
+
+#[tokio::test]
+async fn rfc5280_6_1_valid_intermediate_chain_is_accepted_by_both_connectors() {
+    let pki = TestPki::generate().unwrap();
+    let broker = TlsMosquitto::start(&pki, ServerCert::ViaIntermediate, ClientAuth::None).unwrap();
+    let mut connector =
+        RustlsConnector::tcp("localhost", broker.mqtts_port, &pki.trusting_ca()).unwrap();
+    within(10, connector.connect()).await.unwrap();
+    let mut connector = embedded_tls(broker.mqtts_port, &pki.ca.cert_der);
+    if let Err(e) = within(10, connector.connect()).await {
+        panic!("embedded-tls rejected a valid chain: {e}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,9 +5,14 @@
 //! device, tokio TCP in host tests) and runs a TLS 1.3 client handshake
 //! (RFC 8446) with cipher suite `TLS_AES_128_GCM_SHA256` (the one every
 //! TLS 1.3 server must offer, §9.1) and key share secp256r1. The server is
-//! verified against one pinned CA certificate (DER), with the server name
-//! sent as SNI (RFC 6066 §3) and matched against the certificate's DNS
-//! names. `WsConnector<EmbeddedTlsConnector<..>>` is `wss://` on a device.
+//! verified by embermq's own verifier (module `verifier`, on the small
+//! X.509 reader in module `x509`), not by embedded-tls's: the chain must
+//! lead to one pinned CA certificate (DER) through CA certificates only,
+//! the server's certificate must carry the server name (sent as SNI,
+//! RFC 6066 §3) as a DNS subjectAltName, and its key must have signed the
+//! handshake (CertificateVerify, RFC 8446 §4.4.3). `connect` fails unless
+//! both proofs were made, whatever embedded-tls's `open()` says.
+//! `WsConnector<EmbeddedTlsConnector<..>>` is `wss://` on a device.
 //!
 //! # Memory
 //!
@@ -22,8 +27,9 @@
 //! - `write`: outgoing records; 4 KiB is plenty for MQTT (larger writes
 //!   are split into several records), and at least the ClientHello.
 //!
-//! The verifier keeps the server's certificate message (up to
-//! [`CERTIFICATE_CHAIN_MAX`] bytes) in the connect future.
+//! The verifier reads the certificates where they lie in `read` and keeps
+//! only the leaf's key and a transcript hash (about 140 bytes, in the
+//! connector) until the CertificateVerify.
 //!
 //! # Cancel safety
 //!
@@ -39,9 +45,10 @@
 //!
 //! - TLS 1.2, RSA server certificates, P-384 and Ed25519 chains (embedded-
 //!   tls's `rsa` needs an allocator); the pinned CA and the server's chain
-//!   must be ECDSA P-256.
+//!   must be ECDSA P-256 with SHA-256.
 //! - Certificate validity periods: the device has no trusted clock, so
-//!   expiry is not checked. Pin a CA you control.
+//!   expiry is not checked. Pin a CA you control (docs/tls.md).
+//! - Revocation (CRL, OCSP), IP address names.
 //! - Client certificates (mutual TLS), session resumption, 0-RTT.
 //! - A post-handshake KeyUpdate or CertificateRequest from the server:
 //!   embedded-tls 0.19 cannot process them (MQTT brokers do not send them
@@ -49,23 +56,24 @@
 //! - [`EmbeddedTlsConnector::insecure_without_verification`] exists for
 //!   lab set-ups and says so in its name: it accepts any server.
 
+mod verifier;
+mod x509;
+
 use core::fmt;
 
 use ::embedded_tls::{
-    Aes128GcmSha256, Certificate, CryptoProvider, NoClock, TlsConfig, TlsConnection, TlsContext,
-    TlsError, TlsVerifier, UnsecureProvider, pki::CertVerifier,
+    Aes128GcmSha256, CryptoProvider, TlsConfig, TlsConnection, TlsContext, TlsError, TlsVerifier,
+    UnsecureProvider,
 };
 use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
 use rand_core::{CryptoRng, RngCore};
 
 use super::Connector;
 
-pub use ::embedded_tls::MaxFragmentLength;
+use verifier::{PinnedCaVerifier, ServerAuth};
 
-/// The most bytes of the server's certificate message the verifier keeps
-/// (leaf plus intermediates, DER). A longer chain fails the handshake with
-/// [`EmbeddedTlsError::Tls`] (`OutOfMemory`).
-pub const CERTIFICATE_CHAIN_MAX: usize = 4096;
+pub use ::embedded_tls::MaxFragmentLength;
+pub use verifier::{CertificateError, INTERMEDIATES_MAX};
 
 /// The length of a TLS record header (RFC 8446 §5.1).
 const RECORD_HEADER_LEN: usize = 5;
@@ -87,8 +95,9 @@ pub struct EmbeddedTlsBuffers<'b> {
 /// How the server is verified.
 #[derive(Debug, Clone, Copy)]
 enum Trust<'b> {
-    /// Against this CA certificate (DER).
-    PinnedCa(&'b [u8]),
+    /// Against a pinned CA certificate; the verifier's record of the
+    /// current handshake lives here, in the connector, not in a future.
+    PinnedCa(PinnedCaVerifier<'b>),
     /// Not at all.
     Insecure,
 }
@@ -121,8 +130,10 @@ impl<C, R> fmt::Debug for EmbeddedTlsConnector<'_, C, R> {
 
 impl<'b, C: Connector, R: RngCore + CryptoRng> EmbeddedTlsConnector<'b, C, R> {
     /// TLS over `inner` to `server_name` (a DNS name: sent as SNI and
-    /// matched against the certificate), trusting only the CA certificate
-    /// `ca_der` (DER, ECDSA P-256).
+    /// matched against the server certificate's DNS subjectAltNames),
+    /// trusting only the CA certificate `ca_der` (DER, ECDSA P-256, with
+    /// basicConstraints cA). Pin a dedicated CA or the broker's
+    /// intermediate, not a public root: docs/tls.md says why.
     pub fn new(
         inner: C,
         server_name: &'b str,
@@ -130,12 +141,18 @@ impl<'b, C: Connector, R: RngCore + CryptoRng> EmbeddedTlsConnector<'b, C, R> {
         buffers: EmbeddedTlsBuffers<'b>,
         rng: R,
     ) -> Self {
-        Self::with_trust(inner, server_name, Trust::PinnedCa(ca_der), buffers, rng)
+        let verifier = PinnedCaVerifier::new(ca_der, server_name);
+        Self::with_trust(inner, server_name, Trust::PinnedCa(verifier), buffers, rng)
     }
 
-    /// **Insecure**: TLS over `inner` that accepts any server certificate,
-    /// so anyone on the path can read and change the traffic. For a lab
-    /// bench only, never for a product.
+    /// **Insecure: no server authentication at all.** TLS over `inner`
+    /// that accepts any certificate, any name and no certificate, so
+    /// anyone on the path (a Wi-Fi access point, a router, the ISP) can
+    /// impersonate the broker, read every message and credential, and
+    /// send the device commands. Encryption without authentication
+    /// protects nothing against that attacker. For a lab bench only,
+    /// never in a product; boards gate it behind a cargo feature of its
+    /// own.
     pub fn insecure_without_verification(
         inner: C,
         server_name: &'b str,
@@ -180,13 +197,14 @@ impl<'b, C: Connector, R: RngCore + CryptoRng> EmbeddedTlsConnector<'b, C, R> {
     }
 }
 
-/// Verifies the server against the pinned CA.
-struct PinnedCaProvider<'a, R> {
+/// Verifies the server against the pinned CA with embermq's verifier,
+/// borrowed from the connector.
+struct PinnedCaProvider<'v, 'b, R> {
     rng: R,
-    verifier: CertVerifier<'a, Aes128GcmSha256, NoClock, CERTIFICATE_CHAIN_MAX>,
+    verifier: &'v mut PinnedCaVerifier<'b>,
 }
 
-impl<R: RngCore + CryptoRng> CryptoProvider for PinnedCaProvider<'_, R> {
+impl<R: RngCore + CryptoRng> CryptoProvider for PinnedCaProvider<'_, '_, R> {
     type CipherSuite = Aes128GcmSha256;
     // No client certificate, so nothing is ever signed.
     type Signature = [u8; 0];
@@ -196,7 +214,7 @@ impl<R: RngCore + CryptoRng> CryptoProvider for PinnedCaProvider<'_, R> {
     }
 
     fn verifier(&mut self) -> Result<&mut impl TlsVerifier<Aes128GcmSha256>, TlsError> {
-        Ok(&mut self.verifier)
+        Ok(&mut *self.verifier)
     }
 }
 
@@ -222,20 +240,42 @@ impl<'b, C: Connector, R: RngCore + CryptoRng> Connector for EmbeddedTlsConnecto
         if let Some(length) = self.max_fragment_length {
             config = config.with_max_fragment_length(length);
         }
-        let opened = match self.trust {
-            Trust::PinnedCa(ca) => {
+        match &mut self.trust {
+            Trust::PinnedCa(verifier) => {
+                verifier.state = ServerAuth::Nothing;
                 let provider = PinnedCaProvider {
                     rng: &mut self.rng,
-                    verifier: CertVerifier::new(Certificate::X509(ca)),
+                    verifier: &mut *verifier,
                 };
-                tls.open(TlsContext::new(&config, provider)).await
+                let opened = tls.open(TlsContext::new(&config, provider)).await;
+                // The verifier's reason first: embedded-tls only knows
+                // that a check failed.
+                let error = match (opened, verifier.state) {
+                    (_, ServerAuth::Failed(reason)) => {
+                        warn!("tls: server certificate rejected");
+                        Some(EmbeddedTlsError::CertificateRejected(reason))
+                    }
+                    (Err(e), _) => Some(EmbeddedTlsError::from_tls(e)),
+                    // RFC 8446 §4.4.2, §4.4.3: without a verified
+                    // Certificate and CertificateVerify, the Finished
+                    // proves only that the peer did the key exchange.
+                    (Ok(()), ServerAuth::Nothing | ServerAuth::CertificateVerified { .. }) => {
+                        warn!("tls: the server did not authenticate; connection refused");
+                        Some(EmbeddedTlsError::ServerNotAuthenticated)
+                    }
+                    (Ok(()), ServerAuth::Authenticated) => None,
+                };
+                if let Some(error) = error {
+                    return Err(EmbeddedTlsConnectError::Tls(error));
+                }
             }
             Trust::Insecure => {
                 let provider = UnsecureProvider::new::<Aes128GcmSha256>(&mut self.rng);
-                tls.open(TlsContext::new(&config, provider)).await
+                tls.open(TlsContext::new(&config, provider))
+                    .await
+                    .map_err(|e| EmbeddedTlsConnectError::Tls(EmbeddedTlsError::from_tls(e)))?;
             }
-        };
-        opened.map_err(|e| EmbeddedTlsConnectError::Tls(EmbeddedTlsError::from_tls(e)))?;
+        }
         debug!("tls handshake done");
         Ok(EmbeddedTlsStream { tls })
     }
@@ -387,9 +427,13 @@ impl<'a, T: Read + Write + 'a> super::Transport for EmbeddedTlsStream<'a, T> {}
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub enum EmbeddedTlsError {
-    /// The server's certificate is not signed by the pinned CA, or is not
-    /// for the server name.
-    CertificateRejected(TlsError),
+    /// The server finished the handshake without proving its identity: no
+    /// verified Certificate and CertificateVerify (RFC 8446 §4.4.2), which
+    /// is what a man in the middle does.
+    ServerNotAuthenticated,
+    /// The server's certificate chain, name or handshake signature was
+    /// rejected; the reason says which check failed.
+    CertificateRejected(CertificateError),
     /// The server aborted the handshake with this alert.
     Alert(::embedded_tls::alert::AlertDescription),
     /// A record does not fit the lent buffers (see [`EmbeddedTlsBuffers`]).
@@ -404,10 +448,9 @@ impl EmbeddedTlsError {
     /// Sorts an embedded-tls error into the variants above.
     pub fn from_tls(error: TlsError) -> Self {
         match error {
-            TlsError::InvalidCertificate
-            | TlsError::InvalidSignature
-            | TlsError::InvalidSignatureScheme
-            | TlsError::InvalidCertificateEntry => Self::CertificateRejected(error),
+            TlsError::InvalidCertificate | TlsError::InvalidCertificateEntry => {
+                Self::CertificateRejected(CertificateError::Malformed)
+            }
             TlsError::HandshakeAborted(_, alert) => Self::Alert(alert),
             TlsError::InsufficientSpace | TlsError::OutOfMemory => Self::BufferTooSmall(error),
             TlsError::Io(ErrorKind::OutOfMemory) => Self::BufferTooSmall(error),
@@ -420,11 +463,13 @@ impl EmbeddedTlsError {
 impl fmt::Display for EmbeddedTlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::CertificateRejected(e) => write!(
-                f,
-                "TLS: server certificate rejected (not signed by the pinned CA, or not for \
-                 the server name): {e:?}"
+            Self::ServerNotAuthenticated => f.write_str(
+                "TLS: the server did not authenticate (no verified certificate and \
+                 CertificateVerify): refusing the connection",
             ),
+            Self::CertificateRejected(reason) => {
+                write!(f, "TLS: server certificate rejected: {reason}")
+            }
             Self::Alert(alert) => write!(f, "TLS: the server sent alert {alert:?}"),
             Self::BufferTooSmall(e) => {
                 write!(f, "TLS: a record does not fit the lent buffers: {e:?}")
@@ -435,7 +480,14 @@ impl fmt::Display for EmbeddedTlsError {
     }
 }
 
-impl core::error::Error for EmbeddedTlsError {}
+impl core::error::Error for EmbeddedTlsError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::CertificateRejected(reason) => Some(reason),
+            _ => None,
+        }
+    }
+}
 
 impl embedded_io_async::Error for EmbeddedTlsError {
     fn kind(&self) -> ErrorKind {
@@ -483,7 +535,10 @@ mod tests {
 
     use super::*;
     use crate::transport::TokioTcpConnector;
-    use crate::transport::tls_test_peer::{pki, serve_trickled};
+    use crate::transport::tls_test_peer::{
+        ServerScript, TestPki, pki, serve_scripted, serve_trickled,
+    };
+    use alloc::string::{String, ToString};
     use alloc::vec;
     use alloc::vec::Vec;
     use core::time::Duration;
@@ -545,6 +600,113 @@ mod tests {
         stream.flush().await.unwrap();
         drop(stream);
         assert_eq!(server.join().unwrap(), b"ping");
+    }
+
+    /// Runs embedded-tls's handshake against the scripted server (pinned CA
+    /// and name from `pki`); the connector's result and the server's.
+    async fn scripted(
+        pki: &TestPki,
+        script: ServerScript,
+    ) -> (Result<(), EmbeddedTlsError>, Result<(), String>) {
+        let (port, server) = serve_scripted(vec![pki.server_der()], pki.server_key_pair(), script);
+        let (mut read, mut write, mut staging) = buffers();
+        let mut connector = EmbeddedTlsConnector::new(
+            TokioTcpConnector::new("127.0.0.1", port),
+            "localhost",
+            &pki.ca_der,
+            EmbeddedTlsBuffers {
+                read: &mut read,
+                write: &mut write,
+                staging: &mut staging,
+            },
+            <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(2),
+        );
+        let client = match tokio::time::timeout(Duration::from_secs(10), connector.connect())
+            .await
+            .expect("the handshake ends within 10 s")
+        {
+            Ok(_) => Ok(()),
+            Err(EmbeddedTlsConnectError::Tls(e)) => Err(e),
+            Err(e) => panic!("not a TLS failure: {e}"),
+        };
+        drop(connector);
+        (client, server.join().unwrap())
+    }
+
+    #[tokio::test]
+    async fn scripted_server_full_handshake_is_accepted_control() {
+        // Proves the scripted server is a correct TLS 1.3 peer: the
+        // failures below are the verifier's, not the script's.
+        let pki = pki();
+        let (client, server) = scripted(&pki, ServerScript::Full).await;
+        client.unwrap();
+        assert_eq!(server, Ok(()), "the server checked the client's Finished");
+    }
+
+    #[tokio::test]
+    async fn rfc8446_4_4_2_server_must_authenticate_with_certificate() {
+        // EncryptedExtensions, then Finished: what a man in the middle
+        // without the broker's key can send. embedded-tls's open() accepts
+        // it (the server even checks the client's Finished); the
+        // connector must not.
+        let pki = pki();
+        let (client, server) = scripted(&pki, ServerScript::NoCertificate).await;
+        assert_eq!(server, Ok(()), "embedded-tls finished the handshake");
+        let err = client.unwrap_err();
+        assert!(
+            matches!(err, EmbeddedTlsError::ServerNotAuthenticated),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("did not authenticate"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn rfc8446_4_4_3_server_must_send_certificate_verify() {
+        // A copied certificate without its key: Certificate, no
+        // CertificateVerify.
+        let pki = pki();
+        let (client, _) = scripted(&pki, ServerScript::CertificateWithoutVerify).await;
+        let err = client.unwrap_err();
+        assert!(
+            matches!(err, EmbeddedTlsError::ServerNotAuthenticated),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn rfc8446_4_4_3_certificate_verify_before_certificate_is_an_error_not_a_panic() {
+        let pki = pki();
+        let (client, server) = scripted(&pki, ServerScript::VerifyBeforeCertificate).await;
+        let err = client.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EmbeddedTlsError::CertificateRejected(
+                    CertificateError::CertificateVerifyOutOfOrder
+                )
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("before a verified Certificate"),
+            "{err}"
+        );
+        assert!(server.is_err(), "the client must not send its Finished");
+    }
+
+    #[tokio::test]
+    async fn rfc8446_4_4_3_certificate_verify_by_another_key_is_rejected() {
+        let pki = pki();
+        let (client, server) = scripted(&pki, ServerScript::VerifyByAnotherKey).await;
+        let err = client.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EmbeddedTlsError::CertificateRejected(CertificateError::HandshakeSignatureInvalid)
+            ),
+            "{err:?}"
+        );
+        assert!(server.is_err(), "the client must not send its Finished");
     }
 
     /// A transport that yields fixed bytes, then end of stream. Hand-written:
