@@ -184,3 +184,97 @@ async fn mosquitto_plain_tcp_listener_accepts() {
     assert_eq!(got, [0x20, 0x02, 0x00, 0x00]);
     assert!(broker.pid() > 0);
 }
+
+/// Signs a fresh target on every connect, like an AWS IoT presigned URL.
+struct Presigner {
+    signed: u32,
+    target: String,
+}
+
+impl HandshakeHooks for Presigner {
+    fn request_target(&mut self) -> Option<&str> {
+        self.signed += 1;
+        self.target = format!("/mqtt?X-Amz-Signature=sig{}", self.signed);
+        Some(&self.target)
+    }
+}
+
+/// Issue 17 (finding 5): the request target is taken afresh from the hook
+/// on every connect, so a presigned URL that expires can be signed again.
+/// The peer records each request line (a plain listener: what matters is
+/// what we sent), then a real mosquitto accepts the signed target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc7230_5_3_1_request_target_is_signed_afresh_on_every_connect() {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let recorder = tokio::spawn(async move {
+        let mut lines = Vec::new();
+        for _ in 0..2 {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut b = [0u8; 512];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut b).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                head.extend_from_slice(&b[..n]);
+            }
+            let text = String::from_utf8_lossy(&head).into_owned();
+            lines.push(text.lines().next().unwrap_or_default().to_owned());
+        }
+        lines
+    });
+    let (mut rx, mut tx) = ([0u8; 1024], [0u8; 1024]);
+    let mut connector = WsConnector::new(
+        LoopbackTcp(port),
+        "127.0.0.1",
+        Some(port),
+        "/mqtt",
+        Buffers {
+            rx: &mut rx,
+            tx: &mut tx,
+        },
+        StdRng::seed_from_u64(5),
+    )
+    .with_hooks(Presigner {
+        signed: 0,
+        target: String::new(),
+    });
+    for _ in 0..2 {
+        // The recorder closes without answering: the upgrade fails.
+        assert!(connector.connect().await.is_err());
+    }
+    let lines = timeout(Duration::from_secs(10), recorder)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        lines,
+        [
+            "GET /mqtt?X-Amz-Signature=sig1 HTTP/1.1",
+            "GET /mqtt?X-Amz-Signature=sig2 HTTP/1.1"
+        ]
+    );
+
+    // mosquitto's websocket listener accepts the signed target.
+    let broker = Mosquitto::start().unwrap();
+    let (mut rx2, mut tx2) = ([0u8; 1024], [0u8; 1024]);
+    let mut connector = WsConnector::new(
+        LoopbackTcp(broker.ws_port),
+        "127.0.0.1",
+        Some(broker.ws_port),
+        "/mqtt",
+        Buffers {
+            rx: &mut rx2,
+            tx: &mut tx2,
+        },
+        StdRng::seed_from_u64(6),
+    )
+    .with_hooks(Presigner {
+        signed: 0,
+        target: String::new(),
+    });
+    assert!(connector.connect().await.is_ok());
+}

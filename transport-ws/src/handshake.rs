@@ -169,6 +169,23 @@ pub fn check_header_field(name: &str, value: &str) -> Result<(), HandshakeError>
     Ok(())
 }
 
+/// Checks a request target: `/` followed by visible ASCII (origin-form,
+/// RFC 7230 §5.3.1; no space, no control byte).
+pub fn check_target(target: &str) -> Result<(), HandshakeError> {
+    let none = HeaderLabel::EMPTY;
+    if !target.starts_with('/') {
+        return Err(invalid(
+            RequestField::Target,
+            none,
+            FieldFault::NoLeadingSlash,
+        ));
+    }
+    if let Some(fault) = first_refused(target, |b| matches!(b, 0x21..=0x7E)) {
+        return Err(invalid(RequestField::Target, none, fault));
+    }
+    Ok(())
+}
+
 impl Request<'_> {
     /// The request target sent: `path`, or `/` when it is empty.
     pub fn target(&self) -> &str {
@@ -183,18 +200,8 @@ impl Request<'_> {
     /// provisioning can thus never add a header line or a second request.
     pub fn check(&self) -> Result<(), HandshakeError> {
         let none = HeaderLabel::EMPTY;
-        let target = self.target();
-        if !target.starts_with('/') {
-            return Err(invalid(
-                RequestField::Target,
-                none,
-                FieldFault::NoLeadingSlash,
-            ));
-        }
+        check_target(self.target())?;
         let visible = |b: u8| matches!(b, 0x21..=0x7E);
-        if let Some(fault) = first_refused(target, visible) {
-            return Err(invalid(RequestField::Target, none, fault));
-        }
         let hosts = [
             (RequestField::Host, Some(self.host)),
             (RequestField::Origin, self.origin),
@@ -231,6 +238,16 @@ pub trait HandshakeHooks {
     fn write_headers(&mut self, _out: &mut HeaderWriter<'_>) -> Result<(), HandshakeError> {
         Ok(())
     }
+    /// The request target (path and query) for this connect, in place of
+    /// the configured one: for credentials carried in the URL that expire,
+    /// such as an AWS IoT SigV4 presigned URL, signed afresh on every
+    /// connect (the hook owns the buffer it returns). Checked like the
+    /// configured target ([`check_target`]). `None`, the default, keeps the
+    /// configured target. Called after
+    /// [`write_headers`](Self::write_headers), once per connect.
+    fn request_target(&mut self) -> Option<&str> {
+        None
+    }
     /// Sees each response header field, for any status.
     fn on_response_header(&mut self, _name: &str, _value: &[u8]) {}
     /// Runs once the upgrade succeeded, with the selected subprotocol.
@@ -242,6 +259,9 @@ impl HandshakeHooks for () {}
 impl<H: HandshakeHooks + ?Sized> HandshakeHooks for &mut H {
     fn write_headers(&mut self, out: &mut HeaderWriter<'_>) -> Result<(), HandshakeError> {
         (**self).write_headers(out)
+    }
+    fn request_target(&mut self) -> Option<&str> {
+        (**self).request_target()
     }
     fn on_response_header(&mut self, name: &str, value: &[u8]) {
         (**self).on_response_header(name, value);
@@ -343,6 +363,13 @@ pub async fn write_request<T: Write, H: HandshakeHooks>(
     };
     hooks.write_headers(&mut hw)?;
     let extra_len = hw.len;
+    let target = match hooks.request_target() {
+        Some(target) => {
+            check_target(target)?;
+            target
+        }
+        None => req.target(),
+    };
     let mut w = ChunkWriter {
         buf: tx_buf.get_mut(extra_len..).unwrap_or_default(),
         len: 0,
@@ -354,7 +381,7 @@ pub async fn write_request<T: Write, H: HandshakeHooks>(
     };
     let head: [&[u8]; 8] = [
         b"GET ",
-        req.target().as_bytes(),
+        target.as_bytes(),
         b" HTTP/1.1\r\nHost: ",
         req.host.as_bytes(),
         port,

@@ -92,7 +92,7 @@ pub use error::{
     ProtocolError, REASON_CAPACITY, ReasonPhrase, RequestField,
 };
 pub use frame::{FrameHeader, Opcode};
-pub use handshake::{HandshakeHooks, HeaderWriter, Request};
+pub use handshake::{HandshakeHooks, HeaderWriter, Request, check_header_field, check_target};
 pub use message::{
     Buffers, ClientRole, Config, MIN_RX_BUF, MIN_TX_BUF, RecvInfo, Role, ServerRole, WsConnection,
     is_sendable_close_code,
