@@ -46,14 +46,15 @@
 //! - A post-handshake KeyUpdate or CertificateRequest from the server:
 //!   embedded-tls 0.19 cannot process them (MQTT brokers do not send them
 //!   unprompted).
-//! - [`EmbeddedTlsConnector::insecure_without_verification`] exists for
-//!   lab set-ups and says so in its name: it accepts any server.
+//! - `EmbeddedTlsConnector::insecure_without_verification` exists for lab
+//!   set-ups only with the separately named feature `embedded-tls-insecure`
+//!   and says so in its name: it accepts any server.
 
 use core::fmt;
 
 use ::embedded_tls::{
     Aes128GcmSha256, Certificate, CryptoProvider, NoClock, TlsConfig, TlsConnection, TlsContext,
-    TlsError, TlsVerifier, UnsecureProvider, pki::CertVerifier,
+    TlsError, TlsVerifier, pki::CertVerifier,
 };
 use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
 use rand_core::{CryptoRng, RngCore};
@@ -89,7 +90,8 @@ pub struct EmbeddedTlsBuffers<'b> {
 enum Trust<'b> {
     /// Against this CA certificate (DER).
     PinnedCa(&'b [u8]),
-    /// Not at all.
+    /// Not at all (feature `embedded-tls-insecure` only).
+    #[cfg(feature = "embedded-tls-insecure")]
     Insecure,
 }
 
@@ -135,7 +137,10 @@ impl<'b, C: Connector, R: RngCore + CryptoRng> EmbeddedTlsConnector<'b, C, R> {
 
     /// **Insecure**: TLS over `inner` that accepts any server certificate,
     /// so anyone on the path can read and change the traffic. For a lab
-    /// bench only, never for a product.
+    /// bench only, never for a product. Exists only with the separately
+    /// named feature `embedded-tls-insecure`, so that turning on
+    /// `embedded-tls` can never make it reachable by accident.
+    #[cfg(feature = "embedded-tls-insecure")]
     pub fn insecure_without_verification(
         inner: C,
         server_name: &'b str,
@@ -230,8 +235,10 @@ impl<'b, C: Connector, R: RngCore + CryptoRng> Connector for EmbeddedTlsConnecto
                 };
                 tls.open(TlsContext::new(&config, provider)).await
             }
+            #[cfg(feature = "embedded-tls-insecure")]
             Trust::Insecure => {
-                let provider = UnsecureProvider::new::<Aes128GcmSha256>(&mut self.rng);
+                let provider =
+                    ::embedded_tls::UnsecureProvider::new::<Aes128GcmSha256>(&mut self.rng);
                 tls.open(TlsContext::new(&config, provider)).await
             }
         };
