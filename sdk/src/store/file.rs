@@ -104,9 +104,7 @@ impl FileStore {
     /// Opens (or creates) the log at `path`, dropping a torn last entry.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, FileStoreError> {
         let path = path.as_ref().to_path_buf();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
+        let mut file = owner_only(OpenOptions::new().read(true).write(true))
             .create(true)
             .truncate(false)
             .open(&path)?;
@@ -200,7 +198,10 @@ impl FileStore {
         let mut tmp_path = self.path.clone().into_os_string();
         tmp_path.push(".compact");
         let tmp_path = PathBuf::from(tmp_path);
-        let mut tmp = File::create(&tmp_path)?;
+        let mut tmp = owner_only(OpenOptions::new().write(true))
+            .create(true)
+            .truncate(true)
+            .open(&tmp_path)?;
         let mut live = BTreeMap::new();
         let mut record = Vec::new();
         let mut entry = Vec::new();
@@ -294,6 +295,15 @@ impl Store for FileStore {
     }
 }
 
+/// Files this store creates are readable and writable by their owner only
+/// (0600 on Unix, whatever the umask allows): the records are the
+/// application's unsent messages.
+fn owner_only(options: &mut OpenOptions) -> &mut OpenOptions {
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(options, 0o600);
+    options
+}
+
 const fn entry_len(record_len: usize) -> usize {
     ENTRY_HEAD + record_len + ENTRY_CRC
 }
@@ -382,6 +392,30 @@ mod tests {
         let mut out = Vec::new();
         block_on(s.replay(|k, r| out.push((k, r.to_vec())))).unwrap();
         out
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn created_log_and_compacted_copy_are_owner_only_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let path = temp_path("mode");
+        let mut s = FileStore::open(&path).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        // Enough puts and removes to compact (the log is replaced by the
+        // compacted copy): the new file is 0600 too.
+        let record = vec![7u8; 4096];
+        for key in 0..40 {
+            put(&mut s, key, &record);
+            block_on(s.remove(key)).unwrap();
+        }
+        assert!(
+            std::fs::metadata(&path).unwrap().len() < 64 * 1024,
+            "not compacted"
+        );
+        assert_eq!(mode(&path), 0o600);
+        drop(s);
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
