@@ -13,6 +13,11 @@
 //!   MQTT User Name and Password unless `-u` / `-P` override them.
 //! - IPv6 literals in brackets: `mqtt://[::1]:1883`.
 //!
+//! Nothing printed about a URL carries its password or query: `Display`
+//! leaves both out, and a URL that does not parse is shown by [`masked`]
+//! (clap's own message would repeat it verbatim, so [`UrlValueParser`]
+//! writes the message itself).
+//!
 //! Follows RFC 3986's generic syntax as far as a broker address needs it;
 //! deliberately not a general URL parser (no fragments, no relative
 //! references, no IDNA).
@@ -196,7 +201,9 @@ impl FromStr for BrokerUrl {
         } else if target.is_empty() || target == "/" {
             String::new()
         } else {
-            return Err(UrlError::PathOnTcp(target.to_owned()));
+            // Without the query, which may carry credentials.
+            let path = target.split('?').next().unwrap_or_default();
+            return Err(UrlError::PathOnTcp(path.to_owned()));
         };
         let host_header = if host.contains(':') {
             format!("[{host}]")
@@ -212,6 +219,61 @@ impl FromStr for BrokerUrl {
             path,
             username,
             password,
+        })
+    }
+}
+
+/// `raw`, parsed or not, as it may be printed: a password in the user
+/// info replaced by `***`, and the query (and fragment) left out.
+pub(crate) fn masked(raw: &str) -> String {
+    let (scheme, rest) = match raw.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, raw),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, target) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((info, host)) => match info.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{info}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let path = target.split(['?', '#']).next().unwrap_or_default();
+    match scheme {
+        Some(scheme) => format!("{scheme}://{authority}{path}"),
+        None => format!("{authority}{path}"),
+    }
+}
+
+/// clap's parser for a broker URL argument. Its error names the value
+/// through [`masked`], where clap's default message would repeat the
+/// password and the query.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UrlValueParser;
+
+impl clap::builder::TypedValueParser for UrlValueParser {
+    type Value = BrokerUrl;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<BrokerUrl, clap::Error> {
+        let name = arg.map_or_else(|| "URL".to_owned(), ToString::to_string);
+        let fail = |message: String| {
+            let mut cmd = cmd.clone();
+            cmd.error(clap::error::ErrorKind::ValueValidation, message)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| fail(format!("the value for '{name}' is not UTF-8")))?;
+        text.parse().map_err(|e| {
+            fail(format!(
+                "invalid value '{}' for '{name}': {e}",
+                masked(text)
+            ))
         })
     }
 }
@@ -316,6 +378,25 @@ mod tests {
         assert_eq!(u.host_header, "[::1]");
         assert_eq!(u.to_string(), "mqtt://[::1]:1884");
         assert_eq!(parse("ws://[::1]").port, 80);
+    }
+
+    #[test]
+    fn masked_hides_the_password_and_the_query_of_any_text() {
+        assert_eq!(
+            masked("wss://alice:s3cret@h:99999/p?X-Amz-Signature=abc#f"),
+            "wss://alice:***@h:99999/p"
+        );
+        assert_eq!(masked("alice:s3cret@h:1883"), "alice:***@h:1883");
+        assert_eq!(masked("mqtt://bob@h?sig=1"), "mqtt://bob@h");
+        assert_eq!(masked("ws://h/mqtt"), "ws://h/mqtt");
+        // A password holding `@`: the last `@` ends the user info.
+        assert_eq!(masked("ws://u:p@ss@h"), "ws://u:***@h");
+    }
+
+    #[test]
+    fn path_on_tcp_error_leaves_out_the_query() {
+        let e = "mqtt://b/x?token=s3cret".parse::<BrokerUrl>().unwrap_err();
+        assert_eq!(e, UrlError::PathOnTcp("/x".into()));
     }
 
     #[test]

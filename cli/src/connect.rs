@@ -51,6 +51,19 @@ use crate::broker_url::{BrokerUrl, Scheme};
 /// handshake response and the largest frame header fit easily.
 pub(crate) const DEFAULT_WS_BUFFER_LEN: usize = 8 * 1024;
 
+/// Header names as given, values as `<redacted>` (they often carry tokens).
+pub(crate) struct RedactedHeaders<'h>(pub(crate) &'h [(String, String)]);
+
+impl fmt::Debug for RedactedHeaders<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut list = f.debug_list();
+        for (name, _) in self.0 {
+            list.entry(&format_args!("{name}: <redacted>"));
+        }
+        list.finish()
+    }
+}
+
 /// TLS settings from the command line (used once TLS is available).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct TlsOptions {
@@ -86,8 +99,9 @@ impl TlsOptions {
     }
 }
 
-/// Everything besides the URL that shapes the transport.
-#[derive(Debug, Clone)]
+/// Everything besides the URL that shapes the transport. `Debug` shows the
+/// header names, never their values.
+#[derive(Clone)]
 pub(crate) struct TransportOptions {
     /// Extra WebSocket upgrade request headers, in order.
     pub(crate) headers: Vec<(String, String)>,
@@ -97,6 +111,16 @@ pub(crate) struct TransportOptions {
     pub(crate) ws_buffer_len: usize,
     /// The rustls configuration, built from `tls` on first use.
     tls_config: OnceLock<Arc<rustls::ClientConfig>>,
+}
+
+impl fmt::Debug for TransportOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransportOptions")
+            .field("headers", &RedactedHeaders(&self.headers))
+            .field("tls", &self.tls)
+            .field("ws_buffer_len", &self.ws_buffer_len)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for TransportOptions {

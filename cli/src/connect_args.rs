@@ -6,30 +6,55 @@
 //! Protocol choice: `--v5` (5.0 only), `--v311` (3.1.1 only), neither: 5.0,
 //! falling back to 3.1.1 on the next attempt when the broker refuses 5.0
 //! (the one case where the CLI retries a connect).
+//!
+//! The password, first found of: `-P` (visible in `ps`), `--password-file`
+//! (its first line), the environment variable `EMBERMQ_PASSWORD`, the
+//! URL's `user:password@`. `-P` with `--password-file` is a usage error.
+//! `Debug` of [`ConnectArgs`] redacts the password and the header values.
 
+use core::fmt;
 use core::time::Duration;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use clap::Args;
 use embermq::client::{Backoff, ClientConfig};
 use embermq::session::{ProtocolChoice, SessionConfig};
 
-use crate::broker_url::BrokerUrl;
-use crate::connect::{TlsOptions, TransportOptions};
+use crate::broker_url::{BrokerUrl, UrlValueParser};
+use crate::connect::{RedactedHeaders, TlsOptions, TransportOptions};
 use crate::failure::{Exit, Failure};
 
+/// The environment variable a password may come from (below `-P` and
+/// `--password-file`, above the URL's).
+pub(crate) const PASSWORD_ENV: &str = "EMBERMQ_PASSWORD";
+
 /// Options for reaching the broker.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Clone)]
 pub(crate) struct ConnectArgs {
     /// Broker URL: mqtt://, mqtts://, ws:// or wss://, then host, an
     /// optional :port and (ws) /path, default /mqtt; user:password@ allowed.
-    #[arg(value_name = "URL", value_parser = parse_url)]
+    #[arg(value_name = "URL", value_parser = UrlValueParser)]
     pub(crate) url: BrokerUrl,
     /// MQTT User Name (overrides the URL's).
     #[arg(short = 'u', long)]
     pub(crate) username: Option<String>,
-    /// MQTT Password (overrides the URL's).
+    /// MQTT Password (overrides all other sources; visible to `ps`, prefer
+    /// --password-file or EMBERMQ_PASSWORD).
     #[arg(short = 'P', long)]
     pub(crate) password: Option<String>,
+    /// Read the MQTT Password from the first line of this file (overrides
+    /// EMBERMQ_PASSWORD and the URL's).
+    #[arg(
+        long = "password-file",
+        value_name = "PATH",
+        conflicts_with = "password"
+    )]
+    pub(crate) password_file: Option<PathBuf>,
+    /// The password chosen by [`ConnectArgs::resolve_password`].
+    #[arg(skip)]
+    resolved_password: OnceLock<Option<String>>,
     /// Client identifier (default: embermq-PID).
     #[arg(short = 'i', long = "client-id")]
     pub(crate) client_id: Option<String>,
@@ -44,13 +69,13 @@ pub(crate) struct ConnectArgs {
     pub(crate) keepalive: u16,
     /// CA certificate(s) to trust (PEM), instead of the system roots.
     #[arg(long)]
-    pub(crate) cafile: Option<std::path::PathBuf>,
+    pub(crate) cafile: Option<PathBuf>,
     /// Client certificate chain (PEM) for mutual TLS.
     #[arg(long, requires = "key")]
-    pub(crate) cert: Option<std::path::PathBuf>,
+    pub(crate) cert: Option<PathBuf>,
     /// Private key (PEM) of --cert.
     #[arg(long, requires = "cert")]
-    pub(crate) key: Option<std::path::PathBuf>,
+    pub(crate) key: Option<PathBuf>,
     /// Do not verify the broker's certificate (DANGEROUS; testing only).
     #[arg(long)]
     pub(crate) insecure: bool,
@@ -68,8 +93,75 @@ pub(crate) struct ConnectArgs {
     pub(crate) debug: bool,
 }
 
-fn parse_url(s: &str) -> Result<BrokerUrl, String> {
-    s.parse().map_err(|e| format!("{e}"))
+/// The password from the first source that has one: `flag` (`-P`), the
+/// first line of `file` (its line ending stripped), `env` (the value of
+/// [`PASSWORD_ENV`]; empty counts as unset), `url` (the URL's). An
+/// unreadable or empty file, or a value that is not UTF-8, is an error
+/// naming the source (never the password).
+pub(crate) fn resolve_password(
+    flag: Option<&str>,
+    file: Option<&Path>,
+    env: Option<OsString>,
+    url: Option<&str>,
+) -> Result<Option<String>, String> {
+    if let Some(p) = flag {
+        return Ok(Some(p.to_owned()));
+    }
+    if let Some(path) = file {
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("--password-file {}: cannot read it: {e}", path.display()))?;
+        if bytes.is_empty() {
+            return Err(format!(
+                "--password-file {}: the file is empty",
+                path.display()
+            ));
+        }
+        let text = String::from_utf8(bytes)
+            .map_err(|_| format!("--password-file {}: not UTF-8", path.display()))?;
+        let line = text.split('\n').next().unwrap_or_default();
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        return Ok(Some(line.to_owned()));
+    }
+    if let Some(value) = env.filter(|v| !v.is_empty()) {
+        let value = value
+            .into_string()
+            .map_err(|_| format!("{PASSWORD_ENV}: not UTF-8"))?;
+        return Ok(Some(value));
+    }
+    Ok(url.map(str::to_owned))
+}
+
+/// `<redacted>`, in place of a secret.
+struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Debug for ConnectArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // BrokerUrl's Debug leaves out its password and query.
+        f.debug_struct("ConnectArgs")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| Redacted))
+            .field("password_file", &self.password_file)
+            .field("client_id", &self.client_id)
+            .field("v5", &self.v5)
+            .field("v311", &self.v311)
+            .field("keepalive", &self.keepalive)
+            .field("cafile", &self.cafile)
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .field("insecure", &self.insecure)
+            .field("headers", &RedactedHeaders(&self.headers))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .field("debug", &self.debug)
+            .finish_non_exhaustive()
+    }
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {
@@ -96,18 +188,38 @@ impl ConnectArgs {
         self.username.as_deref().or(self.url.username.as_deref())
     }
 
-    /// Password: the flag, else the URL's.
-    pub(crate) fn password(&self) -> Option<&str> {
-        self.password.as_deref().or(self.url.password.as_deref())
+    /// Password: `-P`, else `--password-file`, else `EMBERMQ_PASSWORD`,
+    /// else the URL's (read once, then kept).
+    ///
+    /// # Errors
+    ///
+    /// The password file cannot be read or is empty, or a value is not
+    /// UTF-8 (exit 2).
+    pub(crate) fn password(&self) -> Result<Option<&str>, Failure> {
+        if let Some(resolved) = self.resolved_password.get() {
+            return Ok(resolved.as_deref());
+        }
+        let resolved = resolve_password(
+            self.password.as_deref(),
+            self.password_file.as_deref(),
+            std::env::var_os(PASSWORD_ENV),
+            self.url.password.as_deref(),
+        )
+        .map_err(|e| Failure::new(Exit::Usage, e))?;
+        Ok(self.resolved_password.get_or_init(|| resolved).as_deref())
     }
 
     /// The session settings, borrowing id and credentials from `self` and
     /// `client_id`.
+    ///
+    /// # Errors
+    ///
+    /// The password cannot be read ([`Self::password`]).
     pub(crate) fn session_config<'a>(
         &'a self,
         client_id: &'a str,
         max_packet: u32,
-    ) -> SessionConfig<'a> {
+    ) -> Result<SessionConfig<'a>, Failure> {
         let mut c = SessionConfig::new(client_id);
         c.protocol = if self.v5 {
             ProtocolChoice::V5
@@ -119,9 +231,9 @@ impl ConnectArgs {
         c.keep_alive_secs = self.keepalive;
         c.connect_timeout = embermq::time::Duration::from_secs(self.connect_timeout);
         c.username = self.username();
-        c.password = self.password().map(str::as_bytes);
+        c.password = self.password()?.map(str::as_bytes);
         c.max_incoming_packet_size = max_packet;
-        c
+        Ok(c)
     }
 
     /// The driver settings: no reconnects, except the one a 5.0 → 3.1.1
@@ -179,6 +291,71 @@ impl ConnectArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        connect: ConnectArgs,
+    }
+
+    fn args(argv: &[&str]) -> ConnectArgs {
+        use clap::Parser;
+        Cli::try_parse_from(core::iter::once("embermq").chain(argv.iter().copied()))
+            .unwrap()
+            .connect
+    }
+
+    #[test]
+    fn debug_of_connect_args_and_transport_options_redacts_secrets() {
+        let a = args(&[
+            "wss://alice:UrlSecret@broker.example/mqtt?sig=QuerySecret",
+            "-P",
+            "FlagSecret",
+            "-H",
+            "Authorization: Bearer HeaderSecret",
+        ]);
+        let shown = format!("{a:?} {:?}", a.transport_options());
+        for secret in ["UrlSecret", "QuerySecret", "FlagSecret", "HeaderSecret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("password: Some(<redacted>)"), "{shown}");
+        assert!(shown.contains("Authorization: <redacted>"), "{shown}");
+        assert!(shown.contains("alice"), "{shown}");
+    }
+
+    #[test]
+    fn password_precedence_is_flag_file_environment_url() {
+        let dir = std::env::temp_dir().join(format!("embermq-pw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pw");
+        std::fs::write(&file, "from-file\r\nnext\n").unwrap();
+        let env = || Some(OsString::from("from-env"));
+        let r = |flag, file, env, url| resolve_password(flag, file, env, url).unwrap();
+        assert_eq!(
+            r(Some("flag"), Some(&*file), env(), Some("url")).as_deref(),
+            Some("flag")
+        );
+        assert_eq!(
+            r(None, Some(&*file), env(), Some("url")).as_deref(),
+            Some("from-file")
+        );
+        assert_eq!(
+            r(None, None, env(), Some("url")).as_deref(),
+            Some("from-env")
+        );
+        assert_eq!(
+            r(None, None, Some(OsString::new()), Some("url")).as_deref(),
+            Some("url")
+        );
+        assert_eq!(r(None, None, None, None), None);
+        let missing = dir.join("missing");
+        let err = resolve_password(None, Some(&missing), None, None).unwrap_err();
+        assert!(
+            err.starts_with("--password-file ") && err.contains("cannot read it"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn header_flag_splits_at_the_first_colon_and_trims() {

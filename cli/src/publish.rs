@@ -119,7 +119,7 @@ async fn publish(cmd: &PubCommand) -> Result<(), Failure> {
     let packet = payload.len() + cmd.topic.len() + 1024;
     let rx_len = 64 * 1024;
     let mut outbox = vec![0u8; packet * (WINDOW + 1)];
-    let state = CliState::new(args.session_config(&client_id, rx_len as u32), &mut outbox);
+    let state = CliState::new(args.session_config(&client_id, rx_len as u32)?, &mut outbox);
     let client = state.client();
     let options = args.transport_options();
     let mut link_buffers = LinkBuffers::new(options.ws_buffer_len.max(packet + 64));

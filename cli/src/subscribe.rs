@@ -103,7 +103,7 @@ async fn subscribe(cmd: &SubCommand) -> Result<(), Failure> {
     let client_id = args.client_id();
     let mut outbox = vec![0u8; 16 * 1024];
     let state = CliState::new(
-        args.session_config(&client_id, MAX_PACKET as u32),
+        args.session_config(&client_id, MAX_PACKET as u32)?,
         &mut outbox,
     );
     let client = state.client();

@@ -104,6 +104,29 @@ pub type LinkError<F, R> = ClientError<
     FlashStoreError<<F as embedded_storage_async::nor_flash::ErrorType>::Error>,
 >;
 
+/// The broker's host, read at build time: a build without `BROKER_HOST`
+/// stops here rather than talking plain `ws://` to some public test
+/// broker whose every user could send this device commands.
+#[allow(clippy::panic)] // const evaluation: a panic is a build error
+const BROKER_HOST: &str = match option_env!("BROKER_HOST") {
+    Some(host) if !host.is_empty() => host,
+    _ => panic!(
+        "BROKER_HOST is not set: name the broker the firmware connects to at build time \
+         (e.g. BROKER_HOST=192.168.1.10 cargo build --release; see the board's README)"
+    ),
+};
+
+/// A `wss` build must be given the broker's CA certificate (the board's
+/// build script reads the file `BROKER_CA_DER` names); only the separately
+/// named feature `insecure-no-tls-verification` builds one without.
+#[cfg(all(feature = "wss", not(feature = "insecure-no-tls-verification")))]
+const _: () = assert!(
+    matches!(option_env!("BROKER_CA_DER"), Some(path) if !path.is_empty()),
+    "a wss build needs BROKER_CA_DER (path of the broker's CA certificate, DER) to verify the \
+     server; for a lab bench without any verification build with the feature \
+     insecure-no-tls-verification instead (WSS_INSECURE is not read)"
+);
+
 /// Where the broker is: `ws://host:port/path`, or `wss://` with the
 /// broker's CA certificate in a `wss` build.
 #[derive(Debug, Clone, Copy)]
@@ -115,43 +138,48 @@ pub struct Broker {
     /// The WebSocket path.
     pub path: &'static str,
     /// The CA certificate (DER) the server's chain must end in (`wss`);
-    /// empty: no verification (`WSS_INSECURE`, a lab bench only).
+    /// empty only with the feature `insecure-no-tls-verification` (no
+    /// verification, a lab bench only).
     ca_der: &'static [u8],
 }
 
 impl Broker {
-    /// The broker named at build time: `BROKER_HOST` (default
-    /// `test.mosquitto.org`), `BROKER_PORT` (8080) and `BROKER_PATH`
-    /// (`/mqtt`); a port that is not a number stops the build.
-    pub const FROM_ENV: Self = Self {
-        host: str_from_env(option_env!("BROKER_HOST"), "test.mosquitto.org"),
-        port: port_from_env(option_env!("BROKER_PORT"), 8080),
-        path: str_from_env(option_env!("BROKER_PATH"), "/mqtt"),
-        ca_der: &[],
-    };
+    /// The broker named at build time: `BROKER_HOST` (required: the build
+    /// stops without it), `BROKER_PORT` (default 8080) and `BROKER_PATH`
+    /// (`/mqtt`); a port that is not a number stops the build. A `wss`
+    /// build verifies it against `ca_der` (the board's build-time
+    /// `BROKER_CA_DER`); an empty one stops the build, unless the feature
+    /// `insecure-no-tls-verification` is on (then nothing is verified).
+    /// Without `wss` the certificate is not used (pass `&[]`).
+    ///
+    /// Call it in a `const` item, so that these checks run at build time.
+    #[allow(clippy::panic)] // const evaluation: a panic is a build error
+    pub const fn from_env(ca_der: &'static [u8]) -> Self {
+        assert!(
+            !cfg!(feature = "wss")
+                || cfg!(feature = "insecure-no-tls-verification")
+                || !ca_der.is_empty(),
+            "a wss build needs BROKER_CA_DER (path of the broker's CA certificate, DER); this one \
+             is empty"
+        );
+        Self {
+            host: BROKER_HOST,
+            port: port_from_env(option_env!("BROKER_PORT"), 8080),
+            path: str_from_env(option_env!("BROKER_PATH"), "/mqtt"),
+            ca_der,
+        }
+    }
 
     /// The URL scheme: `wss` in a `wss` build, else `ws`.
     pub const fn scheme(&self) -> &'static str {
         if cfg!(feature = "wss") { "wss" } else { "ws" }
     }
 
-    /// The broker verified against `ca_der` (the board's build-time
-    /// `BROKER_CA_DER`) in a `wss` build; an empty one is accepted only when
-    /// the build sets `WSS_INSECURE` (then nothing is verified), otherwise
-    /// the build stops. Without `wss` the certificate is not used.
-    #[allow(clippy::panic)] // const evaluation: a panic is a build error
-    pub const fn with_ca(self, ca_der: &'static [u8]) -> Self {
-        assert!(
-            !cfg!(feature = "wss") || !ca_der.is_empty() || option_env!("WSS_INSECURE").is_some(),
-            "a wss build needs BROKER_CA_DER (the broker's CA certificate, DER) or WSS_INSECURE=1"
-        );
-        Self { ca_der, ..self }
-    }
-
-    /// Whether a `wss` build leaves the server's certificate unchecked
-    /// (`WSS_INSECURE`); never without `wss` (there is no TLS to check).
+    /// Whether a `wss` build leaves the server's certificate unchecked:
+    /// only with the feature `insecure-no-tls-verification` and no CA;
+    /// never without `wss` (there is no TLS to check).
     pub const fn is_insecure(&self) -> bool {
-        cfg!(feature = "wss") && self.ca_der.is_empty()
+        cfg!(feature = "insecure-no-tls-verification") && self.ca_der.is_empty()
     }
 }
 
@@ -266,11 +294,17 @@ impl<F: MultiwriteNorFlash + 'static, R: RngCore + CryptoRng + 'static> Link<F, 
                 write: tls_write,
                 staging: tls_staging,
             };
+            #[cfg(feature = "insecure-no-tls-verification")]
             if broker.is_insecure() {
                 EmbeddedTlsConnector::insecure_without_verification(tcp, broker.host, buffers, rng)
             } else {
                 EmbeddedTlsConnector::new(tcp, broker.host, broker.ca_der, buffers, rng)
             }
+            // Without the insecure feature there is no unverified path: an
+            // empty CA (possible only outside a const item) verifies nothing
+            // and so fails every handshake.
+            #[cfg(not(feature = "insecure-no-tls-verification"))]
+            EmbeddedTlsConnector::new(tcp, broker.host, broker.ca_der, buffers, rng)
         };
         let ws = WsConnector::new(
             tcp,

@@ -45,9 +45,9 @@ const WIFI_PASSWORD: &str = match option_env!("WIFI_PASSWORD") {
 };
 /// The broker (build-time `BROKER_HOST`, `BROKER_PORT`, `BROKER_PATH`); a
 /// `wss` build verifies it against the CA certificate (DER) from build-time
-/// `BROKER_CA_DER` (or not at all with `WSS_INSECURE=1`).
-const BROKER: Broker =
-    Broker::FROM_ENV.with_ca(include_bytes!(concat!(env!("OUT_DIR"), "/broker-ca.der")));
+/// `BROKER_CA_DER` (or not at all with the feature
+/// `insecure-no-tls-verification`).
+const BROKER: Broker = Broker::from_env(include_bytes!(concat!(env!("OUT_DIR"), "/broker-ca.der")));
 /// The device id (build-time `DEVICE_ID`); unset: `esp32c3-` and the
 /// eFuse base MAC in hex.
 const DEVICE_ID: Option<&str> = option_env!("DEVICE_ID");
@@ -161,7 +161,7 @@ async fn main(spawner: Spawner) -> ! {
     static MEMORY: ConstStaticCell<LinkMemory<Flash, Trng>> =
         ConstStaticCell::new(LinkMemory::new());
     if BROKER.is_insecure() {
-        println!("wss WITHOUT server verification (WSS_INSECURE): lab use only");
+        println!("wss WITHOUT server verification (insecure-no-tls-verification): lab use only");
     }
     // Unacknowledged readings are kept in flash and sent after a reset.
     let link = match Link::open(

@@ -38,7 +38,7 @@ bind_interrupts!(struct Irqs {
 });
 
 /// The broker (build-time `BROKER_HOST`, `BROKER_PORT`, `BROKER_PATH`).
-const BROKER: Broker = Broker::FROM_ENV;
+const BROKER: Broker = Broker::from_env(&[]);
 /// The device id (build-time `DEVICE_ID`); unset: `nrf52840-` and the
 /// chip's FICR device id in hex.
 const DEVICE_ID: Option<&str> = option_env!("DEVICE_ID");

@@ -48,9 +48,9 @@ const LTE_PASSWORD: Option<&str> = option_env!("LTE_PASSWORD");
 const SIM_PIN: Option<&str> = option_env!("SIM_PIN");
 /// The broker (build-time `BROKER_HOST`, `BROKER_PORT`, `BROKER_PATH`); a
 /// `wss` build verifies it against the CA certificate (DER) from build-time
-/// `BROKER_CA_DER` (or not at all with `WSS_INSECURE=1`).
-const BROKER: Broker =
-    Broker::FROM_ENV.with_ca(include_bytes!(concat!(env!("OUT_DIR"), "/broker-ca.der")));
+/// `BROKER_CA_DER` (or not at all with the feature
+/// `insecure-no-tls-verification`).
+const BROKER: Broker = Broker::from_env(include_bytes!(concat!(env!("OUT_DIR"), "/broker-ca.der")));
 /// The device id (build-time `DEVICE_ID`); unset: `nrf9160-` and the
 /// chip's FICR device id in hex.
 const DEVICE_ID: Option<&str> = option_env!("DEVICE_ID");
@@ -150,7 +150,7 @@ async fn main(spawner: Spawner) -> ! {
     static MEMORY: ConstStaticCell<LinkMemory<Flash, CcRng<'static, Blocking>>> =
         ConstStaticCell::new(LinkMemory::new());
     if BROKER.is_insecure() {
-        warn!("wss WITHOUT server verification (WSS_INSECURE): lab use only");
+        warn!("wss WITHOUT server verification (insecure-no-tls-verification): lab use only");
     }
     // Unacknowledged readings are kept in flash and sent after a reset.
     let link = match Link::open(

@@ -41,9 +41,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::task::{LocalSet, spawn_local};
 
-use crate::broker_url::BrokerUrl;
+use crate::broker_url::{BrokerUrl, UrlValueParser};
 use crate::client_run::{CliState, runtime};
 use crate::connect::{BrokerConnector, LinkBuffers, TransportOptions};
+use crate::connect_args::{PASSWORD_ENV, resolve_password};
 use crate::failure::{Exit, Failure};
 
 use embedded_broker::EmbeddedBroker;
@@ -58,8 +59,12 @@ const SHOWN_DEVICES: usize = 10;
 #[derive(Args, Debug)]
 pub(crate) struct DemoCommand {
     /// Use this broker (mqtt://, ws://, ...) instead of the embedded one.
-    #[arg(long, value_name = "URL", value_parser = parse_url)]
+    #[arg(long, value_name = "URL", value_parser = UrlValueParser)]
     broker: Option<BrokerUrl>,
+    /// Read the MQTT Password for --broker from the first line of this file
+    /// (over EMBERMQ_PASSWORD, which is over the URL's).
+    #[arg(long = "password-file", value_name = "PATH", requires = "broker")]
+    password_file: Option<std::path::PathBuf>,
     /// WebSocket port of the embedded broker (0: any free port; a taken
     /// port falls back to a free one).
     #[arg(long, default_value_t = 9001)]
@@ -76,10 +81,6 @@ pub(crate) struct DemoCommand {
     /// QoS of the telemetry (devices and subscriber).
     #[arg(short = 'q', long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
     qos: u8,
-}
-
-fn parse_url(s: &str) -> Result<BrokerUrl, String> {
-    s.parse().map_err(|e| format!("{e}"))
 }
 
 /// Runs `embermq demo`.
@@ -151,6 +152,8 @@ struct Plan {
     url: &'static BrokerUrl,
     protocol: ProtocolChoice,
     options: TransportOptions,
+    /// MQTT Password for `--broker` (file, environment or URL).
+    password: Option<&'static str>,
 }
 
 impl Plan {
@@ -165,6 +168,8 @@ impl Plan {
         config.protocol = self.protocol;
         config.keep_alive_secs = 30;
         config.max_incoming_packet_size = 16 * 1024;
+        config.username = self.url.username.as_deref();
+        config.password = self.password.map(str::as_bytes);
         let state: &'static DemoState =
             Box::leak(Box::new(CliState::new(config, leak_buf(32 * 1024))));
         let buffers: &'static mut LinkBuffers =
@@ -211,10 +216,21 @@ async fn demo(cmd: DemoCommand) -> Result<(), Failure> {
     let url: &'static BrokerUrl = Box::leak(Box::new(url));
     println!("embermq demo: broker {url}{origin}");
     println!("  watch it too: embermq sub {url} -t '{FILTER}' -v");
+    let password = match &cmd.broker {
+        Some(_) => resolve_password(
+            None,
+            cmd.password_file.as_deref(),
+            std::env::var_os(PASSWORD_ENV),
+            url.password.as_deref(),
+        )
+        .map_err(|e| Failure::new(Exit::Usage, e))?,
+        None => None,
+    };
     let plan = Plan {
         url,
         protocol,
         options: TransportOptions::default(),
+        password: password.map(|p| &*Box::leak(p.into_boxed_str())),
     };
     let ids: Vec<&'static str> = (0..cmd.devices)
         .map(|i| &*Box::leak(format!("demo-{run_tag:04x}-{:02}", i + 1).into_boxed_str()))

@@ -305,7 +305,7 @@ pub(crate) async fn run(
         ($inner:expr) => {
             WsConnector::new(
                 $inner,
-                broker.host.as_str(),
+                broker.host_header.as_str(),
                 Some(broker.port),
                 broker.path.as_str(),
                 Buffers {

@@ -254,7 +254,7 @@ pub(crate) async fn device<B: BaseLink>(fleet: &'static Fleet, local: usize) {
     if s.broker.websocket {
         let ws = WsConnector::new(
             base,
-            s.broker.host.as_str(),
+            s.broker.host_header.as_str(),
             Some(s.broker.port),
             s.broker.path.as_str(),
             Buffers {

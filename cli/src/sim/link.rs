@@ -30,6 +30,7 @@ use embermq::transport::{Connector, RustlsConnector, TokioTcpConnector};
 use rustls::pki_types::ServerName;
 
 use super::profile::{ProfileError, invalid};
+use crate::broker_url::masked;
 
 /// Where the broker is and how to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,21 +39,30 @@ pub(crate) struct BrokerUrl {
     pub(crate) websocket: bool,
     /// Over TLS (`mqtts://`, `wss://`).
     pub(crate) tls: bool,
-    /// Host name or address.
+    /// Host name or address (an IPv6 literal without brackets): what TCP
+    /// dials and TLS verifies.
     pub(crate) host: String,
+    /// The host as the WebSocket `Host` header writes it: IPv6 literals in
+    /// brackets (RFC 7230 §5.4, RFC 3986 §3.2.2).
+    pub(crate) host_header: String,
     /// TCP port.
     pub(crate) port: u16,
-    /// The HTTP path of the WebSocket endpoint (`/mqtt` by default).
+    /// The HTTP request target of the WebSocket endpoint (`/mqtt` by
+    /// default), its query included; printed without the query.
     pub(crate) path: String,
 }
 
 impl BrokerUrl {
-    /// Parses `ws[s]://host[:port][/path]` or `mqtt[s]://host[:port]`.
+    /// Parses `ws[s]://host[:port][/path][?query]` or
+    /// `mqtt[s]://host[:port]`. Errors show the URL without its password
+    /// and query ([`masked`]); user info is refused (the simulated devices
+    /// connect without credentials).
     pub(crate) fn parse(text: &str) -> Result<Self, ProfileError> {
+        let shown = masked(text);
         let (scheme, rest) = text.split_once("://").ok_or_else(|| {
             invalid(
                 "--broker",
-                format!("{text:?}: expected scheme://host[:port]"),
+                format!("{shown:?}: expected scheme://host[:port]"),
             )
         })?;
         let (websocket, tls, default_port) = match scheme {
@@ -62,22 +72,28 @@ impl BrokerUrl {
             "mqtts" | "ssl" => (false, true, 8883),
             other => return Err(invalid("--broker", format!("unknown scheme {other:?}"))),
         };
-        let (authority, path) = match rest.find('/') {
+        let (authority, path) = match rest.find(['/', '?']) {
             Some(i) => rest.split_at(i),
             None => (rest, ""),
         };
+        if authority.contains('@') {
+            return Err(invalid(
+                "--broker",
+                format!("{shown:?}: user info (user:password@) is not supported by sim"),
+            ));
+        }
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) if !h.contains(':') || h.ends_with(']') => {
                 let port = p
                     .parse()
-                    .map_err(|_| invalid("--broker", format!("bad port in {text:?}")))?;
+                    .map_err(|_| invalid("--broker", format!("bad port in {shown:?}")))?;
                 (h, port)
             }
             _ => (authority, default_port),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() {
-            return Err(invalid("--broker", format!("no host in {text:?}")));
+            return Err(invalid("--broker", format!("no host in {shown:?}")));
         }
         if tls && ServerName::try_from(host).is_err() {
             return Err(invalid(
@@ -85,27 +101,36 @@ impl BrokerUrl {
                 format!("{host:?} is no valid TLS server name"),
             ));
         }
+        let host_header = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
         Ok(Self {
             websocket,
             tls,
             host: host.to_owned(),
+            host_header,
             port,
-            path: if path.is_empty() {
-                "/mqtt".to_owned()
-            } else {
-                path.to_owned()
+            path: match path {
+                "" => "/mqtt".to_owned(),
+                p if p.starts_with('?') => format!("/mqtt{p}"),
+                p => p.to_owned(),
             },
         })
     }
 }
 
 impl fmt::Display for BrokerUrl {
+    /// The URL as reports and logs print it: IPv6 literals in brackets,
+    /// the query left out (a presigned URL carries its signature there).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = if self.tls { "s" } else { "" };
         if self.websocket {
-            write!(f, "ws{s}://{}:{}{}", self.host, self.port, self.path)
+            let path = self.path.split('?').next().unwrap_or_default();
+            write!(f, "ws{s}://{}:{}{path}", self.host_header, self.port)
         } else {
-            write!(f, "mqtt{s}://{}:{}", self.host, self.port)
+            write!(f, "mqtt{s}://{}:{}", self.host_header, self.port)
         }
     }
 }
@@ -268,5 +293,38 @@ mod tests {
         assert!(!BrokerUrl::parse("ws://h").unwrap().tls);
         assert!(BrokerUrl::parse("http://h").is_err());
         assert!(BrokerUrl::parse("h:1883").is_err());
+    }
+
+    #[test]
+    fn rfc7230_5_4_ipv6_literal_gets_brackets_in_host_and_report() {
+        let u = BrokerUrl::parse("ws://[::1]:9001/mqtt").unwrap();
+        assert_eq!(u.host, "::1");
+        assert_eq!(u.host_header, "[::1]");
+        assert_eq!(u.to_string(), "ws://[::1]:9001/mqtt");
+        let d = BrokerUrl::parse("mqtt://[fe80::2]").unwrap();
+        assert_eq!((d.host.as_str(), d.port), ("fe80::2", 1883));
+        assert_eq!(d.to_string(), "mqtt://[fe80::2]:1883");
+        assert_eq!(BrokerUrl::parse("ws://h:1/x").unwrap().host_header, "h");
+    }
+
+    #[test]
+    fn report_and_parse_errors_leave_out_the_query_and_password() {
+        let u = BrokerUrl::parse("wss://h.example/mqtt?X-Amz-Signature=QuerySecret").unwrap();
+        assert_eq!(u.path, "/mqtt?X-Amz-Signature=QuerySecret");
+        assert_eq!(u.to_string(), "wss://h.example:443/mqtt");
+        let q = BrokerUrl::parse("ws://h?sig=QuerySecret").unwrap();
+        assert_eq!(q.path, "/mqtt?sig=QuerySecret");
+        assert_eq!(q.to_string(), "ws://h:80/mqtt");
+        for bad in [
+            "ws://h:port/mqtt?sig=QuerySecret",
+            "ws://alice:PassSecret@h/mqtt?sig=QuerySecret",
+            "alice:PassSecret@h?sig=QuerySecret",
+        ] {
+            let e = BrokerUrl::parse(bad).unwrap_err().to_string();
+            assert!(
+                !e.contains("QuerySecret") && !e.contains("PassSecret"),
+                "{e}"
+            );
+        }
     }
 }

@@ -5,11 +5,17 @@
 //! CONNECT carries its own protocol version; it decodes "MQTT" level 4 and 5
 //! and refuses 3.1 ("MQIsdp" level 3) and anything else. It does not decide
 //! whether a client identifier is acceptable (that is the server's CONNACK).
+//!
+//! `Debug` of [`Connect`] and [`Will`] never prints a secret: the password
+//! and the Authentication Data are shown as `<redacted>`, the Will payload
+//! by its length only, so a packet can be logged while debugging.
+
+use core::fmt;
 
 use super::error::{EncodeError, Violation};
 use super::fixed_header::PacketType;
 use super::packet::{ProtocolVersion, QoS, no_properties_in_v311};
-use super::properties::{Properties, PropertyContext};
+use super::properties::{Properties, Property, PropertyContext};
 use super::topic_syntax;
 use super::wire::{Reader, Writer};
 
@@ -27,7 +33,8 @@ mod flag {
 }
 
 /// The Will: a message the server publishes if the connection is lost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `Debug` shows the payload's length, not the payload.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Will<'a> {
     /// The topic name (no wildcards).
     pub topic: &'a str,
@@ -41,8 +48,9 @@ pub struct Will<'a> {
     pub properties: Properties<'a>,
 }
 
-/// A CONNECT packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A CONNECT packet. `Debug` redacts the password and the Authentication
+/// Data and shows the Will payload's length only.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Connect<'a> {
     /// The version this CONNECT is written in (level 4 or 5).
     pub protocol_version: ProtocolVersion,
@@ -60,6 +68,72 @@ pub struct Connect<'a> {
     pub password: Option<&'a [u8]>,
     /// 5.0 CONNECT properties.
     pub properties: Properties<'a>,
+}
+
+/// Shown in place of a secret by the `Debug` impls: `<redacted>`.
+struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Shown in place of a payload by the `Debug` impls: `<N bytes>`.
+struct ByteCount(usize);
+
+impl fmt::Debug for ByteCount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} bytes>", self.0)
+    }
+}
+
+/// A property list as `Properties`'s `Debug` shows it, with the
+/// Authentication Data redacted.
+struct RedactedProperties<'p, 'a>(&'p Properties<'a>);
+
+impl fmt::Debug for RedactedProperties<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut list = f.debug_list();
+        for p in self.0.iter() {
+            match p {
+                Property::AuthenticationData(_) => {
+                    list.entry(&format_args!("AuthenticationData({:?})", Redacted));
+                }
+                other => {
+                    list.entry(&other);
+                }
+            }
+        }
+        list.finish()
+    }
+}
+
+impl fmt::Debug for Will<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Will")
+            .field("topic", &self.topic)
+            .field("payload", &ByteCount(self.payload.len()))
+            .field("qos", &self.qos)
+            .field("retain", &self.retain)
+            .field("properties", &self.properties)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Connect<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connect")
+            .field("protocol_version", &self.protocol_version)
+            .field("clean_start", &self.clean_start)
+            .field("keep_alive", &self.keep_alive)
+            .field("client_id", &self.client_id)
+            .field("will", &self.will)
+            .field("username", &self.username)
+            .field("password", &self.password.map(|_| Redacted))
+            .field("properties", &RedactedProperties(&self.properties))
+            .finish()
+    }
 }
 
 impl<'a> Connect<'a> {
@@ -218,5 +292,50 @@ impl<'a> Connect<'a> {
             w.binary(password)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::format;
+
+    use super::*;
+    use crate::codec::PropertyFields;
+
+    #[test]
+    fn debug_redacts_password_auth_data_and_will_payload() {
+        let fields = PropertyFields {
+            authentication_method: Some("SCRAM-SHA-1"),
+            authentication_data: Some(b"auth-secret-bytes"),
+            ..PropertyFields::NONE
+        };
+        let mut c = Connect::new(ProtocolVersion::V5, "dev-1");
+        c.username = Some("alice");
+        c.password = Some(b"hunter2-password");
+        c.properties = Properties::from_fields(&fields);
+        c.will = Some(Will {
+            topic: "devices/dev-1/status",
+            payload: b"will-payload-secret",
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: Properties::NONE,
+        });
+        let shown = format!("{c:?}");
+        for secret in [
+            "hunter2-password",
+            "auth-secret-bytes",
+            "will-payload-secret",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        // The byte arrays must not show as numbers either.
+        assert!(!shown.contains("104, 117"), "{shown}");
+        assert!(shown.contains("password: Some(<redacted>)"), "{shown}");
+        assert!(shown.contains("AuthenticationData(<redacted>)"), "{shown}");
+        assert!(shown.contains("SCRAM-SHA-1"), "{shown}");
+        assert!(shown.contains("payload: <19 bytes>"), "{shown}");
+        assert!(shown.contains("alice") && shown.contains("devices/dev-1/status"));
+        let none = format!("{:?}", Connect::new(ProtocolVersion::V311, "x"));
+        assert!(none.contains("password: None"), "{none}");
     }
 }

@@ -1,5 +1,8 @@
 //! What a [`Session`](super::Session) is built from: identity, credentials,
-//! will, protocol choice, keepalive and every limit.
+//! will, protocol choice, keepalive and every limit. Its `Debug` redacts
+//! the password and shows the Will payload's length only.
+
+use core::fmt;
 
 use crate::codec::{ProtocolVersion, Will};
 use crate::time::Duration;
@@ -61,8 +64,9 @@ pub enum SessionLostPolicy {
 }
 
 /// Everything a session needs besides its buffers. Strings are borrowed for
-/// the session's lifetime; nothing is copied.
-#[derive(Debug, Clone, Copy)]
+/// the session's lifetime; nothing is copied. `Debug` prints the password
+/// as `<redacted>` and the Will payload as its length.
+#[derive(Clone, Copy)]
 pub struct SessionConfig<'b> {
     /// Client identifier. Empty asks the broker to assign one (5.0) or
     /// requires `clean_start` (3.1.1 [MQTT-3.1.3-7]).
@@ -102,6 +106,35 @@ pub struct SessionConfig<'b> {
     pub session_lost_policy: SessionLostPolicy,
 }
 
+impl fmt::Debug for SessionConfig<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("client_id", &self.client_id)
+            .field("protocol", &self.protocol)
+            .field("clean_start", &self.clean_start)
+            .field("resume_on_reconnect", &self.resume_on_reconnect)
+            .field("keep_alive_secs", &self.keep_alive_secs)
+            .field("ping_timeout", &self.ping_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("username", &self.username)
+            .field("password", &self.password.map(|_| Redacted))
+            .field("will", &self.will)
+            .field("session_expiry_secs", &self.session_expiry_secs)
+            .field("max_incoming_packet_size", &self.max_incoming_packet_size)
+            .field("max_inflight", &self.max_inflight)
+            .finish()
+    }
+}
+
+/// `<redacted>`, in place of the password.
+struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 impl<'b> SessionConfig<'b> {
     /// A configuration with the given client identifier and defaults:
     /// 5.0, clean start, 60 s keepalive, 10 s connect timeout, no
@@ -124,5 +157,38 @@ impl<'b> SessionConfig<'b> {
             max_inflight: u16::MAX,
             session_lost_policy: SessionLostPolicy::Republish,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::format;
+
+    use super::*;
+    use crate::codec::{Properties, QoS};
+
+    #[test]
+    fn debug_redacts_the_password_and_the_will_payload() {
+        let mut c = SessionConfig::new("dev-1");
+        c.username = Some("alice");
+        c.password = Some(b"hunter2-password");
+        c.will = Some(Will {
+            topic: "devices/dev-1/status",
+            payload: b"offline-secret",
+            qos: QoS::AtMostOnce,
+            retain: true,
+            properties: Properties::NONE,
+        });
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("offline-secret"), "{shown}");
+        // Nor as the bytes' numbers ('h', 'u' = 104, 117).
+        assert!(!shown.contains("104, 117"), "{shown}");
+        assert!(shown.contains("password: Some(<redacted>)"), "{shown}");
+        assert!(shown.contains("payload: <14 bytes>"), "{shown}");
+        assert!(
+            shown.contains("alice") && shown.contains("dev-1"),
+            "{shown}"
+        );
     }
 }

@@ -556,6 +556,30 @@ mod tests {
         out
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn created_log_and_compacted_copy_are_owner_only_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let path = temp_path("mode");
+        let mut s = FileStore::open(&path).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        // Enough puts and removes to compact (the log is replaced by the
+        // compacted copy): the new file is 0600 too.
+        let record = vec![7u8; 4096];
+        for key in 0..40 {
+            put(&mut s, key, &record);
+            block_on(s.remove(key)).unwrap();
+        }
+        assert!(
+            std::fs::metadata(&path).unwrap().len() < 64 * 1024,
+            "not compacted"
+        );
+        assert_eq!(mode(&path), 0o600);
+        drop(s);
+        std::fs::remove_file(&path).unwrap();
+    }
+
     #[test]
     fn replay_gives_unremoved_records_in_key_order_after_reopen() {
         let path = temp_path("order");

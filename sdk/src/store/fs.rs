@@ -67,7 +67,7 @@ impl StoreFs for StdFs {
     type Lock = File;
 
     fn open_rw(&mut self, path: &Path) -> io::Result<File> {
-        OpenOptions::new()
+        owner_only(&mut OpenOptions::new())
             .read(true)
             .write(true)
             .create(true)
@@ -76,7 +76,11 @@ impl StoreFs for StdFs {
     }
 
     fn create(&mut self, path: &Path) -> io::Result<File> {
-        File::create(path)
+        owner_only(&mut OpenOptions::new())
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
     }
 
     fn read_to_end(&mut self, file: &mut File, buf: &mut Vec<u8>) -> io::Result<()> {
@@ -124,7 +128,7 @@ impl StoreFs for StdFs {
     }
 
     fn lock(&mut self, path: &Path) -> io::Result<File> {
-        let file = OpenOptions::new()
+        let file = owner_only(&mut OpenOptions::new())
             .read(true)
             .write(true)
             .create(true)
@@ -136,4 +140,13 @@ impl StoreFs for StdFs {
             Err(TryLockError::Error(e)) => Err(e),
         }
     }
+}
+
+/// Files the store creates (the log, its compacted copy, the lock file)
+/// are readable and writable by their owner only (0600 on Unix, whatever
+/// the umask allows): the records are the application's unsent messages.
+fn owner_only(options: &mut OpenOptions) -> &mut OpenOptions {
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(options, 0o600);
+    options
 }

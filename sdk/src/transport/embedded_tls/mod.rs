@@ -53,8 +53,9 @@
 //! - A post-handshake KeyUpdate or CertificateRequest from the server:
 //!   embedded-tls 0.19 cannot process them (MQTT brokers do not send them
 //!   unprompted).
-//! - [`EmbeddedTlsConnector::insecure_without_verification`] exists for
-//!   lab set-ups and says so in its name: it accepts any server.
+//! - `EmbeddedTlsConnector::insecure_without_verification` exists for lab
+//!   set-ups only with the separately named feature `embedded-tls-insecure`
+//!   and says so in its name: it accepts any server.
 
 mod verifier;
 mod x509;
@@ -63,7 +64,6 @@ use core::fmt;
 
 use ::embedded_tls::{
     Aes128GcmSha256, CryptoProvider, TlsConfig, TlsConnection, TlsContext, TlsError, TlsVerifier,
-    UnsecureProvider,
 };
 use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
 use rand_core::{CryptoRng, RngCore};
@@ -98,7 +98,8 @@ enum Trust<'b> {
     /// Against a pinned CA certificate; the verifier's record of the
     /// current handshake lives here, in the connector, not in a future.
     PinnedCa(PinnedCaVerifier<'b>),
-    /// Not at all.
+    /// Not at all (feature `embedded-tls-insecure` only).
+    #[cfg(feature = "embedded-tls-insecure")]
     Insecure,
 }
 
@@ -152,7 +153,10 @@ impl<'b, C: Connector, R: RngCore + CryptoRng> EmbeddedTlsConnector<'b, C, R> {
     /// send the device commands. Encryption without authentication
     /// protects nothing against that attacker. For a lab bench only,
     /// never in a product; boards gate it behind a cargo feature of its
-    /// own.
+    /// own. Exists only with the separately named feature
+    /// `embedded-tls-insecure`, so that turning on `embedded-tls` can never
+    /// make it reachable by accident.
+    #[cfg(feature = "embedded-tls-insecure")]
     pub fn insecure_without_verification(
         inner: C,
         server_name: &'b str,
@@ -269,8 +273,10 @@ impl<'b, C: Connector, R: RngCore + CryptoRng> Connector for EmbeddedTlsConnecto
                     return Err(EmbeddedTlsConnectError::Tls(error));
                 }
             }
+            #[cfg(feature = "embedded-tls-insecure")]
             Trust::Insecure => {
-                let provider = UnsecureProvider::new::<Aes128GcmSha256>(&mut self.rng);
+                let provider =
+                    ::embedded_tls::UnsecureProvider::new::<Aes128GcmSha256>(&mut self.rng);
                 tls.open(TlsContext::new(&config, provider))
                     .await
                     .map_err(|e| EmbeddedTlsConnectError::Tls(EmbeddedTlsError::from_tls(e)))?;
