@@ -81,6 +81,7 @@ impl Read for DummyIo {
     }
 }
 
+#[cfg(feature = "mqtt")]
 impl embermq::transport::Transport for DummyIo {}
 
 impl Write for DummyIo {
