@@ -229,7 +229,7 @@ const FREE_LIMIT: usize = (PAGES - 1) * (PAGE - 2 * WORD - (footprint(MAX_RECORD
 /// what happened, and whether it ran to the end. A persist refused while
 /// free space exists (see [`FREE_LIMIT`]) is a failure of the store.
 fn run(workload: Workload, power_left: Option<usize>) -> (CutFlash, History, bool) {
-    let mut buf = [0u8; 160];
+    let mut buf = [0u8; 256];
     let mut store = open(CutFlash::new(power_left), &mut buf);
     let mut h = History::default();
     let mut live: Vec<u32> = Vec::new();
@@ -289,7 +289,7 @@ fn run(workload: Workload, power_left: Option<usize>) -> (CutFlash, History, boo
 /// Reopens the flash after a cut and checks the invariants.
 fn check(mut flash: CutFlash, h: &History) -> Result<(), String> {
     flash.restore();
-    let mut buf = [0u8; 160];
+    let mut buf = [0u8; 256];
     let mut store = open(flash, &mut buf);
     let mut got: Vec<(u32, Vec<u8>)> = Vec::new();
     block_on(store.replay(|k, r| got.push((k, r.to_vec()))))
