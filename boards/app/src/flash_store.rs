@@ -16,16 +16,17 @@
 //! it is erased and becomes the spare. A record that stays (skipped at
 //! replay, its restore or its removal failed) is copied forward this way
 //! instead of stalling the ring, so `persist` fails as full only when the
-//! live records do not fit the range less the spare page (and the tails
-//! pages leave because an item never spans two). A power cut in the copy
+//! live records do not fit the range less the spare page (and the unused
+//! page tails: an item never spans two pages). A power cut in the copy
 //! can leave a record twice; sequential-storage repairs the half-done
-//! compaction when the store is next used.
+//! compaction (and an erase cut short) when the store is next used.
 //!
 //! Copies break the physical order, so [`replay`](Store::replay) does not
 //! follow it: it scans the items once per record for the smallest key
 //! above the last one it visited, then reads that key's newest item
-//! (scans bounded by the number of live records, no allocator, no sort
-//! buffer). Keys come out in increasing order and each once.
+//! (n + 1 scans of the range and n reads for n live records, once per
+//! boot; no allocator, no sort buffer). Keys come out in increasing order
+//! and each once.
 //!
 //! The map needs a work buffer besides the record being written, which
 //! it may reuse while it compacts; the lent buffer is split in two (see
