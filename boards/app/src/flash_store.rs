@@ -1,21 +1,36 @@
 //! [`FlashStore`]: the client's durable outbox (`embermq::store::Store`)
 //! on NOR flash, through `embedded-storage-async` and sequential-storage's
-//! queue, without an allocator.
+//! map, without an allocator.
 //!
-//! Each QoS 1/2 record is one queue item: its `u32` key (little-endian)
-//! then the record bytes. The queue keeps items in the order they were
-//! pushed, which is increasing key order (the client's keys only grow), so
-//! [`replay`](Store::replay) is one pass from the oldest item. A removal
-//! pops the item wherever it is in the queue (sequential-storage marks it
-//! erased; acknowledgements come nearly in order, so it is usually the
-//! head); a page whose items are all popped is reused. sequential-storage
-//! writes a CRC with every item and skips one torn by a reset mid-write,
-//! so a half-written record is never replayed.
+//! Each QoS 1/2 record is one map item: its `u32` key (little-endian)
+//! then the record bytes, with a CRC over both (sequential-storage skips
+//! an item torn by a reset mid-write, so a half-written record is never
+//! replayed). A removal marks every item with the key erased (the flash
+//! must allow a word to be written twice, `MultiwriteNorFlash`: nRF NVMC,
+//! esp-storage).
 //!
-//! The flash must allow a word to be written twice (`MultiwriteNorFlash`:
-//! nRF NVMC, esp-storage), which marking an item erased needs. A full queue
-//! is an error on `persist` (the client then fails that publish), never an
-//! overwrite of older records.
+//! Reclaiming space (issue 18 item 5): the map writes its pages as a ring
+//! and keeps one page erased. When the page being written is full, the
+//! next one becomes the write page and the page after that, the oldest,
+//! is compacted: its live items are copied into the new write page, then
+//! it is erased and becomes the spare. A record that stays (skipped at
+//! replay, its restore or its removal failed) is copied forward this way
+//! instead of stalling the ring, so `persist` fails as full only when the
+//! live records do not fit the range less the spare page (and the unused
+//! page tails: an item never spans two pages). A power cut in the copy
+//! can leave a record twice; sequential-storage repairs the half-done
+//! compaction (and an erase cut short) when the store is next used.
+//!
+//! Copies break the physical order, so [`replay`](Store::replay) does not
+//! follow it: it scans the items once per record for the smallest key
+//! above the last one it visited, then reads that key's newest item
+//! (n + 1 scans of the range and n reads for n live records, once per
+//! boot; no allocator, no sort buffer). Keys come out in increasing order
+//! and each once.
+//!
+//! The map needs a work buffer besides the record being written, which
+//! it may reuse while it compacts; the lent buffer is split in two (see
+//! [`FlashStore::new`]).
 //!
 //! Not here: choosing the flash range (the board's linker script or
 //! partition table reserves it) and wear levelling beyond
@@ -27,20 +42,20 @@ use core::ops::Range;
 use embedded_storage_async::nor_flash::MultiwriteNorFlash;
 use embermq::store::Store;
 use sequential_storage::cache::{Cache, Uncached};
-use sequential_storage::queue::{QueueConfig, QueueConfigError, QueueStorage};
+use sequential_storage::map::{MapConfig, MapConfigError, MapStorage};
 
 /// Bytes of the key in front of each record.
 const KEY_LEN: usize = 4;
 
 /// No cache: every operation scans the few pages of the outbox range.
-type NoCache = Cache<Uncached, Uncached, Uncached>;
+type NoCache = Cache<Uncached, Uncached, Uncached, u32>;
 
 /// Why a [`FlashStore`] operation failed.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum FlashStoreError<E> {
-    /// The flash range is not whole pages, or too small.
-    Range(QueueConfigError),
+    /// The flash range is not whole pages, or fewer than two.
+    Range(MapConfigError),
     /// A record does not fit the store's buffer (or a flash page).
     RecordTooLarge {
         /// The record's length.
@@ -48,10 +63,9 @@ pub enum FlashStoreError<E> {
         /// The longest record the buffer holds.
         capacity: usize,
     },
-    /// An item in flash is shorter than a key: not written by this store.
-    ForeignItem,
-    /// sequential-storage failed: the flash driver's error, a full queue,
-    /// or corruption it could not repair.
+    /// sequential-storage failed: the flash driver's error, a full store,
+    /// an item this store did not write, or corruption it could not
+    /// repair.
     Storage(sequential_storage::Error<E>),
 }
 
@@ -63,7 +77,6 @@ impl<E: fmt::Debug> fmt::Display for FlashStoreError<E> {
                 f,
                 "outbox record of {len} bytes exceeds the store's {capacity}-byte limit"
             ),
-            Self::ForeignItem => f.write_str("flash outbox holds an item this store did not write"),
             Self::Storage(sequential_storage::Error::FullStorage) => {
                 f.write_str("flash outbox is full")
             }
@@ -85,37 +98,89 @@ impl<E> From<sequential_storage::Error<E>> for FlashStoreError<E> {
 
 /// The outbox's QoS 1/2 records in a range of NOR flash.
 pub struct FlashStore<'b, F: MultiwriteNorFlash> {
-    queue: QueueStorage<F, NoCache>,
-    buf: &'b mut [u8],
+    map: MapStorage<u32, F, NoCache>,
+    /// The record being persisted (`max_record_len` bytes).
+    record: &'b mut [u8],
+    /// sequential-storage's buffer: key and record of any item, padded to
+    /// a word.
+    work: &'b mut [u8],
 }
 
 impl<'b, F: MultiwriteNorFlash> FlashStore<'b, F> {
-    /// A store in `range` of `flash` (whole erase pages, at least one),
-    /// using `buf` to assemble and read items: lend at least the largest
-    /// record (the client's outbox size at most) plus 4 bytes, rounded up
-    /// to the flash's word size. Existing records in the range are kept
+    /// sequential-storage's word: the larger of the read and write sizes.
+    const WORD: usize = if F::READ_SIZE > F::WRITE_SIZE {
+        F::READ_SIZE
+    } else {
+        F::WRITE_SIZE
+    };
+
+    /// A store in `range` of `flash` (whole erase pages, at least two:
+    /// one is kept erased to compact into), using `buf` to assemble,
+    /// read and copy items. `buf` is split in two: the record being
+    /// written, and sequential-storage's work buffer (which it reuses
+    /// while it compacts a page, so the record cannot live there). Lend
+    /// at least twice the largest record (the client's outbox size at
+    /// most) plus 4 bytes plus a word; [`max_record_len`](Self::max_record_len)
+    /// says what a buffer holds. Existing records in the range are kept
     /// and replayed.
     pub fn new(
         flash: F,
         range: Range<u32>,
         buf: &'b mut [u8],
     ) -> Result<Self, FlashStoreError<F::Error>> {
-        let config = QueueConfig::try_new(range).map_err(FlashStoreError::Range)?;
+        let config = MapConfig::try_new(range).map_err(FlashStoreError::Range)?;
+        // The work half holds key + record padded to a word.
+        let record_len =
+            buf.len().saturating_sub(KEY_LEN + Self::WORD) / 2 / Self::WORD * Self::WORD;
+        let (record, work) = buf.split_at_mut(record_len);
         Ok(Self {
-            queue: QueueStorage::new(flash, config, Cache::new_uncached()),
-            buf,
+            map: MapStorage::new(flash, config, Cache::new_uncached()),
+            record,
+            work,
         })
     }
 
     /// The flash back (e.g. to open the store again after a simulated
     /// reset).
     pub fn into_flash(self) -> F {
-        self.queue.destroy().0
+        self.map.destroy().0
     }
 
     /// The longest record this store takes.
     pub fn max_record_len(&self) -> usize {
-        self.buf.len().saturating_sub(KEY_LEN)
+        self.record.len()
+    }
+
+    /// The smallest key above `above` (any key if `None`) in flash.
+    async fn next_key(
+        &mut self,
+        above: Option<u32>,
+    ) -> Result<Option<u32>, FlashStoreError<F::Error>> {
+        match self.scan_next_key(above).await {
+            Err(FlashStoreError::Storage(sequential_storage::Error::Corrupted { .. })) => {
+                // sequential-storage 8.0.2's `fetch_all_items` reports an
+                // erase cut short (a page with its end marker but not its
+                // start marker) without repairing it; `fetch_item` runs
+                // the repair (finish the erase, redo a cut compaction).
+                self.map.fetch_item::<&[u8]>(&mut *self.work, &0).await?;
+                self.scan_next_key(above).await
+            }
+            other => other,
+        }
+    }
+
+    async fn scan_next_key(
+        &mut self,
+        above: Option<u32>,
+    ) -> Result<Option<u32>, FlashStoreError<F::Error>> {
+        let mut next: Option<u32> = None;
+        let mut items = self.map.fetch_all_items(&mut *self.work).await?;
+        while let Some((key, _)) = items.next::<&[u8]>(&mut *self.work).await? {
+            if above.is_none_or(|last| key > last) && next.is_none_or(|n| key < n) {
+                next = Some(key);
+            }
+        }
+        Ok(next)
     }
 }
 
@@ -123,12 +188,14 @@ impl<F: MultiwriteNorFlash> Store for FlashStore<'_, F> {
     type Error = FlashStoreError<F::Error>;
 
     async fn replay<V: FnMut(u32, &[u8])>(&mut self, mut visit: V) -> Result<(), Self::Error> {
-        let mut items = self.queue.iter().await?;
-        while let Some(item) = items.next(&mut *self.buf).await? {
-            let (key, record) = item
-                .split_first_chunk::<KEY_LEN>()
-                .ok_or(FlashStoreError::ForeignItem)?;
-            visit(u32::from_le_bytes(*key), record);
+        let mut last = None;
+        while let Some(key) = self.next_key(last).await? {
+            // The newest item under the key (a copy left by a power cut
+            // in a compaction is the same record).
+            if let Some(record) = self.map.fetch_item::<&[u8]>(&mut *self.work, &key).await? {
+                visit(key, record);
+            }
+            last = Some(key);
         }
         Ok(())
     }
@@ -140,14 +207,13 @@ impl<F: MultiwriteNorFlash> Store for FlashStore<'_, F> {
         fill: Fill,
     ) -> Result<(), Self::Error> {
         let capacity = self.max_record_len();
-        let item = KEY_LEN
-            .checked_add(len)
-            .and_then(|total| self.buf.get_mut(..total))
+        let record = self
+            .record
+            .get_mut(..len)
             .ok_or(FlashStoreError::RecordTooLarge { len, capacity })?;
-        let (key_bytes, record) = item.split_at_mut(KEY_LEN);
-        key_bytes.copy_from_slice(&key.to_le_bytes());
         fill(record);
-        match self.queue.push(item, false).await {
+        let record: &[u8] = record;
+        match self.map.store_item(&mut *self.work, &key, &record).await {
             Err(sequential_storage::Error::ItemTooBig) => {
                 Err(FlashStoreError::RecordTooLarge { len, capacity })
             }
@@ -156,15 +222,8 @@ impl<F: MultiwriteNorFlash> Store for FlashStore<'_, F> {
     }
 
     async fn remove(&mut self, key: u32) -> Result<(), Self::Error> {
-        let wanted = key.to_le_bytes();
-        let mut items = self.queue.iter().await?;
-        while let Some(item) = items.next(&mut *self.buf).await? {
-            if item.first_chunk::<KEY_LEN>() == Some(&wanted) {
-                item.pop().await?;
-                break;
-            }
-        }
-        Ok(())
+        // Every item under the key, copies included.
+        Ok(self.map.remove_item(&mut *self.work, &key).await?)
     }
 }
 
@@ -318,7 +377,8 @@ mod tests {
 
     #[test]
     fn a_record_larger_than_the_buffer_is_refused_not_truncated() {
-        let mut buf = [0u8; 64];
+        // (130 - 4 - 4) / 2 = 61, down to a word: 60.
+        let mut buf = [0u8; 130];
         let mut store = open(MemFlash::new(), &mut buf);
         let mut filled = false;
         let result = block_on(store.persist(1, 61, |_| filled = true));
@@ -334,8 +394,46 @@ mod tests {
     }
 
     #[test]
+    fn a_buffer_of_twice_a_record_plus_key_and_word_takes_that_record() {
+        // What `Link` lends: 2 × 1024 + 4 + 4.
+        let mut buf = [0u8; 2056];
+        let mut store = open(MemFlash::new(), &mut buf);
+        assert_eq!(store.max_record_len(), 1024);
+        let record = [0x3Cu8; 1024];
+        persist(&mut store, 7, &record);
+        assert_eq!(replayed(&mut store), [(7, record.to_vec())]);
+    }
+
+    #[test]
+    fn a_key_in_flash_twice_is_replayed_once_with_its_newest_record() {
+        // As a power cut between a compaction's copy and its erase leaves
+        // it (there the bytes are the same), or a persist cancelled after
+        // its write whose key was used again.
+        let mut buf = [0u8; 512];
+        let mut store = open(MemFlash::new(), &mut buf);
+        persist(&mut store, 4, b"four");
+        persist(&mut store, 5, b"older");
+        persist(&mut store, 5, b"newer");
+        persist(&mut store, 6, b"six");
+        let flash = store.into_flash();
+        let mut buf = [0u8; 512];
+        let mut store = open(flash, &mut buf);
+        assert_eq!(
+            replayed(&mut store),
+            [
+                (4, b"four".to_vec()),
+                (5, b"newer".to_vec()),
+                (6, b"six".to_vec())
+            ]
+        );
+        // One removal forgets every copy.
+        block_on(store.remove(5)).unwrap();
+        assert_eq!(replayed(&mut store).len(), 2);
+    }
+
+    #[test]
     fn a_full_flash_fails_the_persist_and_removals_make_room_again() {
-        let mut buf = [0u8; 1100];
+        let mut buf = [0u8; 2100];
         let mut store = open(MemFlash::new(), &mut buf);
         let record = [0xA5u8; 1000];
         let mut key = 0;

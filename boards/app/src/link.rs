@@ -48,9 +48,11 @@ const MQTT_RX: usize = 2048;
 const MQTT_TX: usize = 1024;
 /// Queued and unacknowledged publishes.
 const OUTBOX: usize = 4096;
-/// The durable outbox's item buffer: the largest record (a PUBLISH no
-/// larger than the transmit buffer) and its 4-byte key.
-const STORE_BUF_LEN: usize = MQTT_TX + 4;
+/// The durable outbox's buffer ([`FlashStore::new`]): the largest record
+/// (a PUBLISH no larger than the transmit buffer), and sequential-storage's
+/// work copy of it with its 4-byte key, padded to the flash word (4 bytes
+/// on nRF NVMC and esp-storage).
+const STORE_BUF_LEN: usize = 2 * MQTT_TX + 4 + 4;
 /// TLS record buffers (`wss`): a whole TLS 1.3 record (2^14 + 256 bytes)
 /// to decrypt in place, the same again to collect it, and outgoing records.
 #[cfg(feature = "wss")]
@@ -185,7 +187,7 @@ impl Broker {
 
 /// All the memory a [`Link`] borrows, for a board with flash `F` and RNG
 /// `R`: socket, WebSocket and MQTT buffers (2 × 2048, 2 × 1024, 2048 +
-/// 1024), the outbox (4096), the flash store's item buffer (1028), TLS
+/// 1024), the outbox (4096), the flash store's buffer (2056), TLS
 /// records in a `wss` build (2 × 16 640 + 4096), the client state and the
 /// shared RNG. Put it in a `ConstStaticCell` and lend it to
 /// [`Link::open`].
@@ -255,7 +257,8 @@ impl<F: MultiwriteNorFlash + 'static, R: RngCore + CryptoRng + 'static> Link<F, 
     ///
     /// # Errors
     ///
-    /// The flash range is not whole pages ([`FlashStoreError::Range`]).
+    /// The flash range is not whole pages, or fewer than two
+    /// ([`FlashStoreError::Range`]).
     pub fn open(
         stack: Stack<'static>,
         broker: Broker,

@@ -8,25 +8,25 @@
 //! some of the bits it should clear are cleared); the quarter being erased
 //! is left partly erased (some bits set, the rest of the old content).
 //!
-//! The workload persists records of 20 to 120 bytes, removes them out of
-//! order a few behind, and wraps the queue's ring several times. For cut
-//! points spread over every event of the workload (every erase step, and
-//! programmed bytes at a stride that visits every offset in a word), the
-//! workload runs until the power goes, the flash is reopened with power
-//! back, and:
+//! Two workloads persist records of 20 to 120 bytes, remove them out of
+//! order a few behind, and wrap the ring several times; the second one
+//! first persists a record it never removes (issue 18 item 5: records
+//! skipped at replay, whose restore failed or whose removal failed stay
+//! for ever). Each runs once without a cut, where every persist must
+//! succeed while free space exists (the live records' footprints plus the
+//! new one's within `FREE_LIMIT`: the range less one erase unit, page
+//! markers and per-page tails). Then, for cut points spread over every
+//! event of the workload (every erase step, and programmed bytes at a
+//! stride that visits every offset in a word), the workload runs until
+//! the power goes, the flash is reopened with power back, and:
 //!
 //! - every record whose persist returned `Ok` is replayed, unless its
-//!   removal returned `Ok` (flash writes are durable when they return);
-//! - nothing never persisted appears, and records keep their bytes;
+//!   removal began (flash writes are durable when they return);
+//! - nothing never persisted appears, records keep their bytes, and no
+//!   key appears twice (a record being copied may be in flash twice);
 //! - replay keeps key order;
-//! - a new persist succeeds (the workload keeps at most five records of
-//!   at most 120 bytes, a small part of the range) and is replayed.
-//!
-//! Not here: a record that stays while the ring wraps. With one, the
-//! queue reports full after about 32 records while at most five are live
-//! (sequential-storage's queue cannot wrap past it: issue 18 item 5, the
-//! "new persist succeeds while free pages exist" invariant); that needs a
-//! different flash layout, not a test change.
+//! - a new persist succeeds (the workloads keep at most six records of
+//!   at most 120 bytes, well within `FREE_LIMIT`) and is replayed last.
 
 extern crate alloc;
 extern crate std;
@@ -193,22 +193,72 @@ fn open(flash: CutFlash, buf: &mut [u8]) -> FlashStore<'_, CutFlash> {
     FlashStore::new(flash, 0..(PAGE * PAGES) as u32, buf).unwrap()
 }
 
+/// What the workload keeps besides its churn of short-lived records.
+#[derive(Clone, Copy, Debug)]
+enum Workload {
+    /// Only records removed a few behind.
+    Churn,
+    /// Key 1 persisted first and never removed (a record skipped at
+    /// replay, whose restore failed or whose removal failed), then the
+    /// churn.
+    LongLived,
+}
+
+/// Flash bytes one record of `len` bytes takes: sequential-storage's
+/// 8-byte item header, then the 4-byte key and the record, padded to a
+/// word.
+const fn footprint(len: usize) -> usize {
+    8 + (KEY_LEN + len).div_ceil(WORD) * WORD
+}
+
+/// The longest record of the workloads ([`record_of`]).
+const MAX_RECORD: usize = 120;
+const KEY_LEN: usize = 4;
+const WORD: usize = 4;
+
+/// How many bytes of records (by [`footprint`]) the store must hold: the
+/// whole range less one erase unit (a page the store may keep erased to
+/// copy live records into), less, in each other page, its two marker
+/// words and the largest tail a record that does not fit may leave
+/// unused (an item never spans pages). Free space exists for a new
+/// record while the live records' footprints plus its own stay within
+/// this.
+const FREE_LIMIT: usize = (PAGES - 1) * (PAGE - 2 * WORD - (footprint(MAX_RECORD) - WORD));
+
 /// Runs the workload until it ends or the power goes; returns the flash,
-/// what happened, and whether it ran to the end.
-fn run(power_left: Option<usize>) -> (CutFlash, History, bool) {
-    let mut buf = [0u8; 160];
+/// what happened, and whether it ran to the end. A persist refused while
+/// free space exists (see [`FREE_LIMIT`]) is a failure of the store.
+fn run(workload: Workload, power_left: Option<usize>) -> (CutFlash, History, bool) {
+    let mut buf = [0u8; 256];
     let mut store = open(CutFlash::new(power_left), &mut buf);
     let mut h = History::default();
     let mut live: Vec<u32> = Vec::new();
+    let mut long_lived: Vec<u32> = Vec::new();
     let mut finished = true;
     'work: for key in 1..=150u32 {
         let record = record_of(key);
         h.started.insert(key, record.clone());
-        if block_on(store.persist(key, record.len(), |b| b.copy_from_slice(&record))).is_err() {
-            finished = false;
-            break;
+        if let Err(e) = block_on(store.persist(key, record.len(), |b| b.copy_from_slice(&record))) {
+            let live_bytes: usize = live
+                .iter()
+                .chain(&long_lived)
+                .map(|k| footprint(record_of(*k).len()))
+                .sum();
+            let flash = store.into_flash();
+            assert!(
+                flash.dead || live_bytes + footprint(record.len()) > FREE_LIMIT,
+                "{workload:?}: persist of record {key} refused ({e}) without a power cut \
+                 while {} records of {live_bytes} bytes are live, of {FREE_LIMIT} the store \
+                 must hold",
+                live.len() + long_lived.len()
+            );
+            return (flash, h, false);
         }
         h.acked.push(key);
+        if matches!(workload, Workload::LongLived) && key == 1 {
+            long_lived.push(key);
+            continue;
+        }
         live.push(key);
         // Out of order: when four are live, remove the second, then the
         // first.
@@ -239,7 +289,7 @@ fn run(power_left: Option<usize>) -> (CutFlash, History, bool) {
 /// Reopens the flash after a cut and checks the invariants.
 fn check(mut flash: CutFlash, h: &History) -> Result<(), String> {
     flash.restore();
-    let mut buf = [0u8; 160];
+    let mut buf = [0u8; 256];
     let mut store = open(flash, &mut buf);
     let mut got: Vec<(u32, Vec<u8>)> = Vec::new();
     block_on(store.replay(|k, r| got.push((k, r.to_vec()))))
@@ -283,31 +333,49 @@ fn check(mut flash: CutFlash, h: &History) -> Result<(), String> {
     Ok(())
 }
 
-#[test]
-fn flash_store_survives_a_power_cut_after_any_programmed_byte_and_within_erases() {
-    let (flash, _, finished) = run(None);
-    assert!(finished);
+/// Runs `workload` to its end, then cut at every erase step and at every
+/// 7th programmed byte (a stride that visits every offset in a word);
+/// reopens after each cut and checks the invariants. Returns the number
+/// of cut points.
+fn explore(workload: Workload) -> usize {
+    let (flash, _, finished) = run(workload, None);
+    assert!(finished, "{workload:?} did not run to its end");
     let events = flash.events;
     // The workload must wrap the ring several times.
     let erases = flash.erase_events.len() / ERASE_STEPS;
-    assert!(erases > 3 * PAGES, "{erases} page erases");
-    // A cut at every event would be ~20k runs of the workload; a stride of
-    // 7 visits every byte offset within a word, and every erase step is
-    // a cut point too.
+    assert!(erases > 3 * PAGES, "{workload:?}: {erases} page erases");
     let mut cuts: Vec<usize> = (0..events).step_by(7).collect();
     cuts.extend(&flash.erase_events);
     cuts.sort_unstable();
     cuts.dedup();
     for &cut in &cuts {
-        let (flash, history, finished) = run(Some(cut));
-        assert!(!finished, "cut {cut} of {events}: the power never went");
+        let (flash, history, finished) = run(workload, Some(cut));
+        assert!(
+            !finished,
+            "{workload:?}, cut {cut} of {events}: the power never went"
+        );
         if let Err(e) = check(flash, &history) {
-            panic!("power cut at event {cut} of {events}: {e}");
+            panic!("{workload:?}: power cut at event {cut} of {events}: {e}");
         }
     }
     println!(
-        "flash store power-cut exploration: {} cut points of {events} events, {erases} page erases",
+        "flash store power-cut exploration, {workload:?}: {} cut points of {events} events, \
+         {erases} page erases",
         cuts.len()
     );
     assert!(cuts.len() > 1000, "explored only {} cut points", cuts.len());
+    cuts.len()
+}
+
+#[test]
+fn flash_store_survives_a_power_cut_after_any_programmed_byte_and_within_erases() {
+    explore(Workload::Churn);
+}
+
+/// Issue 18 item 5: one record that stays while the others come and go
+/// must not make the store refuse records while most of its pages are
+/// free, and the power-cut invariants hold around it.
+#[test]
+fn issue18_5_a_long_lived_record_does_not_stall_the_ring() {
+    explore(Workload::LongLived);
 }
