@@ -16,6 +16,9 @@ mod outbound;
 mod oversized;
 mod requests;
 
+#[cfg(test)]
+pub(crate) use outbound::stored_packet_id;
+
 use heapless::{Deque, String, Vec};
 
 use self::held::{HeldQos2, HeldRuns};
@@ -537,7 +540,19 @@ impl<
         self.close(CloseReason::ProtocolError(code));
     }
 
+    /// `id` is held by a record or a request in flight, or is the one a
+    /// durable record's key reserves for it (see `stored_packet_id`).
     fn packet_id_in_use(&self, id: u16) -> bool {
+        self.packet_id_taken(id)
+            || self.outbox.offsets().any(|off| {
+                self.outbox
+                    .meta(off)
+                    .is_some_and(|m| m.key != 0 && outbound::stored_packet_id(m.key) == id)
+            })
+    }
+
+    /// `id` is held by a record or a request in flight.
+    fn packet_id_taken(&self, id: u16) -> bool {
         self.outbox.find_packet_id(id).is_some() || self.requests.iter().any(|r| r.packet_id == id)
     }
 

@@ -22,11 +22,13 @@
 //!    for QoS 2), or the message failed for good (rejected, too large,
 //!    expired), the driver calls [`Store::remove`].
 //!
-//! After a restart the replayed messages are sent again as new publishes
-//! (new packet identifiers): at least once for QoS 1; a QoS 2 message
-//! whose PUBREC had arrived before the restart may be delivered twice,
-//! because packet identifiers are not stored (that would cost a flash
-//! write per send).
+//! After a restart the replayed messages are sent again with DUP, each
+//! under the packet identifier its key gives (the one it was sent under
+//! before), so a broker that resumed the session completes the flows it
+//! holds [MQTT-4.3.3-9]. Whether a message was sent or past PUBREC is not
+//! stored (a flash write per send): a QoS 2 message resumes at PUBLISH,
+//! and may be delivered twice if the broker lost the session or had
+//! finished the flow.
 //!
 //! # What a record is
 //!
@@ -37,7 +39,7 @@
 //!
 //! # What it does not do
 //!
-//! No packet identifiers, no inbound QoS 2 state and no subscriptions are
+//! No per-send state, no inbound QoS 2 state and no subscriptions are
 //! stored; a store is the outbox only. Keys are not reused and do not wrap
 //! (2³² persists).
 

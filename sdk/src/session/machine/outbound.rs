@@ -355,8 +355,9 @@ impl<
     /// outbox under its store `key`, held until
     /// [`release_restored`](Self::release_restored) (so that a replay that
     /// fails half-way can be undone with
-    /// [`cancel_restored`](Self::cancel_restored)). It is sent as a new
-    /// publish. A Message Expiry Interval counts again from the release
+    /// [`cancel_restored`](Self::cancel_restored)). It is sent with DUP
+    /// under the packet identifier `key` gives (the one an earlier run
+    /// sent it under), starting at PUBLISH. A Message Expiry Interval counts again from the release
     /// (time spent before the restart is unknown).
     pub fn restore(&mut self, key: u32, record: &[u8]) -> Result<PublishToken, SessionError> {
         let stored = match Publish::decode_packet(record, ProtocolVersion::V5)? {
@@ -370,6 +371,11 @@ impl<
         let token = self.next_token;
         let pushed = self.outbox.push(token, stored.qos, record.len(), |dst| {
             dst.copy_from_slice(record);
+            // DUP: it may have been sent before the restart (under the
+            // packet identifier its key gives, see `stored_packet_id`).
+            if let Some(first) = dst.first_mut() {
+                *first |= DUP_FLAG;
+            }
             Ok::<_, SessionError>(record.len())
         })?;
         if !pushed {
@@ -596,6 +602,17 @@ impl<
                 m.packet_id
             } else if inflight >= window {
                 return Ok(None);
+            } else if m.key != 0 {
+                // A durable record always goes out under the identifier
+                // its store key gives, so that after a restart it resumes
+                // the flow the broker may still hold [MQTT-4.3.3-9]. Taken
+                // by a SUBSCRIBE or an older record 65 535 keys back: wait
+                // for it, in order.
+                let id = stored_packet_id(m.key);
+                if self.packet_id_taken(id) {
+                    return Ok(None);
+                }
+                id
             } else {
                 self.allocate_packet_id()?
             };
@@ -654,7 +671,8 @@ impl<
             left.min(stored.properties.message_expiry_interval().unwrap_or(left))
         });
         let plain = Publish {
-            dup,
+            // A restored record carries DUP in its stored bytes.
+            dup: dup || stored.dup,
             packet_id: (stored.qos != QoS::AtMostOnce).then_some(packet_id),
             properties: if v5 {
                 stored.properties
@@ -785,6 +803,20 @@ const MAX_REMAINING_LENGTH: usize = wire::MAX_VARINT as usize;
 
 /// The variable header's length in an encoded PUBLISH of `encoded_len`
 /// bytes with an empty payload: `encoded_len = 1 + wire::varint_len(vh) + vh`.
+/// The DUP bit of a PUBLISH's first byte (§3.3.1.1).
+const DUP_FLAG: u8 = 0x08;
+
+/// The packet identifier a durable record with store `key` (non-zero) is
+/// sent under, on every connection and in every run of the process: keys
+/// increase by one per persist, so the records in an outbox never share
+/// one unless 65 535 persists apart. Nothing per send is written to the
+/// store, yet a record replayed after a restart resumes under the
+/// identifier the broker knows it by.
+pub(crate) fn stored_packet_id(key: u32) -> u16 {
+    // (key - 1) % 65 535 + 1 lies in 1..=65 535.
+    u16::try_from(key.wrapping_sub(1) % u32::from(u16::MAX)).map_or(1, |id| id + 1)
+}
+
 fn variable_header_len(encoded_len: usize) -> usize {
     (1..=4)
         .map(|vl| encoded_len.saturating_sub(1 + vl))

@@ -1,0 +1,310 @@
+//! The durable outbox against a scripted broker that keeps its session
+//! across connections (tracker issue 18, items 1, 2 and 6 of its list).
+//!
+//! A fault injector, not a real broker: mosquitto compares a reused packet
+//! identifier's topic and payload with the message it holds and takes a
+//! different message for a new one ("Reused message ID ... detected"), so
+//! it cannot show a client that resumes a session under the wrong
+//! identifiers; and it answers PUBACK 0x97 only in its broken state after a
+//! crash (docs/client.md, "Broker crashes"), not on demand. The injector
+//! here does what MQTT 5.0 §4.3.3 says a broker does: it answers a QoS 2
+//! PUBLISH whose identifier it holds with PUBREC and does not take it as a
+//! new message [MQTT-4.3.3-9], and delivers a QoS 2 message on PUBREL.
+//!
+//! The store is in memory and shared between the two "processes" (two
+//! `ClientState`s over it, the first one's driver dropped without a
+//! DISCONNECT, as in a crash).
+
+extern crate alloc;
+
+mod support;
+use support::*;
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::sync::Arc;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use embermq::client::{ClientError, ClientState, Connection, CriticalSectionRawMutex, Event};
+use embermq::clock::TokioClock;
+use embermq::codec::{
+    Connack, DecodeOptions, Decoded, Packet, Properties, ProtocolVersion, PubAck, QoS, ReasonCode,
+};
+use embermq::session::{OutgoingMessage, ProtocolChoice, SessionConfig};
+use embermq::store::Store;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::task::JoinHandle;
+
+/// A store in memory, shared by clones (the "disk" that outlives a process).
+#[derive(Debug, Default, Clone)]
+struct MemStore(Arc<Mutex<BTreeMap<u32, Vec<u8>>>>);
+
+#[derive(Debug)]
+struct MemError;
+
+impl core::fmt::Display for MemError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("memory store failed")
+    }
+}
+
+impl core::error::Error for MemError {}
+
+impl MemStore {
+    fn keys(&self) -> Vec<u32> {
+        self.0.lock().unwrap().keys().copied().collect()
+    }
+}
+
+impl Store for MemStore {
+    type Error = MemError;
+
+    async fn replay<V: FnMut(u32, &[u8])>(&mut self, mut visit: V) -> Result<(), MemError> {
+        let records = self.0.lock().unwrap().clone();
+        for (key, record) in &records {
+            visit(*key, record);
+        }
+        Ok(())
+    }
+
+    async fn persist<F: FnOnce(&mut [u8])>(
+        &mut self,
+        key: u32,
+        len: usize,
+        fill: F,
+    ) -> Result<(), MemError> {
+        let mut record = vec![0u8; len];
+        fill(&mut record);
+        self.0.lock().unwrap().insert(key, record);
+        Ok(())
+    }
+
+    async fn remove(&mut self, key: u32) -> Result<(), MemError> {
+        self.0.lock().unwrap().remove(&key);
+        Ok(())
+    }
+}
+
+type MemState = ClientState<'static, CriticalSectionRawMutex, 16, 8, 128, 0, MemStore>;
+
+/// What the scripted broker does and saw, kept across connections.
+#[derive(Debug, Default)]
+struct BrokerSession {
+    /// QoS 2 messages received, awaiting PUBREL, by packet identifier.
+    held: HashMap<u16, Vec<u8>>,
+    /// Payloads delivered to subscribers, in order.
+    delivered: Vec<Vec<u8>>,
+    /// Connections accepted so far.
+    connections: u32,
+    /// On the first connection, PUBRELs after this many are ignored (the
+    /// flow freezes with the identifiers held).
+    first_connection_pubcomps: Option<usize>,
+    /// Reason codes of the next QoS 1 PUBACKs (success once empty); a
+    /// refused PUBLISH is not delivered.
+    puback_codes: VecDeque<ReasonCode>,
+    /// Packet identifiers and DUP flags of every QoS 1/2 PUBLISH received.
+    publishes: Vec<(u16, bool)>,
+}
+
+type Shared = Arc<Mutex<BrokerSession>>;
+
+fn encode(packet: &Packet<'_>) -> Vec<u8> {
+    let mut buf = vec![0u8; 512];
+    let n = packet.encode(&mut buf, ProtocolVersion::V5).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+/// The scripted 5.0 broker on 127.0.0.1: one connection at a time, with
+/// its session (`held`) kept across them.
+async fn session_broker(shared: Shared) -> (u16, JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let connection = {
+                let mut b = shared.lock().unwrap();
+                b.connections += 1;
+                b.connections
+            };
+            let mut pubcomps = 0usize;
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 2048];
+            'link: loop {
+                loop {
+                    let opts = DecodeOptions::new(ProtocolVersion::V5);
+                    let (reply, len) = match Packet::decode(&buf, &opts) {
+                        Ok(Decoded::Complete { value, len }) => {
+                            let mut b = shared.lock().unwrap();
+                            let reply = match value {
+                                Packet::Connect(_) => encode(&Packet::Connack(Connack {
+                                    session_present: connection > 1,
+                                    reason_code: ReasonCode::SUCCESS,
+                                    properties: Properties::NONE,
+                                })),
+                                Packet::Publish(p) => match (p.qos, p.packet_id) {
+                                    (QoS::AtLeastOnce, Some(id)) => {
+                                        b.publishes.push((id, p.dup));
+                                        let code = b
+                                            .puback_codes
+                                            .pop_front()
+                                            .unwrap_or(ReasonCode::SUCCESS);
+                                        if !code.is_error() {
+                                            b.delivered.push(p.payload.to_vec());
+                                        }
+                                        encode(&Packet::Puback(PubAck {
+                                            reason_code: code,
+                                            ..PubAck::new(id)
+                                        }))
+                                    }
+                                    (QoS::ExactlyOnce, Some(id)) => {
+                                        b.publishes.push((id, p.dup));
+                                        // [MQTT-4.3.3-9]: an identifier
+                                        // held is answered, not taken anew.
+                                        b.held.entry(id).or_insert_with(|| p.payload.to_vec());
+                                        encode(&Packet::Pubrec(PubAck::new(id)))
+                                    }
+                                    _ => Vec::new(),
+                                },
+                                Packet::Pubrel(a) => {
+                                    let frozen = connection == 1
+                                        && b.first_connection_pubcomps
+                                            .is_some_and(|n| pubcomps >= n);
+                                    if frozen {
+                                        Vec::new()
+                                    } else {
+                                        pubcomps += 1;
+                                        if let Some(payload) = b.held.remove(&a.packet_id) {
+                                            b.delivered.push(payload);
+                                        }
+                                        encode(&Packet::Pubcomp(PubAck::new(a.packet_id)))
+                                    }
+                                }
+                                Packet::Pingreq => encode(&Packet::Pingresp),
+                                _ => Vec::new(),
+                            };
+                            (reply, len)
+                        }
+                        Ok(Decoded::Incomplete { .. }) => break,
+                        Err(_) => break 'link,
+                    };
+                    buf.drain(..len);
+                    if !reply.is_empty() && s.write_all(&reply).await.is_err() {
+                        break 'link;
+                    }
+                }
+                match s.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+        }
+    });
+    (port, task)
+}
+
+/// A client state over `store` with a fixed client id, 5.0, resuming its
+/// session (clean_start = false), with an outbox of `outbox` bytes.
+fn mem_state(id: &'static str, store: MemStore, outbox: usize) -> &'static MemState {
+    let mut config = SessionConfig::new(id);
+    config.protocol = ProtocolChoice::V5;
+    config.clean_start = false;
+    config.max_incoming_packet_size = 4096;
+    Box::leak(Box::new(ClientState::with_store(
+        config,
+        leak(outbox),
+        store,
+    )))
+}
+
+fn spawn(
+    state: &'static MemState,
+    port: u16,
+) -> JoinHandle<Result<(), ClientError<embermq::transport::TokioTcpError, MemError>>> {
+    tokio::spawn(
+        Connection::new(
+            state,
+            tcp(port),
+            TokioClock::new(),
+            StdRng::seed_from_u64(5),
+            leak(4096),
+            leak(4096),
+            fast_reconnect(),
+        )
+        .run(|_e: Event<'_>| {}),
+    )
+}
+
+/// Waits (polling) until `done` holds of the broker session.
+async fn until(shared: &Shared, done: impl Fn(&BrokerSession) -> bool) {
+    while !done(&shared.lock().unwrap()) {
+        tokio::time::sleep(core::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_4_3_3_9_resumed_session_replays_qos2_under_the_packet_ids_the_broker_holds() {
+    let shared: Shared = Arc::default();
+    shared.lock().unwrap().first_connection_pubcomps = Some(1);
+    let (port, _broker) = session_broker(shared.clone()).await;
+    let store = MemStore::default();
+    let id = leak_str(format!("defects-ids-{}", std::process::id()));
+    within(20, async {
+        // First process: m0 completes; m1 and m2 reach the broker, which
+        // holds their identifiers awaiting PUBREL when the process dies.
+        let first = mem_state(id, store.clone(), 4096);
+        let driver = spawn(first, port);
+        let client = first.client();
+        let t0 = client
+            .publish(&OutgoingMessage::new("d/q2", b"m0", QoS::ExactlyOnce))
+            .await
+            .unwrap();
+        client.completion(t0).await.unwrap();
+        for payload in [&b"m1"[..], b"m2"] {
+            client
+                .publish(&OutgoingMessage::new("d/q2", payload, QoS::ExactlyOnce))
+                .await
+                .unwrap();
+        }
+        until(&shared, |b| b.held.len() == 2).await;
+        driver.abort();
+        let _ = driver.await;
+        assert_eq!(store.keys().len(), 2, "m1 and m2 are still stored");
+
+        // Second process over the same store: the broker resumes the
+        // session and must get m1 and m2 under the identifiers it holds.
+        let second = mem_state(id, store.clone(), 4096);
+        let driver = spawn(second, port);
+        // The client removes a record once its flow completed.
+        until(&shared, |b| b.delivered.len() >= 3).await;
+        while !store.keys().is_empty() {
+            tokio::time::sleep(core::time::Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(core::time::Duration::from_millis(200)).await;
+        let (delivered, publishes) = {
+            let b = shared.lock().unwrap();
+            (b.delivered.clone(), b.publishes.clone())
+        };
+        assert_eq!(
+            delivered,
+            vec![b"m0".to_vec(), b"m1".to_vec(), b"m2".to_vec()],
+            "each message delivered exactly once; publishes seen: {publishes:?}"
+        );
+        // The resumed ones went out again under their first identifiers,
+        // marked DUP.
+        let first_ids: Vec<u16> = publishes[1..3].iter().map(|p| p.0).collect();
+        let resumed: Vec<(u16, bool)> = publishes[3..].to_vec();
+        assert_eq!(
+            resumed,
+            first_ids.iter().map(|&id| (id, true)).collect::<Vec<_>>()
+        );
+        second.client().stop();
+        driver.await.unwrap().unwrap();
+    })
+    .await;
+}
