@@ -36,7 +36,7 @@ use embermq::codec::{
     Connack, DecodeOptions, Decoded, Packet, Properties, ProtocolVersion, PubAck, Publish, QoS,
     ReasonCode,
 };
-use embermq::session::{OutgoingMessage, ProtocolChoice, SessionConfig};
+use embermq::session::{OutgoingMessage, ProtocolChoice, PublishFailure, SessionConfig};
 use embermq::store::Store;
 use embermq_tests::peers::Mosquitto;
 use rand::SeedableRng;
@@ -485,6 +485,80 @@ async fn stored_records_beyond_the_outbox_all_arrive_in_key_order_in_one_run() {
         st.client().completion(t).await.unwrap();
         drained(&store).await;
         st.client().stop();
+        driver.await.unwrap().unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_4_3_2_puback_quota_exceeded_is_retried_and_delivered_once() {
+    let shared: Shared = Arc::default();
+    shared
+        .lock()
+        .unwrap()
+        .puback_codes
+        .push_back(ReasonCode(0x97));
+    let (port, _broker) = session_broker(shared.clone()).await;
+    let store = MemStore::default();
+    within(20, async {
+        let st = mem_state(
+            leak_str(format!("defects-quota-{}", std::process::id())),
+            store.clone(),
+            4096,
+        );
+        let driver = spawn(st, port);
+        let client = st.client();
+        let t = client
+            .publish(&OutgoingMessage::new("q/1", b"once", QoS::AtLeastOnce))
+            .await
+            .unwrap();
+        client.completion(t).await.unwrap();
+        drained(&store).await;
+        let (delivered, publishes) = {
+            let b = shared.lock().unwrap();
+            (b.delivered.clone(), b.publishes.clone())
+        };
+        assert_eq!(delivered, vec![b"once".to_vec()]);
+        assert_eq!(publishes.len(), 2, "refused once, then sent again");
+        client.stop();
+        driver.await.unwrap().unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_4_3_2_puback_not_authorized_fails_the_token_and_removes_the_record() {
+    let shared: Shared = Arc::default();
+    shared
+        .lock()
+        .unwrap()
+        .puback_codes
+        .push_back(ReasonCode(0x87));
+    let (port, _broker) = session_broker(shared.clone()).await;
+    let store = MemStore::default();
+    within(20, async {
+        let st = mem_state(
+            leak_str(format!("defects-denied-{}", std::process::id())),
+            store.clone(),
+            4096,
+        );
+        let driver = spawn(st, port);
+        let client = st.client();
+        let t = client
+            .publish(&OutgoingMessage::new("q/2", b"no", QoS::AtLeastOnce))
+            .await
+            .unwrap();
+        let err = client.completion(t).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ClientError::Publish(PublishFailure::Rejected(ReasonCode(0x87)))
+            ),
+            "{err:?}"
+        );
+        drained(&store).await;
+        assert!(shared.lock().unwrap().delivered.is_empty());
+        client.stop();
         driver.await.unwrap().unwrap();
     })
     .await;

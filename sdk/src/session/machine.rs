@@ -247,6 +247,14 @@ pub struct Session<
     expiring: bool,
     /// Some record carries a session-loss notice not yet applied.
     session_lost_notices: bool,
+    /// The broker refused a durable publish with a transient reason code:
+    /// no new publish goes out before this instant (see `retry_later`).
+    retry_at: Option<Instant>,
+    /// The pause after the next transient refusal (doubles per refusal,
+    /// back to the base after an accepted publish).
+    retry_backoff: Duration,
+    /// The `now` of the last `handle_incoming`.
+    rx_at: Instant,
     /// 5.0 enhanced authentication, if the application lent one.
     authenticator: Option<&'b mut (dyn Authenticator + Send)>,
     /// Renewed user name and password, replacing the configuration's.
@@ -304,6 +312,9 @@ impl<
             unconfirmed: 0,
             expiring: false,
             session_lost_notices: false,
+            retry_at: None,
+            retry_backoff: outbound::RETRY_BASE,
+            rx_at: Instant::ZERO,
             authenticator: None,
             credentials: None,
             auth_data: None,
@@ -642,6 +653,9 @@ impl<
     /// are stamped when queued).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.expire(now);
+        if self.retry_at.is_some_and(|at| now >= at) {
+            self.retry_at = None;
+        }
         match self.link {
             Link::AwaitConnack(since) if now >= since + self.config.connect_timeout => {
                 self.close(CloseReason::ConnackTimeout);
@@ -673,7 +687,7 @@ impl<
         bytes: &'a [u8],
         now: Instant,
     ) -> Result<Incoming<'a>, SessionError> {
-        let _ = now;
+        self.rx_at = now;
         if matches!(self.link, Link::Down | Link::Closing) {
             return Err(SessionError::InvalidState {
                 state: self.link.name(),
@@ -910,10 +924,10 @@ impl<
             },
             _ => None,
         };
-        match (link, self.next_expiry()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [link, self.next_expiry(), self.retry_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Writes the next packet to send into `buf` and returns its length, or

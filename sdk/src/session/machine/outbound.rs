@@ -17,7 +17,7 @@ use crate::session::config::{OverflowPolicy, SessionLostPolicy};
 use crate::session::error::{SessionError, SizeLimit};
 use crate::session::event::{Event, OutgoingMessage, PublishFailure, PublishState, PublishToken};
 use crate::session::outbox::{EXPIRY_UNSTAMPED, HEADER_LEN, RecordMeta, RecordState};
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 use crate::topic;
 
 impl<
@@ -30,12 +30,34 @@ impl<
 > Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_RUNS>
 {
     pub(super) fn complete(&mut self, off: usize, m: RecordMeta, code: ReasonCode) {
+        if m.key != 0 && is_transient(code) {
+            self.retry_later(off);
+            return;
+        }
         let result = if code.is_error() {
             Err(PublishFailure::Rejected(code))
         } else {
+            self.retry_backoff = RETRY_BASE;
             Ok(())
         };
         self.finish(off, m, result);
+    }
+
+    /// The broker refused the durable record at `off` for now (a transient
+    /// reason code in PUBACK or PUBREC: the flow is over and its packet
+    /// identifier free, 5.0 §4.3.2 and §4.3.3). It stays in the outbox and
+    /// in the store, queued again in its place; no new publish goes out
+    /// before a pause of [`RETRY_BASE`], doubling per refusal up to
+    /// [`RETRY_CAP`] and back to the base once a publish is accepted.
+    fn retry_later(&mut self, off: usize) {
+        self.outbox.set(off, 0, RecordState::Queued);
+        self.retry_at = Some(self.rx_at.saturating_add(self.retry_backoff));
+        self.retry_backoff = Duration::from_millis(
+            self.retry_backoff
+                .as_millis()
+                .saturating_mul(2)
+                .min(RETRY_CAP.as_millis()),
+        );
     }
 
     pub(super) fn unexpected_ack(&mut self, packet_type: PacketType, packet_id: u16) {
@@ -591,6 +613,12 @@ impl<
                     off += m.len;
                     continue;
                 }
+                // A transient refusal pauses new publishes, in order.
+                RecordState::Queued
+                    if m.packet_id == 0 && self.retry_at.is_some_and(|at| now < at) =>
+                {
+                    return Ok(None);
+                }
                 RecordState::Queued => {}
             }
             if !self.can_finish() {
@@ -803,6 +831,24 @@ const MAX_REMAINING_LENGTH: usize = wire::MAX_VARINT as usize;
 
 /// The variable header's length in an encoded PUBLISH of `encoded_len`
 /// bytes with an empty payload: `encoded_len = 1 + wire::varint_len(vh) + vh`.
+/// The first pause after a transient refusal of a durable publish.
+pub(crate) const RETRY_BASE: Duration = Duration::from_millis(500);
+/// The longest pause between retries of a refused durable publish.
+pub(crate) const RETRY_CAP: Duration = Duration::from_secs(30);
+
+/// Reason codes in PUBACK or PUBREC after which a durable publish is sent
+/// again later rather than failed and removed from the store: the broker
+/// is short of something now, not refusing the message. 0x97 Quota
+/// exceeded (mosquitto answers it in bulk after a restart), 0x89 Server
+/// busy, 0x88 Server unavailable and 0x93 Receive Maximum exceeded (the
+/// last three are defined for CONNACK or DISCONNECT; a broker that sends
+/// them in an acknowledgement means the same). Every other code of 0x80 or
+/// more (0x87 Not authorized, 0x90 Topic Name invalid, 0x99 Payload
+/// format invalid, 0x80 Unspecified error, ...) fails the publish for good.
+pub(crate) fn is_transient(code: ReasonCode) -> bool {
+    matches!(code.0, 0x97 | 0x89 | 0x88 | 0x93)
+}
+
 /// The DUP bit of a PUBLISH's first byte (§3.3.1.1).
 const DUP_FLAG: u8 = 0x08;
 

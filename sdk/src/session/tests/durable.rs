@@ -44,3 +44,54 @@ fn durable_record_ids_follow_the_key_and_wrap_after_65535() {
         u16::try_from((u32::MAX - 1) % 65_535 + 1).unwrap()
     );
 }
+
+/// A durable QoS `qos` publish under store key `key`, released to be sent.
+fn durable(p: &mut Pair, key: u32, qos: QoS) -> PublishToken {
+    let t = p.s.publish(&OutgoingMessage::new("d", b"x", qos)).unwrap();
+    assert!(p.s.hold_for_store(t));
+    assert!(p.s.release_held(t, key));
+    t
+}
+
+#[test]
+fn mqtt_4_3_2_transient_refusal_keeps_a_durable_publish_and_retries_it_with_backoff() {
+    for qos in [QoS::AtLeastOnce, QoS::ExactlyOnce] {
+        let mut p = Pair::new(config(ProtocolChoice::V5), None);
+        p.connect();
+        // 0x97 Quota exceeded, twice: kept, not removed, not completed.
+        p.b.ack_code = ReasonCode(0x97);
+        let t = durable(&mut p, 1, qos);
+        p.pump();
+        assert!(p.completions(t).is_empty(), "{qos:?}");
+        assert!(p.removed.is_empty());
+        assert_eq!(p.b.publishes.len(), 1);
+        // Not before the pause (500 ms) is over.
+        p.run_for(Duration::from_millis(400));
+        assert_eq!(p.b.publishes.len(), 1);
+        p.run_for(Duration::from_millis(200));
+        assert_eq!(p.b.publishes.len(), 2, "retried after 500 ms");
+        // The second refusal doubles the pause.
+        p.b.ack_code = ReasonCode::SUCCESS;
+        p.run_for(Duration::from_millis(800));
+        assert_eq!(p.b.publishes.len(), 2);
+        p.run_for(Duration::from_millis(200));
+        assert_eq!(p.b.publishes.len(), 3);
+        assert_eq!(p.completions(t), vec![Ok(())]);
+        assert_eq!(p.removed, vec![1]);
+        assert_eq!(p.b.delivered.len(), 1, "delivered once");
+    }
+}
+
+#[test]
+fn mqtt_4_3_2_permanent_refusal_fails_a_durable_publish_and_removes_it() {
+    let mut p = Pair::new(config(ProtocolChoice::V5), None);
+    p.connect();
+    p.b.ack_code = ReasonCode(0x87);
+    let t = durable(&mut p, 5, QoS::AtLeastOnce);
+    p.pump();
+    assert_eq!(
+        p.completions(t),
+        vec![Err(PublishFailure::Rejected(ReasonCode(0x87)))]
+    );
+    assert_eq!(p.removed, vec![5]);
+}
