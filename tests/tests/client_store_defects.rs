@@ -26,7 +26,7 @@ use support::*;
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -256,6 +256,7 @@ fn mem_state(id: &'static str, store: MemStore, outbox: usize) -> &'static MemSt
     let mut config = SessionConfig::new(id);
     config.protocol = ProtocolChoice::V5;
     config.clean_start = false;
+    config.session_expiry_secs = Some(300);
     config.max_incoming_packet_size = 4096;
     Box::leak(Box::new(ClientState::with_store(
         config,
@@ -559,6 +560,100 @@ async fn mqtt_4_3_2_puback_not_authorized_fails_the_token_and_removes_the_record
         drained(&store).await;
         assert!(shared.lock().unwrap().delivered.is_empty());
         client.stop();
+        driver.await.unwrap().unwrap();
+    })
+    .await;
+}
+
+/// A TCP proxy on 127.0.0.1 to `target` whose broker-to-client direction
+/// freezes while `frozen` is set: the broker's bytes are read and dropped,
+/// so a flow stops half-way (the broker got the PUBLISH, the client never
+/// sees PUBREC).
+async fn freezing_proxy(target: u16, frozen: Arc<AtomicBool>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(broker) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                return;
+            };
+            let (mut client_rx, mut client_tx) = client.into_split();
+            let (mut broker_rx, mut broker_tx) = broker.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_rx, &mut broker_tx).await;
+            });
+            let frozen = frozen.clone();
+            tokio::spawn(async move {
+                let mut chunk = [0u8; 2048];
+                loop {
+                    match broker_rx.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if frozen.load(Ordering::SeqCst) => {}
+                        Ok(n) => {
+                            if client_tx.write_all(&chunk[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The same restart as the scripted-broker test above, against mosquitto:
+/// the resumed flows complete and each message arrives once. It passes on
+/// the code before the fix too (mosquitto delivers QoS 2 on PUBREL and
+/// takes a reused identifier with a different payload for a new message),
+/// so it guards the fix's resends (DUP under held identifiers) against a
+/// real broker rather than showing the defect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_4_3_3_9_mosquitto_resumed_session_delivers_each_stored_qos2_message_once() {
+    let broker = Mosquitto::start().unwrap();
+    let frozen = Arc::new(AtomicBool::new(false));
+    let proxy = freezing_proxy(broker.tcp_port, frozen.clone()).await;
+    let store = MemStore::default();
+    let id = leak_str(format!("defects-mosq-{}", std::process::id()));
+    within(30, async {
+        let (_sub, mut events) = subscriber(broker.tcp_port, "mq/#").await;
+        // First process, through the proxy: m0 completes, then the
+        // broker's answers stop reaching it while m1 and m2 go out.
+        let first = mem_state(id, store.clone(), 4096);
+        let driver = spawn(first, proxy);
+        let client = first.client();
+        let t0 = client
+            .publish(&OutgoingMessage::new("mq/q2", b"m0", QoS::ExactlyOnce))
+            .await
+            .unwrap();
+        client.completion(t0).await.unwrap();
+        frozen.store(true, Ordering::SeqCst);
+        for payload in [&b"m1"[..], b"m2"] {
+            client
+                .publish(&OutgoingMessage::new("mq/q2", payload, QoS::ExactlyOnce))
+                .await
+                .unwrap();
+        }
+        // The PUBLISHes reach mosquitto; its PUBRECs are dropped.
+        tokio::time::sleep(core::time::Duration::from_millis(500)).await;
+        driver.abort();
+        let _ = driver.await;
+        assert_eq!(store.keys().len(), 2, "m1 and m2 are still stored");
+
+        // Second process over the same store, straight to mosquitto,
+        // which resumes the session.
+        let second = mem_state(id, store.clone(), 4096);
+        let driver = spawn(second, broker.tcp_port);
+        drained(&store).await;
+        let mut got = payloads(&mut events, 3).await;
+        // Nothing more arrives.
+        if let Ok((_, payload, _, _)) =
+            tokio::time::timeout(core::time::Duration::from_millis(500), message(&mut events)).await
+        {
+            got.push(payload);
+        }
+        assert_eq!(got, vec![b"m0".to_vec(), b"m1".to_vec(), b"m2".to_vec()]);
+        second.client().stop();
         driver.await.unwrap().unwrap();
     })
     .await;
