@@ -2,8 +2,13 @@
 //! durable-outbox hooks (hold, release, restore), Message Expiry (5.0
 //! §3.3.2.3.3), sending records in FIFO order inside the window (5.0
 //! §4.9), outbound topic aliases, and the broker's PUBACK / PUBREC /
-//! PUBCOMP (§4.3.2, §4.3.3). Aliases are never replaced once the table is
-//! full (no LRU).
+//! PUBCOMP (§4.3.2, §4.3.3). A durable record (one with a store key) is
+//! sent under the packet identifier its key gives, so that after a restart
+//! it resumes the flow a resumed broker session holds [MQTT-4.3.3-9], and a
+//! transient refusal of it (0x97, 0x89, 0x88, 0x93) queues it again after a
+//! backoff instead of failing it. Aliases are never replaced once the table
+//! is full (no LRU). Whether a durable record was sent or past PUBREC is not
+//! known after a restart: it resumes at PUBLISH, never at PUBREL.
 
 use heapless::{String, Vec};
 
