@@ -5,8 +5,8 @@
 //! returns only once the message is on disk, so a message whose
 //! `persisted seq N` line was printed is never lost: if the process is
 //! killed before the broker acknowledged it, the next start replays it
-//! from the file and sends it (as a new publish; QoS 1 may then deliver it
-//! twice, never zero times).
+//! from the file and sends it again (with DUP, under the packet identifier
+//! it had; QoS 1 may then deliver it twice, never zero times).
 //!
 //! ```text
 //! # broker down: readings pile up on disk; kill it with Ctrl-C or kill -9

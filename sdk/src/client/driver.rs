@@ -160,9 +160,12 @@ impl<
     /// Every event goes to `handler`, in order.
     ///
     /// With a durable [`Store`], its records are replayed into the outbox
-    /// first (unless a publish did it already); a failed replay is
-    /// returned as [`ClientError::Store`]. Acknowledged messages are
-    /// removed from the store as their acknowledgements arrive.
+    /// first (unless a publish did it already), as many as fit; the rest
+    /// as acknowledgements free room. A failed replay (a store error) is
+    /// logged and the client connects anyway; the replay is tried again
+    /// before each connect attempt and before the next QoS 1/2 publish.
+    /// Acknowledged messages are removed from the store as their
+    /// acknowledgements arrive.
     ///
     /// On tokio's multi-threaded runtime, spawn the future `run` returns
     /// directly (`tokio::spawn(conn.run(handler))`): wrapped in another
@@ -191,17 +194,13 @@ impl<
         let (clock, rng) = (&clock, &mut rng);
         // A run dropped mid-link left the session up: start from down.
         state.with(|sh| sh.session.handle_disconnected(clock.now()));
-        if St::DURABLE {
-            let mut slot = state.store.lock().await;
-            state
-                .ensure_replayed(&mut slot)
-                .await
-                .map_err(ClientError::Store)?;
-        }
         let mut failures: u32 = 0;
         loop {
             if state.with(|sh| sh.stop) {
                 break;
+            }
+            if St::DURABLE {
+                replay_stored(state).await;
             }
             let deadline = clock.now() + config.connect_timeout;
             // Connect, bounded by the timeout; a stop request abandons it.
@@ -353,8 +352,33 @@ async fn drain_events<
     state.with(|sh| sh.outbox_waiters.wake());
     if St::DURABLE {
         remove_stored(state).await;
+        replay_stored(state).await;
     }
     drained
+}
+
+/// Runs a replay pass if stored records still wait for one (the first, or
+/// records that did not fit the outbox). A store error is logged, not
+/// returned: the client keeps connecting, and the replay is tried again
+/// later (and before the next QoS 1/2 publish, which fails with it).
+async fn replay_stored<
+    M: RawMutex,
+    const I: usize,
+    const S: usize,
+    const F: usize,
+    const A: usize,
+    St: Store,
+    const TK: usize,
+>(
+    state: &ClientState<'_, M, I, S, F, A, St, TK>,
+) {
+    if !state.with(|sh| sh.replay_pending) {
+        return;
+    }
+    let mut slot = state.store.lock().await;
+    if slot.replay_pending() && state.ensure_replayed(&mut slot).await.is_err() {
+        warn!("store: replaying stored messages failed; retried later");
+    }
 }
 
 /// Removes the durable copies of messages that finished. A failure is

@@ -215,6 +215,11 @@ pub(crate) struct Shared<
     pub(crate) outbox_waiters: MultiWakerRegistration<OUTBOX_WAITERS>,
     /// The application asked the client to stop.
     pub(crate) stop: bool,
+    /// Stored records that could not be decoded, removed from the store.
+    pub(crate) quarantined: u32,
+    /// Stored records wait for a replay pass (mirrors
+    /// `StoreSlot::replay_pending`, readable without the store lock).
+    pub(crate) replay_pending: bool,
 }
 
 /// The state shared by the [`Client`] handles and the driver
@@ -267,13 +272,30 @@ pub struct ClientState<
     pub(crate) store: AsyncMutex<M, StoreSlot<St>>,
 }
 
+/// Undecodable records one replay pass quarantines; more wait for the next
+/// pass (the one after the outbox drains).
+const QUARANTINE_BATCH: usize = 8;
+
 /// The store and what the client knows about it.
 pub(crate) struct StoreSlot<St> {
     pub(crate) store: St,
-    /// Its records were replayed into the outbox.
+    /// A replay pass completed: the highest stored key is known.
     replayed: bool,
+    /// Records above `cursor` did not fit the outbox: a pass replays them
+    /// once acknowledgements free room.
+    more: bool,
+    /// The key of the last record replayed (or quarantined, or skipped as
+    /// larger than the outbox); 0: none.
+    cursor: u32,
     /// The key of the next persist.
     next_key: u32,
+}
+
+impl<St> StoreSlot<St> {
+    /// Stored records still wait for a replay pass.
+    pub(crate) fn replay_pending(&self) -> bool {
+        !self.replayed || self.more
+    }
 }
 
 impl<
@@ -317,11 +339,15 @@ impl<
                 completions: Completions::new(),
                 outbox_waiters: MultiWakerRegistration::new(),
                 stop: false,
+                quarantined: 0,
+                replay_pending: St::DURABLE,
             })),
             work: Signal::new(),
             store: AsyncMutex::new(StoreSlot {
                 store,
                 replayed: !St::DURABLE,
+                more: false,
+                cursor: 0,
                 next_key: 1,
             }),
         }
@@ -348,27 +374,75 @@ impl<
         Client { state: self }
     }
 
-    /// Replays the store into the outbox once (the caller holds the store
-    /// lock). Records that no longer fit the outbox stay in the store.
+    /// Runs a replay pass unless none is pending (the caller holds the
+    /// store lock): the stored records above the cursor go into the
+    /// outbox in key order until one does not fit; that one and the rest
+    /// wait for the next pass (run when acknowledgements free room), so
+    /// every record is sent in one run, in key order.
+    ///
+    /// A record that cannot be decoded is quarantined: removed from the
+    /// store, counted ([`Client::quarantined_records`]) and logged; the
+    /// others go on. A record larger than the whole outbox is left in the
+    /// store (logged) and passed over. A store error undoes the pass and is
+    /// returned; the next pass tries again.
     pub(crate) async fn ensure_replayed(&self, slot: &mut StoreSlot<St>) -> Result<(), St::Error> {
-        if slot.replayed {
+        if !slot.replay_pending() {
             return Ok(());
         }
+        let cursor = slot.cursor;
+        let mut last = cursor;
         let mut max_key = 0u32;
-        let mut left_out = 0u32;
+        let mut stopped = false;
+        let mut too_large = 0u32;
+        let mut bad: heapless::Vec<u32, QUARANTINE_BATCH> = heapless::Vec::new();
         let replay = slot.store.replay(|key, record| {
             max_key = max_key.max(key);
-            if self.with(|sh| sh.session.restore(key, record)).is_err() {
-                left_out = left_out.saturating_add(1);
+            if key <= cursor || stopped {
+                return;
+            }
+            match self.with(|sh| sh.session.restore(key, record)) {
+                Ok(_) => last = key,
+                Err(SessionError::OutboxFull {
+                    needed, capacity, ..
+                }) if needed > capacity => {
+                    too_large = too_large.saturating_add(1);
+                    last = key;
+                }
+                // It and the records after it wait for room, in order.
+                Err(SessionError::OutboxFull { .. }) => stopped = true,
+                Err(_) => {
+                    if bad.push(key).is_ok() {
+                        last = key;
+                    } else {
+                        stopped = true;
+                    }
+                }
             }
         });
         match replay.await {
             Ok(()) => {
-                self.with(|sh| sh.session.release_restored());
+                self.with(|sh| {
+                    sh.replay_pending = stopped;
+                    sh.session.release_restored();
+                    sh.quarantined = sh
+                        .quarantined
+                        .saturating_add(u32::try_from(bad.len()).unwrap_or(u32::MAX));
+                });
                 slot.replayed = true;
+                slot.more = stopped;
+                slot.cursor = last;
                 slot.next_key = max_key.saturating_add(1).max(slot.next_key);
-                if left_out > 0 {
-                    warn!("{} stored messages do not fit the outbox", left_out);
+                for key in bad {
+                    warn!("store: record {} cannot be decoded; quarantined", key);
+                    if slot.store.remove(key).await.is_err() {
+                        warn!("store: removing quarantined record {} failed", key);
+                    }
+                }
+                if too_large > 0 {
+                    warn!(
+                        "store: {} stored messages are larger than the outbox; left in the store",
+                        too_large
+                    );
                 }
                 self.work.signal(());
                 Ok(())
@@ -561,12 +635,20 @@ impl<
         let durable = St::DURABLE && qos != QoS::AtMostOnce;
         if durable {
             // Replay first, so that stored messages go out before new ones
-            // and new keys continue above the stored ones.
-            let mut slot = self.state.store.lock().await;
-            self.state
-                .ensure_replayed(&mut slot)
-                .await
-                .map_err(ClientError::Store)?;
+            // and new keys continue above the stored ones; while stored
+            // records still wait for outbox room, new ones wait behind them.
+            loop {
+                let mut slot = self.state.store.lock().await;
+                self.state
+                    .ensure_replayed(&mut slot)
+                    .await
+                    .map_err(ClientError::Store)?;
+                if !slot.replay_pending() {
+                    break;
+                }
+                drop(slot);
+                self.outbox_room().await;
+            }
         }
         // QoS 1/2 needs a completion slot (it is never evicted while
         // unfinished), so wait for one before queuing; QoS 0 takes a slot
@@ -805,6 +887,27 @@ impl<
     /// Messages in the outbox (queued or in flight).
     pub fn outbox_len(&self) -> usize {
         self.state.with(|sh| sh.session.outbox_len())
+    }
+
+    /// Stored records the replay found undecodable and removed from the
+    /// store (each also logged): they are lost, the others were sent.
+    pub fn quarantined_records(&self) -> u32 {
+        self.state.with(|sh| sh.quarantined)
+    }
+
+    /// Waits until the driver reports that acknowledgements freed outbox
+    /// room (or anything else woke the outbox waiters).
+    async fn outbox_room(&self) {
+        let mut registered = false;
+        poll_fn(|cx| {
+            if registered {
+                return Poll::Ready(());
+            }
+            registered = true;
+            self.state.with(|sh| sh.outbox_waiters.register(cx.waker()));
+            Poll::Pending
+        })
+        .await;
     }
 
     async fn wait(&self, token: u32) -> Result<Outcome, ClientError> {

@@ -16,6 +16,9 @@ mod outbound;
 mod oversized;
 mod requests;
 
+#[cfg(test)]
+pub(crate) use outbound::stored_packet_id;
+
 use heapless::{Deque, String, Vec};
 
 use self::held::{HeldQos2, HeldRuns};
@@ -244,6 +247,14 @@ pub struct Session<
     expiring: bool,
     /// Some record carries a session-loss notice not yet applied.
     session_lost_notices: bool,
+    /// The broker refused a durable publish with a transient reason code:
+    /// no new publish goes out before this instant (see `retry_later`).
+    retry_at: Option<Instant>,
+    /// The pause after the next transient refusal (doubles per refusal,
+    /// back to the base after an accepted publish).
+    retry_backoff: Duration,
+    /// The `now` of the last `handle_incoming`.
+    rx_at: Instant,
     /// 5.0 enhanced authentication, if the application lent one.
     authenticator: Option<&'b mut (dyn Authenticator + Send)>,
     /// Renewed user name and password, replacing the configuration's.
@@ -301,6 +312,9 @@ impl<
             unconfirmed: 0,
             expiring: false,
             session_lost_notices: false,
+            retry_at: None,
+            retry_backoff: outbound::RETRY_BASE,
+            rx_at: Instant::ZERO,
             authenticator: None,
             credentials: None,
             auth_data: None,
@@ -537,7 +551,19 @@ impl<
         self.close(CloseReason::ProtocolError(code));
     }
 
+    /// `id` is held by a record or a request in flight, or is the one a
+    /// durable record's key reserves for it (see `stored_packet_id`).
     fn packet_id_in_use(&self, id: u16) -> bool {
+        self.packet_id_taken(id)
+            || self.outbox.offsets().any(|off| {
+                self.outbox
+                    .meta(off)
+                    .is_some_and(|m| m.key != 0 && outbound::stored_packet_id(m.key) == id)
+            })
+    }
+
+    /// `id` is held by a record or a request in flight.
+    fn packet_id_taken(&self, id: u16) -> bool {
         self.outbox.find_packet_id(id).is_some() || self.requests.iter().any(|r| r.packet_id == id)
     }
 
@@ -627,6 +653,9 @@ impl<
     /// are stamped when queued).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.expire(now);
+        if self.retry_at.is_some_and(|at| now >= at) {
+            self.retry_at = None;
+        }
         match self.link {
             Link::AwaitConnack(since) if now >= since + self.config.connect_timeout => {
                 self.close(CloseReason::ConnackTimeout);
@@ -658,7 +687,7 @@ impl<
         bytes: &'a [u8],
         now: Instant,
     ) -> Result<Incoming<'a>, SessionError> {
-        let _ = now;
+        self.rx_at = now;
         if matches!(self.link, Link::Down | Link::Closing) {
             return Err(SessionError::InvalidState {
                 state: self.link.name(),
@@ -895,10 +924,10 @@ impl<
             },
             _ => None,
         };
-        match (link, self.next_expiry()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [link, self.next_expiry(), self.retry_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Writes the next packet to send into `buf` and returns its length, or

@@ -23,6 +23,7 @@ use crate::codec::{
 use crate::time::{Duration, Instant};
 
 mod broker;
+mod durable;
 mod hardening;
 mod proptests;
 
@@ -1637,7 +1638,7 @@ fn held_record_cancelled_leaves_the_outbox_without_an_event() {
 }
 
 #[test]
-fn restored_records_are_sent_as_new_publishes_in_store_order_and_removed_when_acked() {
+fn restored_records_are_sent_with_dup_under_their_key_ids_in_store_order_and_removed_when_acked() {
     // The first run stores three records, then "crashes".
     let mut first = Pair::new(config(ProtocolChoice::V5), None);
     let records: Vec<(u32, Vec<u8>)> = (0..3u8)
@@ -1671,7 +1672,21 @@ fn restored_records_are_sent_as_new_publishes_in_store_order_and_removed_when_ac
         payloads,
         vec![b"n".to_vec(), vec![0], vec![1], vec![2], b"x".to_vec()]
     );
-    assert!(p.b.delivered.iter().all(|m| !m.dup));
+    // [MQTT-4.3.3-9]: each resumes under the identifier its key gives
+    // (the one the first run sent it under), marked as a possible resend.
+    let ids: Vec<(Option<u16>, bool)> = p.b.delivered[1..]
+        .iter()
+        .map(|m| (m.packet_id, m.dup))
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            (Some(10), true),
+            (Some(11), true),
+            (Some(12), true),
+            (Some(20), true)
+        ]
+    );
     assert_eq!(p.removed, vec![10, 11, 12, 20]);
     let _ = new;
 }

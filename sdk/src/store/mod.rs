@@ -11,7 +11,11 @@
 //! 1. Before the first QoS ≥ 1 publish, and before the first connect,
 //!    [`Store::replay`] hands every stored record back; the client puts
 //!    them into the outbox in the order they were stored and continues its
-//!    keys above the highest one seen.
+//!    keys above the highest one seen. Records that do not fit the outbox
+//!    are taken by later replays (after the last key put in), as
+//!    acknowledgements free room; a record that cannot be decoded is
+//!    removed (quarantined). A replay error is retried later; the client
+//!    connects anyway.
 //! 2. [`Client::publish`](crate::client::Client::publish) queues a QoS ≥ 1
 //!    message, then calls [`Store::persist`] with a new key. The message is
 //!    not sent before `persist` returned `Ok`; if it fails the message is
@@ -22,11 +26,13 @@
 //!    for QoS 2), or the message failed for good (rejected, too large,
 //!    expired), the driver calls [`Store::remove`].
 //!
-//! After a restart the replayed messages are sent again as new publishes
-//! (new packet identifiers): at least once for QoS 1; a QoS 2 message
-//! whose PUBREC had arrived before the restart may be delivered twice,
-//! because packet identifiers are not stored (that would cost a flash
-//! write per send).
+//! After a restart the replayed messages are sent again with DUP, each
+//! under the packet identifier its key gives (the one it was sent under
+//! before), so a broker that resumed the session completes the flows it
+//! holds [MQTT-4.3.3-9]. Whether a message was sent or past PUBREC is not
+//! stored (a flash write per send): a QoS 2 message resumes at PUBLISH,
+//! and may be delivered twice if the broker lost the session or had
+//! finished the flow.
 //!
 //! # What a record is
 //!
@@ -37,7 +43,7 @@
 //!
 //! # What it does not do
 //!
-//! No packet identifiers, no inbound QoS 2 state and no subscriptions are
+//! No per-send state, no inbound QoS 2 state and no subscriptions are
 //! stored; a store is the outbox only. Keys are not reused and do not wrap
 //! (2³² persists).
 
@@ -80,10 +86,11 @@ pub trait Store {
     /// key order (the order they were persisted). Records removed, or
     /// torn by a reset in the middle of a write, are not visited.
     ///
-    /// Called once, before the first persist and before the first
-    /// connect. `record` borrows the store's own buffer until `visit`
-    /// returns. An error makes the client's first operation fail with it
-    /// (the next one tries again).
+    /// Called before the first persist and before the first connect, and
+    /// again while records remain that did not fit the outbox (the client
+    /// skips the keys it already has). `record` borrows the store's own
+    /// buffer until `visit` returns. On an error the client connects
+    /// anyway and calls it again later; a QoS 1/2 publish fails with it.
     fn replay<V: FnMut(u32, &[u8])>(
         &mut self,
         visit: V,

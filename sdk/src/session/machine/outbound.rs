@@ -2,8 +2,13 @@
 //! durable-outbox hooks (hold, release, restore), Message Expiry (5.0
 //! §3.3.2.3.3), sending records in FIFO order inside the window (5.0
 //! §4.9), outbound topic aliases, and the broker's PUBACK / PUBREC /
-//! PUBCOMP (§4.3.2, §4.3.3). Aliases are never replaced once the table is
-//! full (no LRU).
+//! PUBCOMP (§4.3.2, §4.3.3). A durable record (one with a store key) is
+//! sent under the packet identifier its key gives, so that after a restart
+//! it resumes the flow a resumed broker session holds [MQTT-4.3.3-9], and a
+//! transient refusal of it (0x97, 0x89, 0x88, 0x93) queues it again after a
+//! backoff instead of failing it. Aliases are never replaced once the table
+//! is full (no LRU). Whether a durable record was sent or past PUBREC is not
+//! known after a restart: it resumes at PUBLISH, never at PUBREL.
 
 use heapless::{String, Vec};
 
@@ -17,7 +22,7 @@ use crate::session::config::{OverflowPolicy, SessionLostPolicy};
 use crate::session::error::{SessionError, SizeLimit};
 use crate::session::event::{Event, OutgoingMessage, PublishFailure, PublishState, PublishToken};
 use crate::session::outbox::{EXPIRY_UNSTAMPED, HEADER_LEN, RecordMeta, RecordState};
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 use crate::topic;
 
 impl<
@@ -30,12 +35,34 @@ impl<
 > Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_RUNS>
 {
     pub(super) fn complete(&mut self, off: usize, m: RecordMeta, code: ReasonCode) {
+        if m.key != 0 && is_transient(code) {
+            self.retry_later(off);
+            return;
+        }
         let result = if code.is_error() {
             Err(PublishFailure::Rejected(code))
         } else {
+            self.retry_backoff = RETRY_BASE;
             Ok(())
         };
         self.finish(off, m, result);
+    }
+
+    /// The broker refused the durable record at `off` for now (a transient
+    /// reason code in PUBACK or PUBREC: the flow is over and its packet
+    /// identifier free, 5.0 §4.3.2 and §4.3.3). It stays in the outbox and
+    /// in the store, queued again in its place; no new publish goes out
+    /// before a pause of [`RETRY_BASE`], doubling per refusal up to
+    /// [`RETRY_CAP`] and back to the base once a publish is accepted.
+    fn retry_later(&mut self, off: usize) {
+        self.outbox.set(off, 0, RecordState::Queued);
+        self.retry_at = Some(self.rx_at.saturating_add(self.retry_backoff));
+        self.retry_backoff = Duration::from_millis(
+            self.retry_backoff
+                .as_millis()
+                .saturating_mul(2)
+                .min(RETRY_CAP.as_millis()),
+        );
     }
 
     pub(super) fn unexpected_ack(&mut self, packet_type: PacketType, packet_id: u16) {
@@ -355,8 +382,9 @@ impl<
     /// outbox under its store `key`, held until
     /// [`release_restored`](Self::release_restored) (so that a replay that
     /// fails half-way can be undone with
-    /// [`cancel_restored`](Self::cancel_restored)). It is sent as a new
-    /// publish. A Message Expiry Interval counts again from the release
+    /// [`cancel_restored`](Self::cancel_restored)). It is sent with DUP
+    /// under the packet identifier `key` gives (the one an earlier run
+    /// sent it under), starting at PUBLISH. A Message Expiry Interval counts again from the release
     /// (time spent before the restart is unknown).
     pub fn restore(&mut self, key: u32, record: &[u8]) -> Result<PublishToken, SessionError> {
         let stored = match Publish::decode_packet(record, ProtocolVersion::V5)? {
@@ -370,6 +398,11 @@ impl<
         let token = self.next_token;
         let pushed = self.outbox.push(token, stored.qos, record.len(), |dst| {
             dst.copy_from_slice(record);
+            // DUP: it may have been sent before the restart (under the
+            // packet identifier its key gives, see `stored_packet_id`).
+            if let Some(first) = dst.first_mut() {
+                *first |= DUP_FLAG;
+            }
             Ok::<_, SessionError>(record.len())
         })?;
         if !pushed {
@@ -585,6 +618,12 @@ impl<
                     off += m.len;
                     continue;
                 }
+                // A transient refusal pauses new publishes, in order.
+                RecordState::Queued
+                    if m.packet_id == 0 && self.retry_at.is_some_and(|at| now < at) =>
+                {
+                    return Ok(None);
+                }
                 RecordState::Queued => {}
             }
             if !self.can_finish() {
@@ -596,6 +635,17 @@ impl<
                 m.packet_id
             } else if inflight >= window {
                 return Ok(None);
+            } else if m.key != 0 {
+                // A durable record always goes out under the identifier
+                // its store key gives, so that after a restart it resumes
+                // the flow the broker may still hold [MQTT-4.3.3-9]. Taken
+                // by a SUBSCRIBE or an older record 65 535 keys back: wait
+                // for it, in order.
+                let id = stored_packet_id(m.key);
+                if self.packet_id_taken(id) {
+                    return Ok(None);
+                }
+                id
             } else {
                 self.allocate_packet_id()?
             };
@@ -654,7 +704,8 @@ impl<
             left.min(stored.properties.message_expiry_interval().unwrap_or(left))
         });
         let plain = Publish {
-            dup,
+            // A restored record carries DUP in its stored bytes.
+            dup: dup || stored.dup,
             packet_id: (stored.qos != QoS::AtMostOnce).then_some(packet_id),
             properties: if v5 {
                 stored.properties
@@ -785,6 +836,38 @@ const MAX_REMAINING_LENGTH: usize = wire::MAX_VARINT as usize;
 
 /// The variable header's length in an encoded PUBLISH of `encoded_len`
 /// bytes with an empty payload: `encoded_len = 1 + wire::varint_len(vh) + vh`.
+/// The first pause after a transient refusal of a durable publish.
+pub(crate) const RETRY_BASE: Duration = Duration::from_millis(500);
+/// The longest pause between retries of a refused durable publish.
+pub(crate) const RETRY_CAP: Duration = Duration::from_secs(30);
+
+/// Reason codes in PUBACK or PUBREC after which a durable publish is sent
+/// again later rather than failed and removed from the store: the broker
+/// is short of something now, not refusing the message. 0x97 Quota
+/// exceeded (mosquitto answers it in bulk after a restart), 0x89 Server
+/// busy, 0x88 Server unavailable and 0x93 Receive Maximum exceeded (the
+/// last three are defined for CONNACK or DISCONNECT; a broker that sends
+/// them in an acknowledgement means the same). Every other code of 0x80 or
+/// more (0x87 Not authorized, 0x90 Topic Name invalid, 0x99 Payload
+/// format invalid, 0x80 Unspecified error, ...) fails the publish for good.
+pub(crate) fn is_transient(code: ReasonCode) -> bool {
+    matches!(code.0, 0x97 | 0x89 | 0x88 | 0x93)
+}
+
+/// The DUP bit of a PUBLISH's first byte (§3.3.1.1).
+const DUP_FLAG: u8 = 0x08;
+
+/// The packet identifier a durable record with store `key` (non-zero) is
+/// sent under, on every connection and in every run of the process: keys
+/// increase by one per persist, so the records in an outbox never share
+/// one unless 65 535 persists apart. Nothing per send is written to the
+/// store, yet a record replayed after a restart resumes under the
+/// identifier the broker knows it by.
+pub(crate) fn stored_packet_id(key: u32) -> u16 {
+    // (key - 1) % 65 535 + 1 lies in 1..=65 535.
+    u16::try_from(key.wrapping_sub(1) % u32::from(u16::MAX)).map_or(1, |id| id + 1)
+}
+
 fn variable_header_len(encoded_len: usize) -> usize {
     (1..=4)
         .map(|vl| encoded_len.saturating_sub(1 + vl))
