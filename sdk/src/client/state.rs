@@ -138,6 +138,13 @@ impl<const N: usize> Completions<N> {
         true
     }
 
+    /// Marks `token` as awaited before its waiter first polls.
+    fn mark_awaited(&mut self, token: u32) {
+        if let Some(slot) = self.slots.iter_mut().find(|s| s.used && s.token == token) {
+            slot.awaited = true;
+        }
+    }
+
     /// Whether `token` is in the table.
     fn tracks(&self, token: u32) -> bool {
         self.slots.iter().any(|s| s.used && s.token == token)
@@ -819,37 +826,35 @@ impl<
     /// subscribes; the result is then only an
     /// [`Event::Session`](super::Event::Session) `Subscribed` event).
     pub async fn subscribe(&self, subs: &[Subscription<'_>]) -> Result<FilterResults, ClientError> {
-        let token = poll_fn(|cx| {
-            self.state.with(|sh| {
-                if !sh.completions.has_room() {
-                    sh.outbox_waiters.register(cx.waker());
-                    return Poll::Pending;
-                }
-                let token = sh.session.subscribe(subs)?;
-                sh.completions.track(token.0, Hold::Firm);
-                Poll::Ready(Ok::<_, SessionError>(token))
-            })
-        })
-        .await?;
-        self.state.work.signal(());
-        match self.wait(token.0).await? {
-            Outcome::Filters(results) => Ok(results),
-            Outcome::Publish(_) => Err(ClientError::TokenNotTracked),
-        }
+        self.request(|session| session.subscribe(subs)).await
     }
 
     /// Unsubscribes from up to [`MAX_FILTERS_PER_REQUEST`](crate::session::MAX_FILTERS_PER_REQUEST)
     /// filters and waits for the UNSUBACK (5.0: a reason code per filter;
     /// 3.1.1: all Success). Cancellation as for [`subscribe`](Self::subscribe).
     pub async fn unsubscribe(&self, filters: &[&str]) -> Result<FilterResults, ClientError> {
+        self.request(|session| session.unsubscribe(filters)).await
+    }
+
+    /// Queues a SUBSCRIBE or UNSUBSCRIBE through `queue` once the
+    /// completion table has a slot, and waits for its acknowledgement. The
+    /// token is tracked as awaited from the start, so no other task's
+    /// publish can take its slot before this future first waits on it.
+    async fn request(
+        &self,
+        mut queue: impl FnMut(
+            &mut Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES>,
+        ) -> Result<crate::session::RequestToken, SessionError>,
+    ) -> Result<FilterResults, ClientError> {
         let token = poll_fn(|cx| {
             self.state.with(|sh| {
                 if !sh.completions.has_room() {
                     sh.outbox_waiters.register(cx.waker());
                     return Poll::Pending;
                 }
-                let token = sh.session.unsubscribe(filters)?;
+                let token = queue(&mut sh.session)?;
                 sh.completions.track(token.0, Hold::Firm);
+                sh.completions.mark_awaited(token.0);
                 Poll::Ready(Ok::<_, SessionError>(token))
             })
         })
