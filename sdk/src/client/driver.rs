@@ -34,7 +34,7 @@ pub struct ClientConfig {
     /// The longest the polite end of a link may take once the session
     /// closed it (the WebSocket closing handshake: our Close and the
     /// peer's echo, RFC 6455 §7.1.1); see
-    /// [`Connector::close`](crate::transport::Connector::close).
+    /// [`Transport::close`](crate::transport::Transport::close).
     pub close_timeout: Duration,
 }
 
