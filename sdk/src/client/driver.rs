@@ -397,6 +397,7 @@ async fn remove_stored<
 ) {
     while let Some(key) = state.with(|sh| sh.session.poll_store_removal()) {
         let mut slot = state.store.lock().await;
+        slot.settle().await;
         if slot.store.remove(key).await.is_err() {
             warn!("store: removing an acknowledged message failed");
         }
