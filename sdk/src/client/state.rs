@@ -298,7 +298,8 @@ pub(crate) struct StoreSlot<St> {
     next_key: u32,
     /// A persist under this key was interrupted (its future dropped): the
     /// store may hold the record of a publish that never returned `Ok`.
-    unsettled: Option<u32>,
+    /// 0: none (keys start at 1).
+    unsettled: u32,
 }
 
 impl<St> StoreSlot<St> {
@@ -315,11 +316,11 @@ impl<St: Store> StoreSlot<St> {
     /// work. A failed removal is logged (the record may then be sent after
     /// a restart).
     pub(crate) async fn settle(&mut self) {
-        if let Some(key) = self.unsettled {
-            if self.store.remove(key).await.is_err() {
+        if self.unsettled != 0 {
+            if self.store.remove(self.unsettled).await.is_err() {
                 warn!("store: removing the record of a cancelled publish failed");
             }
-            self.unsettled = None;
+            self.unsettled = 0;
         }
     }
 }
@@ -375,7 +376,7 @@ impl<
                 more: false,
                 cursor: 0,
                 next_key: 1,
-                unsettled: None,
+                unsettled: 0,
             }),
         }
     }
@@ -756,7 +757,7 @@ impl<
         };
         let key = slot.next_key;
         slot.next_key = key.saturating_add(1);
-        slot.unsettled = Some(key);
+        slot.unsettled = key;
         let len = self
             .state
             .with(|sh| sh.session.held_record(token).map_or(0, <[u8]>::len));
@@ -772,7 +773,7 @@ impl<
                 });
             })
             .await;
-        slot.unsettled = None;
+        slot.unsettled = 0;
         core::mem::forget(guard);
         match result {
             Ok(()) => {
