@@ -3,6 +3,8 @@
 //! standard input):
 //!
 //! - `stack`: logs the stack's high-water mark and budget;
+//! - `cpu`: logs the cycles spent polling tasks since boot (instructions
+//!   under `-icount shift=0`, see `time_driver.rs`);
 //! - `net`: logs the Ethernet driver's frame counters;
 //! - `reset`: a warm reset (SYSRESETREQ), as a watchdog or a power glitch
 //!   would; the outbox in the NVRAM window survives it;
@@ -60,6 +62,14 @@ fn run(command: &str, lan: &embassy_net_lan9118::InterruptState) {
         "stack" => {
             report_stack();
         }
+        "cpu" => {
+            let (busy, total) = crate::time_driver::busy();
+            let per_cycle = 1_000_000_000 / u64::from(crate::machine::MACHINE.cpu_hz);
+            log!(
+                "cpu: busy {busy} of {total} cycles (under -icount shift=0: {} instructions)",
+                busy * per_cycle
+            );
+        }
         "net" => {
             let c = &lan.counters;
             log!(
@@ -83,6 +93,6 @@ fn run(command: &str, lan: &embassy_net_lan9118::InterruptState) {
             log!("console: exit {code}");
             semihost::exit(code);
         }
-        other => log!("console: unknown command {other:?} (stack, net, reset, exit)"),
+        other => log!("console: unknown command {other:?} (stack, cpu, net, reset, exit)"),
     }
 }

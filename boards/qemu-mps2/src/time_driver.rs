@@ -9,6 +9,13 @@
 //! costs a few dozen instructions per millisecond; a tickless driver
 //! (reprogramming the 24-bit SysTick to the next deadline) would save
 //! them, which matters on a battery, not under QEMU.
+//!
+//! Also a cycle count ([`cycles`]: ticks and the SysTick counter) and the
+//! cycles the executor spent polling ([`busy`]), for the console's `cpu`
+//! report. Under `qemu-system-arm -icount shift=0` every instruction is
+//! 1 ns of virtual time, so busy cycles × (10⁹ / core clock) are the
+//! instructions executed in thread mode (interrupt handlers that run while
+//! the core sleeps are not counted).
 
 use core::cell::{Cell, RefCell};
 
@@ -21,12 +28,18 @@ use embassy_time_queue_utils::Queue;
 
 struct SysTickDriver {
     ticks: Mutex<Cell<u64>>,
+    /// SysTick's reload value + 1: core clock cycles per tick.
+    cycles_per_tick: Mutex<Cell<u32>>,
+    /// Cycles the executor spent polling (see `main.rs`).
+    busy: Mutex<Cell<u64>>,
     alarm: Mutex<Cell<u64>>,
     queue: Mutex<RefCell<Queue>>,
 }
 
 embassy_time_driver::time_driver_impl!(static DRIVER: SysTickDriver = SysTickDriver {
     ticks: Mutex::new(Cell::new(0)),
+    cycles_per_tick: Mutex::new(Cell::new(0)),
+    busy: Mutex::new(Cell::new(0)),
     alarm: Mutex::new(Cell::new(u64::MAX)),
     queue: Mutex::new(RefCell::new(Queue::new())),
 });
@@ -49,6 +62,7 @@ impl Driver for SysTickDriver {
 
 /// Starts SysTick at 1 kHz from the core clock `cpu_hz`.
 pub fn start(mut syst: SYST, cpu_hz: u32) {
+    critical_section::with(|cs| DRIVER.cycles_per_tick.borrow(cs).set(cpu_hz / 1000));
     syst.set_clock_source(SystClkSource::Core);
     syst.set_reload(cpu_hz / 1000 - 1);
     syst.clear_current();
@@ -67,4 +81,36 @@ fn SysTick() {
             alarm.set(DRIVER.queue.borrow(cs).borrow_mut().next_expiration(now));
         }
     });
+}
+
+/// Core clock cycles since [`start`]: whole ticks and the SysTick
+/// counter's progress in the current one (its resolution is one cycle).
+pub fn cycles() -> u64 {
+    critical_section::with(|cs| {
+        let per_tick = u64::from(DRIVER.cycles_per_tick.borrow(cs).get());
+        let ticks = DRIVER.ticks.borrow(cs).get();
+        let mut into = per_tick.saturating_sub(1 + u64::from(SYST::get_current()));
+        // A wrap not yet counted by the (masked) interrupt: one tick more.
+        if cortex_m::peripheral::SCB::is_pendst_pending() {
+            into = per_tick + per_tick.saturating_sub(1 + u64::from(SYST::get_current()));
+        }
+        ticks * per_tick + into
+    })
+}
+
+/// Counts `cycles` as spent polling tasks.
+pub fn add_busy(cycles: u64) {
+    critical_section::with(|cs| {
+        let busy = DRIVER.busy.borrow(cs);
+        busy.set(busy.get() + cycles);
+    });
+}
+
+/// Cycles spent polling tasks since boot, and cycles since boot.
+pub fn busy() -> (u64, u64) {
+    let now = cycles();
+    (
+        critical_section::with(|cs| DRIVER.busy.borrow(cs).get()),
+        now,
+    )
 }
