@@ -55,18 +55,21 @@ struct Machine {
     qemu_name: &'static str,
     cpu: &'static str,
     target: &'static str,
+    cpu_mhz: u32,
 }
 
 const AN386: Machine = Machine {
     qemu_name: "mps2-an386",
     cpu: "cortex-m4",
     target: "thumbv7em-none-eabihf",
+    cpu_mhz: 25,
 };
 
 const AN505: Machine = Machine {
     qemu_name: "mps2-an505",
     cpu: "cortex-m33",
     target: "thumbv8m.main-none-eabihf",
+    cpu_mhz: 20,
 };
 
 impl Machine {
@@ -96,11 +99,13 @@ struct Device {
 }
 
 impl Device {
-    /// Boots the firmware with the broker at 10.0.2.2:`ws_port`.
-    fn boot(machine: &Machine, ws_port: u16, device_id: &str) -> Self {
+    /// Boots the firmware with the broker at 10.0.2.2:`ws_port`, with
+    /// `extra` QEMU options.
+    fn boot(machine: &Machine, ws_port: u16, device_id: &str, extra: &[&str]) -> Self {
         let seed: u64 = rand::random();
         let mut child = tokio::process::Command::new("qemu-system-arm")
             .args(["-M", machine.qemu_name, "-cpu", machine.cpu])
+            .args(extra)
             .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
             .args(["-nic", "user,model=lan9118"])
             .arg("-semihosting-config")
@@ -182,6 +187,19 @@ impl Device {
             self.transcript.join("\n")
         )
     }
+}
+
+/// `(instructions, cycles)` of a `cpu: busy B of C cycles (under -icount
+/// shift=0: I instructions)` line.
+fn cpu_of(line: &str) -> (f64, f64) {
+    let number_after = |key: &str| -> f64 {
+        line.split(key)
+            .nth(1)
+            .and_then(|rest| rest.split([' ', ')']).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no number after {key:?} in {line:?}"))
+    };
+    (number_after("shift=0: "), number_after(" of "))
 }
 
 /// `N` of a `... reading N queued` line.
@@ -347,7 +365,7 @@ async fn device_on(machine: &Machine) {
         });
         assert!(observer.subscribe(&filters).await.unwrap().all_succeeded());
 
-        let mut device = Device::boot(machine, broker.ws_port, id);
+        let mut device = Device::boot(machine, broker.ws_port, id, &[]);
         // DHCP from QEMU's user network, then WebSocket + MQTT 5.0 CONNECT.
         device.expect("dhcp: address 10.0.2.15").await;
         device.expect("event: mqtt connected (V5").await;
@@ -460,6 +478,104 @@ async fn device_on(machine: &Machine) {
     })
     .await
     .expect("the machine's test exceeded its time limit");
+}
+
+/// Instructions the device executes per QoS 1 reading (JSON, PUBLISH,
+/// WebSocket frame, TCP/IP, the LAN9118, the outbox in flash, and the
+/// PUBACK back), under `-icount shift=0` (1 instruction = 1 ns of virtual
+/// time): the firmware counts the cycles it spends polling tasks (console
+/// `cpu`); over 10 readings at 1 s, less the idle rate measured with
+/// readings paused (interval 1 h: the console's and timer's own polling).
+/// Printed, not asserted (a figure for docs/footprint.md).
+async fn instructions_per_message(machine: &Machine) {
+    let broker = RestartableMosquitto::start().expect("mosquitto started");
+    let id: &'static str = Box::leak(
+        format!(
+            "qemu-icount-{}-{}",
+            &machine.qemu_name[5..],
+            std::process::id()
+        )
+        .into_boxed_str(),
+    );
+    let commands = format!("devices/{id}/commands");
+    let answers = format!("test/answers/{id}");
+    let observer_id: &'static str = Box::leak(format!("{id}-observer").into_boxed_str());
+    let (observer, mut seen, driver) = observer(observer_id, broker.tcp_port);
+    let body = async {
+        let filter = Subscription {
+            filter: answers.as_str(),
+            options: SubscriptionOptions::qos(QoS::AtLeastOnce),
+        };
+        assert!(observer.subscribe(&[filter]).await.unwrap().all_succeeded());
+        let mut device = Device::boot(machine, broker.ws_port, id, &["-icount", "shift=0"]);
+        device.expect("event: commands subscribed").await;
+        let interval = |secs: u32| format!(r#"{{"cmd":"interval","secs":{secs}}}"#);
+        let ok = serde_json::json!({"cmd":"interval","ok":true});
+        // Idle: readings paused.
+        command(
+            &observer,
+            &mut seen,
+            &commands,
+            &answers,
+            &interval(3600),
+            b"idle",
+            ok.clone(),
+        )
+        .await;
+        device.console("cpu").await;
+        let idle_start = cpu_of(&device.expect("cpu: busy").await);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        device.console("cpu").await;
+        let idle_end = cpu_of(&device.expect("cpu: busy").await);
+        let idle_rate = (idle_end.0 - idle_start.0) / (idle_end.1 - idle_start.1);
+        // Readings every second.
+        command(
+            &observer,
+            &mut seen,
+            &commands,
+            &answers,
+            &interval(1),
+            b"busy",
+            ok,
+        )
+        .await;
+        device.readings_queued(1).await;
+        device.console("cpu").await;
+        let start = cpu_of(&device.expect("cpu: busy").await);
+        const READINGS: u32 = 10;
+        device.readings_queued(READINGS as usize).await;
+        device.console("cpu").await;
+        let end = cpu_of(&device.expect("cpu: busy").await);
+        let busy = (end.0 - start.0) - idle_rate * (end.1 - start.1);
+        let per_message = busy / f64::from(READINGS);
+        println!(
+            "{}: {per_message:.0} instructions per QoS 1 reading \
+             (idle polling, {:.0} instructions per second, taken off)",
+            machine.qemu_name,
+            idle_rate * f64::from(machine.cpu_mhz) * 1e6
+        );
+        assert!(
+            per_message > 0.0,
+            "a reading costs something: {per_message}"
+        );
+        device.console("exit").await;
+        assert_eq!(device.exit_code().await, 0);
+    };
+    timeout(WHOLE, async {
+        tokio::select! {
+            () = body => {}
+            stopped = driver => panic!("observer stopped: {stopped:?}"),
+        }
+    })
+    .await
+    .expect("the measurement exceeded its time limit");
+}
+
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "needs boards/qemu-mps2 built and qemu-system-arm; scripts/test runs it with --ignored"]
+async fn instructions_per_qos1_reading_on_both_emulated_cores_are_printed() {
+    instructions_per_message(&AN386).await;
+    instructions_per_message(&AN505).await;
 }
 
 #[tokio::test(flavor = "current_thread")]
