@@ -414,6 +414,7 @@ async fn device_on(machine: &Machine) {
         let first_labelled = device.readings_queued(1).await;
         broker.kill().expect("broker killed");
         device.expect("event: mqtt link ended").await;
+        device.expect("event: reconnecting in").await;
         let last_in_outage = device.readings_queued(3).await;
         broker.restart().expect("broker restarted");
         device.expect("event: mqtt connected (V5").await;

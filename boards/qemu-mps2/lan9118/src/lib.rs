@@ -434,24 +434,24 @@ fn update_link(regs: Regs, state: &ch::StateRunner<'_>) {
 /// interrupted; sleeps on the chip's interrupt otherwise.
 async fn wait_event(regs: Regs, irq: &'static InterruptState) -> Wake {
     poll_fn(|cx| {
-        // Safety: `regs` is the chip `new` was given.
-        let (pending, frames) =
-            unsafe { (regs.read(INT_STS), regs.read(RX_FIFO_INF) >> 16 & 0xFF) };
+        irq.waker.register(cx.waker());
+        // Safety: `regs` is the chip `new` was given. The latched status
+        // is cleared and the interrupts unmasked BEFORE the FIFO is looked
+        // at: RSFL is raised when a frame arrives, not while frames wait,
+        // so a frame arriving between a check and the unmasking would
+        // otherwise wait for the next one. Now it is either seen below or
+        // interrupts (the handler wakes this future).
+        let (pending, frames) = unsafe {
+            regs.write(INT_STS, INT_RSFL | INT_RXE);
+            regs.write(INT_EN, INT_RSFL | INT_PHY);
+            (regs.read(INT_STS), regs.read(RX_FIFO_INF) >> 16 & 0xFF)
+        };
         if frames > 0 {
             return Poll::Ready(Wake::Frame);
         }
         if pending & INT_PHY != 0 {
             return Poll::Ready(Wake::Phy);
         }
-        irq.waker.register(cx.waker());
-        // Safety: as above. The level interrupt is raised again at once
-        // if a frame arrived between the check and here.
-        unsafe {
-            regs.write(INT_STS, INT_RSFL | INT_RXE);
-            regs.write(INT_EN, INT_RSFL | INT_PHY);
-        }
-        // A frame that came between the read above and the unmasking set
-        // RSFL, which interrupts now: the handler wakes this future.
         Poll::Pending
     })
     .await
