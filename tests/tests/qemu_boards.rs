@@ -102,6 +102,18 @@ impl Device {
     /// Boots the firmware with the broker at 10.0.2.2:`ws_port`, with
     /// `extra` QEMU options.
     fn boot(machine: &Machine, ws_port: u16, device_id: &str, extra: &[&str]) -> Self {
+        Self::boot_with(machine, ws_port, device_id, extra, "")
+    }
+
+    /// [`Device::boot`] with `more_args` (`,arg=key=value...`) after the
+    /// firmware's usual semihosting arguments.
+    fn boot_with(
+        machine: &Machine,
+        ws_port: u16,
+        device_id: &str,
+        extra: &[&str],
+        more_args: &str,
+    ) -> Self {
         let seed: u64 = rand::random();
         let mut child = tokio::process::Command::new("qemu-system-arm")
             .args(["-M", machine.qemu_name, "-cpu", machine.cpu])
@@ -111,7 +123,7 @@ impl Device {
             .arg("-semihosting-config")
             .arg(format!(
                 "enable=on,target=native,arg=firmware,arg=broker_port={ws_port},\
-                 arg=device_id={device_id},arg=telemetry_secs=1,arg=seed={seed}"
+                 arg=device_id={device_id},arg=telemetry_secs=1,arg=seed={seed}{more_args}"
             ))
             .arg("-kernel")
             .arg(machine.elf())
@@ -570,6 +582,19 @@ async fn instructions_per_message(machine: &Machine) {
     })
     .await
     .expect("the measurement exceeded its time limit");
+}
+
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "needs boards/qemu-mps2 built and qemu-system-arm; scripts/test runs it with --ignored"]
+async fn a_bad_start_up_argument_stops_the_firmware_with_exit_code_6_naming_it() {
+    for machine in [&AN386, &AN505] {
+        let mut device = Device::boot_with(machine, 1, "bad-args", &[], ",arg=broker_port=99999");
+        device.expect("bad argument \"broker_port=99999\"").await;
+        assert_eq!(device.exit_code().await, 6, "exit code for bad settings");
+        let mut device = Device::boot_with(machine, 1, "bad-args", &[], ",arg=colour=blue");
+        device.expect("bad argument \"colour=blue\"").await;
+        assert_eq!(device.exit_code().await, 6, "exit code for bad settings");
+    }
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -9,9 +9,11 @@
 //! MQTT 5.0 over WebSocket over embassy-net TCP over the LAN9118 driver
 //! (`embassy-net-lan9118`, in this directory). What is the board's own:
 //!
+//! - the executor loop (`entry`: poll, then WFI) with a count of the
+//!   cycles spent polling;
 //! - `time_driver`: embassy-time on SysTick;
 //! - `uart`: the text log (every `AppEvent` is a line) and the console
-//!   (`console`: `stack`, `net`, `reset`, `exit`);
+//!   (`console`: `stack`, `cpu`, `net`, `reset`, `exit`);
 //! - `nvram`: the outbox's NOR flash model in a RAM window that a warm
 //!   reset keeps;
 //! - `stack`: stack painting and the high-water mark against its budget;
@@ -60,6 +62,11 @@ const BROKER: Broker = Broker::from_env(&[]);
 const DEVICE_ID: Option<&str> = option_env!("DEVICE_ID");
 /// Seconds between readings at start-up (build-time `TELEMETRY_SECS`).
 const TELEMETRY_SECS: u32 = secs_from_env(option_env!("TELEMETRY_SECS"), 10);
+
+/// The longest semihosting command line read (the `arg=` values joined,
+/// or without them the kernel's path and `-append`); a longer one stops
+/// the start.
+const CMDLINE_MAX: usize = 512;
 
 /// The LAN9118's interrupt side (its handler is `DefaultHandler` below).
 static LAN9118_IRQ: InterruptState = InterruptState::new();
@@ -133,6 +140,7 @@ fn pender(_context: *mut ()) {
 #[cortex_m_rt::entry]
 fn entry() -> ! {
     stack::paint();
+    uart::init();
     static EXECUTOR: StaticCell<embassy_executor::raw::Executor> = StaticCell::new();
     let executor = EXECUTOR.init(embassy_executor::raw::Executor::new(core::ptr::null_mut()));
     executor
@@ -155,7 +163,6 @@ fn entry() -> ! {
 
 #[embassy_executor::task]
 async fn main(spawner: Spawner) -> ! {
-    uart::init();
     let mut core = match cortex_m::Peripherals::take() {
         Some(core) => core,
         None => fail(
@@ -179,8 +186,15 @@ async fn main(spawner: Spawner) -> ! {
         }
     );
 
-    static CMDLINE: ConstStaticCell<[u8; 256]> = ConstStaticCell::new([0; 256]);
-    let line = semihost::command_line(CMDLINE.take()).unwrap_or("");
+    static CMDLINE: ConstStaticCell<[u8; CMDLINE_MAX]> = ConstStaticCell::new([0; CMDLINE_MAX]);
+    let Some(line) = semihost::command_line(CMDLINE.take()) else {
+        fail(
+            semihost::code::SETUP,
+            format_args!(
+                "semihosting command line not read (longer than {CMDLINE_MAX} bytes, or not UTF-8)"
+            ),
+        )
+    };
     let args = match RunArgs::parse(line) {
         Ok(args) => args,
         Err(word) => fail(semihost::code::SETUP, format_args!("bad argument {word:?}")),
