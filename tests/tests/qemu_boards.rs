@@ -24,7 +24,7 @@
 
 extern crate alloc;
 
-use alloc::collections::BTreeSet;
+use alloc::collections::{BTreeMap, BTreeSet};
 use core::time::Duration;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -305,6 +305,18 @@ async fn next_on(rx: &mut UnboundedReceiver<Seen>, topic: &str) -> Seen {
     .unwrap_or_else(|_| panic!("nothing on {topic} within {STEP:?}"))
 }
 
+/// The sequence numbers of the readings seen, by their status label
+/// (`None`: no label): nothing received is dropped while a test waits for
+/// some of them.
+type ReadingsSeen = BTreeMap<Option<String>, BTreeSet<u64>>;
+
+/// Records `reading` in `got`.
+fn record(got: &mut ReadingsSeen, reading: &Seen) {
+    let status = reading.json["status"].as_str().map(str::to_owned);
+    let seq = reading.json["seq"].as_u64().expect("seq is a number");
+    got.entry(status).or_default().insert(seq);
+}
+
 /// Collects readings into `got` until it holds every sequence number of
 /// `wanted` with `status` (the label; `None`: no label). Fails after
 /// [`STEP`] even while other readings keep coming.
@@ -313,18 +325,19 @@ async fn readings_until(
     topic: &str,
     status: Option<&str>,
     wanted: core::ops::RangeInclusive<u64>,
-    got: &mut BTreeSet<u64>,
+    got: &mut ReadingsSeen,
 ) {
+    let key = status.map(str::to_owned);
     let collect = async {
-        while !wanted.clone().all(|seq| got.contains(&seq)) {
-            let reading = next_on(rx, topic).await;
-            if reading.json["status"].as_str() == status {
-                got.insert(reading.json["seq"].as_u64().expect("seq is a number"));
-            }
+        while !wanted
+            .clone()
+            .all(|seq| got.get(&key).is_some_and(|seqs| seqs.contains(&seq)))
+        {
+            record(got, &next_on(rx, topic).await);
         }
     };
     if timeout(STEP, collect).await.is_err() {
-        panic!("readings {wanted:?} with status {status:?} not all seen within {STEP:?}");
+        panic!("readings {wanted:?} with status {status:?} not all seen within {STEP:?}: {got:?}");
     }
 }
 
@@ -384,6 +397,7 @@ async fn device_on(machine: &Machine) {
         device.expect("event: commands subscribed").await;
 
         // Telemetry: JSON, this device, contiguous sequence numbers.
+        let mut boot_1 = ReadingsSeen::new();
         for expected in 0..3u64 {
             let reading = next_on(&mut seen, &telemetry).await;
             assert_eq!(reading.json["device"], id);
@@ -394,6 +408,7 @@ async fn device_on(machine: &Machine) {
                 reading.json
             );
             assert!(reading.json["uptime_ms"].as_u64().is_some());
+            record(&mut boot_1, &reading);
         }
 
         // Commands: answered on the Response Topic with the Correlation Data.
@@ -430,8 +445,16 @@ async fn device_on(machine: &Machine) {
         let last_in_outage = device.readings_queued(3).await;
         broker.restart().expect("broker restarted");
         device.expect("event: mqtt connected (V5").await;
-        // Every labelled reading of the first boot, as it arrives.
-        let mut boot_1 = BTreeSet::new();
+        // Every reading of the first boot so far: before the label, and
+        // with it through the outage.
+        readings_until(
+            &mut seen,
+            &telemetry,
+            None,
+            0..=first_labelled - 1,
+            &mut boot_1,
+        )
+        .await;
         readings_until(
             &mut seen,
             &telemetry,
@@ -448,6 +471,12 @@ async fn device_on(machine: &Machine) {
         // The broker killed again, and the device reset with readings in
         // its outbox: after the reboot they arrive from the NVRAM window.
         broker.kill().expect("broker killed");
+        // From here on unlabelled readings are the second boot's: the
+        // first boot's labelled ones go on in their own map.
+        let mut boot_2 = ReadingsSeen::new();
+        if let Some(labelled) = boot_1.remove(&Some("boot-1".to_owned())) {
+            boot_2.insert(Some("boot-1".to_owned()), labelled);
+        }
         device.expect("event: mqtt link ended").await;
         let last_before_reset = device.readings_queued(2).await;
         device.console("reset").await;
@@ -459,16 +488,18 @@ async fn device_on(machine: &Machine) {
         device.expect("event: reading 0 queued").await;
         broker.restart().expect("broker restarted");
         device.expect("event: mqtt connected (V5").await;
+        // The first boot's labelled readings, the last ones from the
+        // outbox kept across the reset; then the second boot's own,
+        // unlabelled, from 0.
         readings_until(
             &mut seen,
             &telemetry,
             Some("boot-1"),
             first_labelled..=last_before_reset,
-            &mut boot_1,
+            &mut boot_2,
         )
         .await;
-        // And the new boot's own readings, unlabelled, from 0.
-        readings_until(&mut seen, &telemetry, None, 0..=1, &mut BTreeSet::new()).await;
+        readings_until(&mut seen, &telemetry, None, 0..=1, &mut boot_2).await;
         println!(
             "{}: readings up to {last_before_reset} queued before the reset arrived after it",
             machine.qemu_name
