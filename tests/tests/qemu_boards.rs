@@ -16,6 +16,8 @@
 //! device reset (SYSRESETREQ) with readings in its outbox: after the
 //! reboot they arrive, from the outbox kept in the NVRAM window; at the
 //! end the stack's high-water mark within its budget (exit code 0).
+//! Besides: the cable pulled and put back (QEMU's `set_link`), bad
+//! start-up arguments, and the instructions per reading under `-icount`.
 //!
 //! Needs the firmwares built (`scripts/build-boards` builds both) and
 //! `qemu-system-arm`; `scripts/test` runs it after the board builds:
@@ -117,9 +119,14 @@ impl Device {
         let seed: u64 = rand::random();
         let mut child = tokio::process::Command::new("qemu-system-arm")
             .args(["-M", machine.qemu_name, "-cpu", machine.cpu])
+            .args(if extra.contains(&"-monitor") {
+                &[][..]
+            } else {
+                &["-monitor", "none"][..]
+            })
             .args(extra)
-            .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
-            .args(["-nic", "user,model=lan9118"])
+            .args(["-display", "none", "-serial", "stdio"])
+            .args(["-nic", "user,model=lan9118,id=net0"])
             .arg("-semihosting-config")
             .arg(format!(
                 "enable=on,target=native,arg=firmware,arg=broker_port={ws_port},\
@@ -613,6 +620,59 @@ async fn instructions_per_message(machine: &Machine) {
     })
     .await
     .expect("the measurement exceeded its time limit");
+}
+
+/// QEMU's monitor on a Unix socket: one command.
+async fn monitor(socket: &std::path::Path, command: &str) {
+    use tokio::io::AsyncReadExt;
+    let mut stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .expect("QEMU monitor socket");
+    let mut banner = [0u8; 256];
+    let _ = timeout(Duration::from_secs(2), stream.read(&mut banner)).await;
+    stream
+        .write_all(format!("{command}\n").as_bytes())
+        .await
+        .expect("monitor command written");
+    // Until QEMU echoes the next prompt: the command ran.
+    let mut echo = Vec::new();
+    let _ = timeout(Duration::from_secs(2), async {
+        let mut buf = [0u8; 256];
+        while !String::from_utf8_lossy(&echo).ends_with("(qemu) ") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => echo.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "needs boards/qemu-mps2 built and qemu-system-arm; scripts/test runs it with --ignored"]
+async fn lan9118_link_down_ends_the_mqtt_link_and_link_up_brings_it_back() {
+    // The driver's PHY interrupt path: QEMU's `set_link` is the cable.
+    let broker = RestartableMosquitto::start().expect("mosquitto started");
+    let socket = std::env::temp_dir().join(format!("embermq-qemu-monitor-{}", std::process::id()));
+    let _ = std::fs::remove_file(&socket);
+    let monitor_arg = format!("unix:{},server,nowait", socket.display());
+    let id = format!("qemu-link-{}", std::process::id());
+    let mut device = Device::boot(&AN386, broker.ws_port, &id, &["-monitor", &monitor_arg]);
+    timeout(WHOLE, async {
+        device.expect("event: mqtt connected (V5").await;
+        device.readings_queued(1).await;
+        monitor(&socket, "set_link net0 off").await;
+        device.expect("event: mqtt link ended").await;
+        // Readings go on queuing while the cable is out.
+        device.readings_queued(2).await;
+        monitor(&socket, "set_link net0 on").await;
+        device.expect("event: mqtt connected (V5").await;
+        device.console("exit").await;
+        assert_eq!(device.exit_code().await, 0);
+    })
+    .await
+    .expect("the link test exceeded its time limit");
+    let _ = std::fs::remove_file(&socket);
 }
 
 #[tokio::test(flavor = "current_thread")]
