@@ -10,7 +10,8 @@
 //!   TLS layer and the link-cutting connector wrapper;
 //! - `fleet`: the device tasks;
 //! - `checker`: the checker subscriber;
-//! - `report`: the report, its JSON form and the merge.
+//! - `report`: the report, its JSON form and the merge;
+//! - `verdict`: why a report is not clean, where, and the likely cause.
 //!
 //! One process runs one shard on a current-thread tokio runtime: the
 //! devices share one thread (no locks: the client state uses
@@ -33,6 +34,7 @@ mod link;
 mod profile;
 mod report;
 mod settings;
+mod verdict;
 
 use checker::{CheckerControl, Findings};
 use fleet::{DeviceSlot, Fleet, Stats};
@@ -152,12 +154,7 @@ async fn simulate_async(settings: Settings, quiet: bool) -> Result<Report, Strin
     let stats = Stats::default();
     *stats.connect_us.borrow_mut() = Some(checker::new_histogram());
     let fleet: &'static Fleet = Box::leak(Box::new(Fleet {
-        slots: (0..devices)
-            .map(|_| DeviceSlot {
-                cut: link::CutSignal::new(),
-                published: core::cell::Cell::new(0),
-            })
-            .collect(),
+        slots: (0..devices).map(|_| DeviceSlot::new()).collect(),
         settings,
         stats,
         clock: embermq::clock::TokioClock::new(),
@@ -307,7 +304,16 @@ fn build_report(
         };
         for (i, (t, d)) in f.tracks.iter().zip(&fleet.slots).enumerate() {
             k.reordered += u64::from(t.reordered);
-            let lost = d.published.get() > t.unique;
+            let (published, acked) = (d.published.get(), d.acknowledged.get());
+            let lost_here = published.saturating_sub(t.unique);
+            // What the broker never acknowledged counts first; the rest of
+            // the loss had been acknowledged (exact when every reading
+            // that arrived had been acknowledged, as it is but for a link
+            // cut between delivery and PUBACK).
+            let never_acked = published.saturating_sub(acked).min(lost_here);
+            k.lost_never_acknowledged += u64::from(never_acked);
+            k.lost_acknowledged += u64::from(lost_here - never_acked);
+            let lost = published > t.unique;
             k.devices_with_loss += u64::from(lost);
             k.devices_with_duplicates += u64::from(t.duplicates > 0);
             if (lost || t.duplicates > 0) && k.worst_devices.len() < 20 {
@@ -358,7 +364,13 @@ fn build_report(
             .errors
             .borrow()
             .iter()
-            .map(|(k, v)| ((*k).to_owned(), *v))
+            .map(|(k, v)| ((*k).to_owned(), v.count))
+            .collect(),
+        error_first: st
+            .errors
+            .borrow()
+            .iter()
+            .filter_map(|(k, v)| Some(((*k).to_owned(), v.first.clone()?)))
             .collect(),
         checker,
         host: HostReport {
@@ -376,8 +388,9 @@ fn build_report(
             device_future_bytes: 0,
         },
         clean: false,
+        reasons: Vec::new(),
     };
-    report.clean = report.judge();
+    report.judge_now();
     report
 }
 
@@ -399,7 +412,7 @@ async fn live_view(fleet: &'static Fleet) {
         let now = Instant::now();
         let (out, inn) = (total(&st.published), st.received.get());
         let dt = now.duration_since(last.2).as_secs_f64().max(1e-3);
-        let errors: u64 = st.errors.borrow().values().sum();
+        let errors = st.error_total();
         bar.set_position(st.connected.get());
         bar.set_message(format!(
             "| out {:.0}/s in {:.0}/s | pending acks {} | reconnects {} | cuts {} | errors {}",
