@@ -6,46 +6,12 @@
 //! had acknowledged, and the report puts that loss on the broker's side
 //! with a hint at the setting.
 
-use std::process::{Command, Output};
+mod sim_run;
 
 use embermq_tests::peers::Mosquitto;
 use embermq_tests::tls::{ClientAuth, ServerCert, TestPki, TlsMosquitto};
 use serde_json::Value;
-
-/// Runs `embermq sim` with `args`, `--quiet` and a report file; returns
-/// the output, its stdout and the parsed report.
-fn sim(tag: &str, args: &[&str]) -> (Output, String, Value) {
-    let report = std::env::temp_dir().join(format!(
-        "embermq-sim-verdict-{tag}-{}.json",
-        std::process::id()
-    ));
-    let out = Command::new(env!("CARGO_BIN_EXE_embermq"))
-        .arg("sim")
-        .args(args)
-        .arg("--quiet")
-        .arg("--report")
-        .arg(&report)
-        .output()
-        .expect("embermq runs");
-    let text = format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json = std::fs::read(&report)
-        .ok()
-        .and_then(|t| serde_json::from_slice(&t).ok())
-        .unwrap_or(Value::Null);
-    let _ = std::fs::remove_file(&report);
-    assert!(json.is_object(), "{tag}: no report; {text}");
-    (out, text, json)
-}
-
-fn n(v: &Value, path: &str) -> u64 {
-    v.pointer(path)
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("{path} missing in {v:#}"))
-}
+use sim_run::{n, sim};
 
 #[test]
 fn wss_fleet_refusing_the_certificate_reports_connect_failed_tls_with_the_first_message() {
@@ -55,7 +21,7 @@ fn wss_fleet_refusing_the_certificate_reports_connect_failed_tls_with_the_first_
     // No --cafile: the test CA is in no root store.
     let url = format!("wss://localhost:{}/mqtt", broker.wss_port);
     let (out, t, r) = sim(
-        "tls",
+        "verdict-tls",
         &[
             "--devices",
             "8",
@@ -95,7 +61,7 @@ fn readings_the_broker_acknowledged_then_dropped_are_lost_on_the_brokers_side_wi
     // Over WebSocket the checker drains its queue slowest.
     let url = format!("ws://127.0.0.1:{}/mqtt", broker.ws_port);
     let (out, t, r) = sim(
-        "queue",
+        "verdict-queue",
         &[
             "--devices",
             "100",

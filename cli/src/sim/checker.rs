@@ -231,6 +231,9 @@ pub(crate) async fn run(
                 }
                 let latency = unix_us().saturating_sub(probe.ts_us).max(1);
                 let _ = f.latency_us.record(latency);
+                if let Some(m) = &fleet.metrics {
+                    m.latency.record(latency as f64 / 1e6);
+                }
             }
             Some(Seen::Duplicate) => {
                 if let Some(d) = f.duplicates.get_mut(q) {

@@ -189,6 +189,8 @@ pub(crate) struct Fleet {
     pub(crate) t0: Instant,
     /// When devices stop publishing.
     pub(crate) end: Instant,
+    /// The Prometheus series, with `--metrics`.
+    pub(crate) metrics: Option<super::metrics::Exported>,
 }
 
 /// Topic and payload of the message being built (shared scratch).
@@ -453,8 +455,14 @@ async fn drive<C: Connector>(
             bump(&stats.connects);
             if cells.ever_connected.replace(true) {
                 bump(&stats.reconnects);
-            } else if let Some(h) = stats.connect_us.borrow_mut().as_mut() {
-                let _ = h.record(started.elapsed().as_micros().max(1) as u64);
+            } else {
+                let took = started.elapsed();
+                if let Some(h) = stats.connect_us.borrow_mut().as_mut() {
+                    let _ = h.record(took.as_micros().max(1) as u64);
+                }
+                if let Some(m) = &fleet.metrics {
+                    m.connect.record(took.as_secs_f64());
+                }
             }
             if s.retain_state {
                 let mut topic = heapless::String::<160>::new();

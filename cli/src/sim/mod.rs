@@ -10,6 +10,7 @@
 //!   TLS layer and the link-cutting connector wrapper;
 //! - `fleet`: the device tasks;
 //! - `checker`: the checker subscriber;
+//! - `metrics`: the Prometheus exposition of `--metrics`;
 //! - `report`: the report, its JSON form and the merge;
 //! - `verdict`: why a report is not clean, where, and the likely cause.
 //!
@@ -31,6 +32,7 @@ use tokio::time::Instant;
 mod checker;
 mod fleet;
 mod link;
+mod metrics;
 mod profile;
 mod report;
 mod settings;
@@ -117,6 +119,12 @@ fn simulate(args: &RunArgs) -> ExitCode {
         }
     };
     raise_fd_limit(settings.local_devices() as u64 + 256);
+    if let Some(addr) = args.metrics
+        && let Err(e) = metrics::start(addr, settings.shard.index)
+    {
+        eprintln!("embermq sim: {e}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -128,7 +136,8 @@ fn simulate(args: &RunArgs) -> ExitCode {
         }
     };
     let local = tokio::task::LocalSet::new();
-    let report = local.block_on(&runtime, simulate_async(settings, args.quiet));
+    let with_metrics = args.metrics.is_some();
+    let report = local.block_on(&runtime, simulate_async(settings, args.quiet, with_metrics));
     let report = match report {
         Ok(r) => r,
         Err(e) => {
@@ -143,10 +152,17 @@ fn simulate(args: &RunArgs) -> ExitCode {
         eprintln!("embermq sim: {e}");
         return ExitCode::from(2);
     }
+    if let Some(linger) = args.metrics_linger.filter(|l| *l > 0.0) {
+        std::thread::sleep(Duration::from_secs_f64(linger.min(3600.0)));
+    }
     verdict(&report)
 }
 
-async fn simulate_async(settings: Settings, quiet: bool) -> Result<Report, String> {
+async fn simulate_async(
+    settings: Settings,
+    quiet: bool,
+    with_metrics: bool,
+) -> Result<Report, String> {
     let devices = settings.local_devices();
     let t0 = Instant::now();
     // The end of publishing: after the ramp (and the checker's subscribe).
@@ -160,6 +176,7 @@ async fn simulate_async(settings: Settings, quiet: bool) -> Result<Report, Strin
         clock: embermq::clock::TokioClock::new(),
         t0,
         end,
+        metrics: with_metrics.then(metrics::Exported::new),
     }));
     let s = &fleet.settings;
     let findings: &'static RefCell<Findings> =
@@ -194,6 +211,14 @@ async fn simulate_async(settings: Settings, quiet: bool) -> Result<Report, Strin
         }
     }
     let baseline_kib = status_kib("VmRSS:").unwrap_or(0);
+    let exporter = fleet.metrics.as_ref().map(|m| {
+        tokio::task::spawn_local(async move {
+            loop {
+                m.sync(fleet, findings.borrow().duplicates);
+                tokio::time::sleep(metrics::SYNC_EVERY).await;
+            }
+        })
+    });
     let live = if quiet || !std::io::stderr().is_terminal() {
         None
     } else {
@@ -268,9 +293,16 @@ async fn simulate_async(settings: Settings, quiet: bool) -> Result<Report, Strin
         live.abort();
         let _ = live.await;
     }
+    if let Some(exporter) = exporter {
+        exporter.abort();
+        let _ = exporter.await;
+    }
     let wall = t0.elapsed();
     let mut report = build_report(fleet, findings, baseline_kib, wall);
     report.host.device_future_bytes = future_bytes as u64;
+    if let Some(m) = &fleet.metrics {
+        m.finish(&report);
+    }
     Ok(report)
 }
 

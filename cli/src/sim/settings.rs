@@ -137,6 +137,14 @@ pub(crate) struct RunArgs {
     /// No live view.
     #[arg(long, short)]
     pub(crate) quiet: bool,
+    /// Serve Prometheus metrics on http://ADDR/metrics while the run lasts
+    /// (e.g. 0.0.0.0:9464).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics: Option<std::net::SocketAddr>,
+    /// Keep serving --metrics this many seconds after the run, so that the
+    /// last scrape sees the final figures [default: 0].
+    #[arg(long, value_name = "SECS", requires = "metrics")]
+    pub(crate) metrics_linger: Option<f64>,
     /// Per-device MQTT receive buffer in bytes [default: 256].
     #[arg(long, value_name = "BYTES")]
     rx_buffer: Option<usize>,
