@@ -6,12 +6,14 @@
 //!
 //! - `profile`: the telemetry profile (TOML file and flag values);
 //! - `settings`: the flags and the resolved settings of a run;
+//! - `html`: the report as a self-contained HTML page with SVG charts;
 //! - `link`: broker URLs (`mqtt`, `mqtts`, `ws`, `wss`), the shared-config
 //!   TLS layer and the link-cutting connector wrapper;
 //! - `fleet`: the device tasks;
 //! - `checker`: the checker subscriber;
 //! - `metrics`: the Prometheus exposition of `--metrics`;
 //! - `report`: the report, its JSON form and the merge;
+//! - `series`: the run over time in a fixed number of buckets;
 //! - `verdict`: why a report is not clean, where, and the likely cause.
 //!
 //! One process runs one shard on a current-thread tokio runtime: the
@@ -31,10 +33,12 @@ use tokio::time::Instant;
 
 mod checker;
 mod fleet;
+mod html;
 mod link;
 mod metrics;
 mod profile;
 mod report;
+mod series;
 mod settings;
 mod verdict;
 
@@ -69,6 +73,9 @@ struct MergeArgs {
     /// Where to write the merged report (printed either way).
     #[arg(long, short)]
     output: Option<PathBuf>,
+    /// Write the merged report as a self-contained HTML page to FILE.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
 }
 
 /// Runs `embermq sim`: 0 when the run (or merge) is clean, 1 when the
@@ -95,6 +102,12 @@ fn merge(args: &MergeArgs) -> ExitCode {
     println!("{merged}");
     if let Some(out) = &args.output
         && let Err(e) = merged.save(out)
+    {
+        eprintln!("embermq sim merge: {e}");
+        return ExitCode::from(2);
+    }
+    if let Some(out) = &args.html
+        && let Err(e) = html::save(&merged, out)
     {
         eprintln!("embermq sim merge: {e}");
         return ExitCode::from(2);
@@ -148,6 +161,12 @@ fn simulate(args: &RunArgs) -> ExitCode {
     println!("{report}");
     if let Some(path) = &args.report
         && let Err(e) = report.save(path)
+    {
+        eprintln!("embermq sim: {e}");
+        return ExitCode::from(2);
+    }
+    if let Some(path) = &args.html
+        && let Err(e) = html::save(&report, path)
     {
         eprintln!("embermq sim: {e}");
         return ExitCode::from(2);
@@ -211,6 +230,27 @@ async fn simulate_async(
         }
     }
     let baseline_kib = status_kib("VmRSS:").unwrap_or(0);
+    let series: &'static RefCell<series::Series> =
+        Box::leak(Box::new(RefCell::new(series::Series::default())));
+    let last_snapshot: &'static RefCell<series::Snapshot> =
+        Box::leak(Box::new(RefCell::new(series::Snapshot::default())));
+    let sample = move || {
+        let now = snapshot(fleet);
+        let mut f = findings.borrow_mut();
+        series.borrow_mut().record(
+            t0.elapsed().as_secs_f64(),
+            &last_snapshot.borrow(),
+            &now,
+            &mut f.latency_window,
+        );
+        *last_snapshot.borrow_mut() = now;
+    };
+    let sampler = tokio::task::spawn_local(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            sample();
+        }
+    });
     let exporter = fleet.metrics.as_ref().map(|m| {
         tokio::task::spawn_local(async move {
             loop {
@@ -297,9 +337,13 @@ async fn simulate_async(
         exporter.abort();
         let _ = exporter.await;
     }
+    sampler.abort();
+    let _ = sampler.await;
+    sample();
     let wall = t0.elapsed();
     let mut report = build_report(fleet, findings, baseline_kib, wall);
     report.host.device_future_bytes = future_bytes as u64;
+    report.series = Some(series.take());
     if let Some(m) = &fleet.metrics {
         m.finish(&report);
     }
@@ -421,9 +465,30 @@ fn build_report(
         },
         clean: false,
         reasons: Vec::new(),
+        settings: s.describe(),
+        series: None,
     };
     report.judge_now();
     report
+}
+
+/// The fleet's cumulative counters now (for the series).
+fn snapshot(fleet: &Fleet) -> series::Snapshot {
+    let st = &fleet.stats;
+    let total = |c: &[core::cell::Cell<u64>; 3]| c.iter().map(core::cell::Cell::get).sum::<u64>();
+    series::Snapshot {
+        published: total(&st.published),
+        acknowledged: total(&st.acknowledged),
+        received: st.received.get(),
+        connects: st.connects.get(),
+        connected: st.connected.get(),
+        errors: st
+            .errors
+            .borrow()
+            .iter()
+            .map(|(k, t)| (*k, t.count))
+            .collect(),
+    }
 }
 
 /// The live view: connected / target, messages per second out and in,

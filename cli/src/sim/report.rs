@@ -232,6 +232,12 @@ pub(crate) struct Report {
     /// when clean.
     #[serde(default)]
     pub(crate) reasons: Vec<String>,
+    /// The run's settings as the HTML report lists them (name, value).
+    #[serde(default)]
+    pub(crate) settings: Vec<(String, String)>,
+    /// The run over time (for the HTML report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) series: Option<super::series::Series>,
 }
 
 impl Report {
@@ -307,6 +313,13 @@ impl Report {
                         .map_err(|e| e.to_string())?;
                     a.worst_devices.extend(b.worst_devices.iter().cloned());
                     a.worst_devices.truncate(20);
+                    Some(a)
+                }
+                _ => None,
+            };
+            m.series = match (m.series.take(), &r.series) {
+                (Some(mut a), Some(b)) => {
+                    a.merge(b);
                     Some(a)
                 }
                 _ => None,
