@@ -223,7 +223,9 @@ pub(crate) fn render(r: &Report) -> Result<String, String> {
          table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;\
          padding:.2em .6em;text-align:left;vertical-align:top}th{background:#f4f4f4}\
          .clean{color:#1a7f37}.unclean{color:#c62828}figure{margin:1em 0}\
-         figcaption{font-size:.9em;color:#555}</style></head><body>\n",
+         figcaption{font-size:.9em;color:#555}.facts{display:flex;gap:1.5em;\
+         flex-wrap:wrap;align-items:flex-start}.facts>div{flex:1 1 360px}\
+         </style></head><body>\n",
     );
     let shards: Vec<String> = r
         .shards
@@ -245,7 +247,7 @@ pub(crate) fn render(r: &Report) -> Result<String, String> {
         }
         out.push_str("</ul>\n");
     }
-    out.push_str("<h2>Settings</h2>\n");
+    out.push_str("<div class=\"facts\"><div><h2>Settings</h2>\n");
     let mut settings = vec![
         ("broker".to_owned(), r.broker.clone()),
         ("MQTT".to_owned(), r.protocol.clone()),
@@ -256,7 +258,7 @@ pub(crate) fn render(r: &Report) -> Result<String, String> {
     ];
     settings.extend(r.settings.iter().cloned());
     table(&mut out, &settings);
-    out.push_str("<h2>Totals</h2>\n");
+    out.push_str("</div><div><h2>Totals</h2>\n");
     let q = |p: &super::report::PerQos| format!("{} / {} / {}", p.qos0, p.qos1, p.qos2);
     let mut totals = vec![
         ("published (QoS 0/1/2)".to_owned(), q(&r.published)),
@@ -291,7 +293,7 @@ pub(crate) fn render(r: &Report) -> Result<String, String> {
         ]);
     }
     table(&mut out, &totals);
-    out.push_str("<h2>Over time</h2>\n");
+    out.push_str("</div></div>\n<h2>Over time</h2>\n");
     let rate = |v: &[u64]| per_second(&series, v);
     let svg = line_chart(
         &series,

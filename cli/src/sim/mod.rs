@@ -232,18 +232,19 @@ async fn simulate_async(
     let baseline_kib = status_kib("VmRSS:").unwrap_or(0);
     let series: &'static RefCell<series::Series> =
         Box::leak(Box::new(RefCell::new(series::Series::default())));
-    let last_snapshot: &'static RefCell<series::Snapshot> =
-        Box::leak(Box::new(RefCell::new(series::Snapshot::default())));
+    // The last sample: when (seconds into the run) and the counters.
+    let last_sample: &'static RefCell<(f64, series::Snapshot)> = Box::leak(Box::new(RefCell::new(
+        (t0.elapsed().as_secs_f64(), snapshot(fleet)),
+    )));
     let sample = move || {
         let now = snapshot(fleet);
+        let at = t0.elapsed().as_secs_f64();
         let mut f = findings.borrow_mut();
-        series.borrow_mut().record(
-            t0.elapsed().as_secs_f64(),
-            &last_snapshot.borrow(),
-            &now,
-            &mut f.latency_window,
-        );
-        *last_snapshot.borrow_mut() = now;
+        let mut last = last_sample.borrow_mut();
+        series
+            .borrow_mut()
+            .record(last.0, at, &last.1, &now, &mut f.latency_window);
+        *last = (at, now);
     };
     let sampler = tokio::task::spawn_local(async move {
         loop {

@@ -168,22 +168,65 @@ impl Series {
         i
     }
 
-    /// Records what happened between `before` and `now`, `at_secs` into
-    /// the run, and the latency `window` (emptied).
+    /// Records what happened between `before` (taken `from_secs` into the
+    /// run) and `now` (`at_secs`), and the latency `window` (emptied).
+    /// Counts are spread over the buckets the interval covers in
+    /// proportion to time (a late sample does not leave an empty bucket
+    /// before a doubled one); the totals stay exact.
     pub(crate) fn record(
         &mut self,
+        from_secs: f64,
         at_secs: f64,
         before: &Snapshot,
         now: &Snapshot,
         window: &mut Histogram<u64>,
     ) {
-        let i = self.bucket(at_secs);
+        let last = self.bucket(at_secs);
+        let first = self.bucket(from_secs.min(at_secs)).min(last);
+        let width = f64::from(self.bucket_secs);
+        let span = (at_secs - from_secs).max(0.0);
+        // The share of the interval in each bucket first..=last.
+        let shares: Vec<f64> = (first..=last)
+            .map(|i| {
+                if span <= 0.0 {
+                    return if i == last { 1.0 } else { 0.0 };
+                }
+                let lo = (i as f64 * width).max(from_secs);
+                let hi = ((i + 1) as f64 * width).min(at_secs);
+                (hi - lo).max(0.0) / span
+            })
+            .collect();
+        let spread = |v: &mut Vec<u64>, delta: u64| {
+            let mut left = delta;
+            for (k, share) in shares.iter().enumerate() {
+                let i = first + k;
+                let part = if i == last {
+                    left
+                } else {
+                    ((delta as f64 * share) as u64).min(left)
+                };
+                v[i] += part;
+                left -= part;
+            }
+        };
+        spread(
+            &mut self.published,
+            now.published.saturating_sub(before.published),
+        );
+        spread(
+            &mut self.acknowledged,
+            now.acknowledged.saturating_sub(before.acknowledged),
+        );
+        spread(
+            &mut self.received,
+            now.received.saturating_sub(before.received),
+        );
+        spread(
+            &mut self.connects,
+            now.connects.saturating_sub(before.connects),
+        );
+        self.connected[last] = now.connected;
         let len = self.len();
-        self.published[i] += now.published.saturating_sub(before.published);
-        self.acknowledged[i] += now.acknowledged.saturating_sub(before.acknowledged);
-        self.received[i] += now.received.saturating_sub(before.received);
-        self.connects[i] += now.connects.saturating_sub(before.connects);
-        self.connected[i] = now.connected;
         for (kind, count) in &now.errors {
             let delta = count.saturating_sub(before.errors.get(kind).copied().unwrap_or(0));
             if delta > 0 {
@@ -191,7 +234,7 @@ impl Series {
                     .errors
                     .entry((*kind).to_owned())
                     .or_insert_with(|| vec![0; len]);
-                v[i] += delta;
+                spread(v, delta);
             }
         }
         if !window.is_empty() {
@@ -201,7 +244,7 @@ impl Series {
                 p99: window.value_at_quantile(0.99),
                 max: window.max(),
             };
-            self.latency[i] = BucketLatency::combine(self.latency[i], l);
+            self.latency[last] = BucketLatency::combine(self.latency[last], l);
             window.reset();
         }
     }
@@ -259,7 +302,7 @@ mod tests {
         for t in 0..10_000u64 {
             let now = snap(before.published + 3);
             w.record(1000 + t).unwrap();
-            s.record(t as f64 + 0.5, &before, &now, &mut w);
+            s.record(t as f64 - 0.5, t as f64 + 0.5, &before, &now, &mut w);
             before = now;
         }
         assert!(s.len() <= BUCKETS, "{}", s.len());
@@ -275,11 +318,21 @@ mod tests {
     fn merged_shards_add_up_bucket_by_bucket() {
         let mut w = super::super::checker::new_histogram();
         let mut a = Series::default();
-        a.record(0.5, &snap(0), &snap(5), &mut w);
+        a.record(0.0, 0.5, &snap(0), &snap(5), &mut w);
         let mut b = Series::default();
-        b.record(0.5, &snap(0), &snap(1), &mut w);
-        b.record(3.5, &snap(1), &snap(4), &mut w);
+        b.record(0.0, 0.5, &snap(0), &snap(1), &mut w);
+        b.record(3.0, 3.5, &snap(1), &snap(4), &mut w);
         a.merge(&b);
         assert_eq!(a.published, vec![6, 0, 0, 3]);
+    }
+
+    #[test]
+    fn a_late_sample_spreads_its_counts_over_the_seconds_it_covers() {
+        let mut w = super::super::checker::new_histogram();
+        let mut s = Series::default();
+        s.record(0.0, 1.0, &snap(0), &snap(100), &mut w);
+        // Two and a half seconds late: 250 readings over 1.0 .. 3.5 s.
+        s.record(1.0, 3.5, &snap(100), &snap(350), &mut w);
+        assert_eq!(s.published, vec![100, 100, 100, 50]);
     }
 }
