@@ -315,7 +315,9 @@ async fn simulate_async(
             if received != last.0 {
                 last = (received, now);
             }
-            if unique >= published
+            // Replies to the last commands are on their way too.
+            let replies_due = fleet.stats.replies_received.get() < fleet.stats.replies_sent.get();
+            if (unique >= published && !replies_due)
                 || now >= give_up
                 || now.duration_since(last.1) > Duration::from_secs(2)
             {
