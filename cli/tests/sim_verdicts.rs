@@ -1,7 +1,9 @@
 //! `embermq sim` verdicts say where and why, against real mosquitto
 //! brokers the tests start: a wss fleet refusing the broker's certificate
 //! reports its errors as `connect_failed_tls` with the first message (who,
-//! when, the TLS error); a broker whose subscriber queue is tiny
+//! when, the TLS error), a refused TCP connect `connect_failed_tcp` and a
+//! failed HTTP upgrade `connect_failed_websocket`; a broker whose
+//! subscriber queue is tiny
 //! (`max_queued_messages 5`, `max_inflight_messages 1`) drops readings it
 //! had acknowledged, and the report puts that loss on the broker's side
 //! with a hint at the setting.
@@ -95,4 +97,49 @@ fn readings_the_broker_acknowledged_then_dropped_are_lost_on_the_brokers_side_wi
         "{t}"
     );
     assert_eq!(out.status.code(), Some(1), "{t}");
+}
+
+#[test]
+fn connect_failures_are_grouped_by_the_layer_that_failed_tcp_and_websocket() {
+    let broker = Mosquitto::start().expect("mosquitto starts");
+    // Nothing listens on a port just released: TCP refuses.
+    let closed = embermq_tests::peers::free_port().expect("a free port");
+    let cases = [
+        (
+            format!("mqtt://127.0.0.1:{closed}"),
+            "connect_failed_tcp",
+            "TCP: connection refused",
+        ),
+        // mosquitto's plain MQTT listener does not answer an HTTP upgrade.
+        (
+            format!("ws://127.0.0.1:{}/mqtt", broker.tcp_port),
+            "connect_failed_websocket",
+            "WebSocket upgrade: ",
+        ),
+    ];
+    for (url, kind, message) in cases {
+        let (out, t, r) = sim(
+            kind,
+            &[
+                "--devices",
+                "3",
+                "--herd",
+                "--broker",
+                &url,
+                "--duration",
+                "1",
+                "--drain",
+                "1",
+                "--no-checker",
+            ],
+        );
+        assert!(n(&r, &format!("/errors/{kind}")) >= 3, "{t}");
+        let first = r
+            .pointer(&format!("/error_first/{kind}"))
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no first {kind}: {t}"));
+        assert!(first.contains(message), "{first}");
+        assert!(r["reasons"].to_string().contains(kind), "{t}");
+        assert_eq!(out.status.code(), Some(1), "{t}");
+    }
 }
