@@ -658,7 +658,7 @@ async fn lan9118_link_down_ends_the_mqtt_link_and_link_up_brings_it_back() {
     let monitor_arg = format!("unix:{},server,nowait", socket.display());
     let id = format!("qemu-link-{}", std::process::id());
     let mut device = Device::boot(&AN386, broker.ws_port, &id, &["-monitor", &monitor_arg]);
-    timeout(WHOLE, async {
+    let done = timeout(WHOLE, async {
         device.expect("event: mqtt connected (V5").await;
         device.readings_queued(1).await;
         monitor(&socket, "set_link net0 off").await;
@@ -670,8 +670,10 @@ async fn lan9118_link_down_ends_the_mqtt_link_and_link_up_brings_it_back() {
         device.console("exit").await;
         assert_eq!(device.exit_code().await, 0);
     })
-    .await
-    .expect("the link test exceeded its time limit");
+    .await;
+    if done.is_err() {
+        device.fail(&format!("the link test exceeded {WHOLE:?}"));
+    }
     let _ = std::fs::remove_file(&socket);
 }
 
