@@ -55,8 +55,24 @@ pub(crate) const DEVICE_FILTER_LEN: usize = 64;
 /// How long a device's connect (TCP, TLS, WebSocket upgrade) may take.
 const CONNECT_TIMEOUT_SECS: u64 = 20;
 
+/// Publish tokens a device's completion table tracks. A device never
+/// awaits a token (it counts outcomes from `PublishComplete` events, which
+/// do not need the table), so a small table only lets the oldest entries
+/// be given away sooner: 4 slots of 40 bytes instead of the default 16
+/// (480 bytes less per device).
+const DEVICE_TOKENS: usize = 4;
+
 /// A device's client state.
-type DeviceState<'b> = ClientState<'b, NoopRawMutex, DEVICE_INFLIGHT, 1, DEVICE_FILTER_LEN>;
+type DeviceState<'b> = ClientState<
+    'b,
+    NoopRawMutex,
+    DEVICE_INFLIGHT,
+    1,
+    DEVICE_FILTER_LEN,
+    0,
+    embermq::store::NoStore,
+    DEVICE_TOKENS,
+>;
 
 /// Counters for the whole fleet of this process (one runtime thread, so
 /// plain cells).
@@ -580,12 +596,19 @@ async fn drive<C: Connector>(
 
 /// Publishes the device's telemetry until the end of the run, cutting its
 /// link when the fault knobs say so, then waits for the outbox to drain.
-async fn publish_loop<M, const I: usize, const S: usize, const F: usize, const A: usize>(
+async fn publish_loop<
+    M,
+    const I: usize,
+    const S: usize,
+    const F: usize,
+    const A: usize,
+    const T: usize,
+>(
     fleet: &'static Fleet,
     local: usize,
     n: u32,
     id: &str,
-    client: &embermq::client::Client<'_, '_, M, I, S, F, A>,
+    client: &embermq::client::Client<'_, '_, M, I, S, F, A, embermq::store::NoStore, T>,
     cells: &DeviceCells,
 ) where
     M: embermq::client::RawMutex,
@@ -738,10 +761,17 @@ fn build_telemetry(
 
 /// Answers a command: the reply goes to the Response Topic (5.0) with the
 /// Correlation Data, or to the device's `reply` topic.
-fn answer_command<M, const I: usize, const S: usize, const F: usize, const A: usize>(
+fn answer_command<
+    M,
+    const I: usize,
+    const S: usize,
+    const F: usize,
+    const A: usize,
+    const T: usize,
+>(
     fleet: &'static Fleet,
     id: &str,
-    client: &embermq::client::Client<'_, '_, M, I, S, F, A>,
+    client: &embermq::client::Client<'_, '_, M, I, S, F, A, embermq::store::NoStore, T>,
     m: &session::Message<'_>,
     cells: &DeviceCells,
 ) where
