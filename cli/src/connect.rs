@@ -37,11 +37,9 @@ use embedded_io::ErrorKind;
 use embedded_io_async::{ErrorType, Read, Write};
 use embermq::transport::{
     Connector, RustlsConfigError, RustlsConnectError, RustlsConnector, RustlsError, RustlsOptions,
-    RustlsStream, TokioTcpConnector, TokioTcpError, TokioTcpStream,
+    RustlsStream, TokioTcpConnector, TokioTcpError, TokioTcpStream, WsConnector,
 };
-use embermq_ws::{
-    Buffers, ClientRole, HandshakeError, HandshakeHooks, HeaderWriter, WsConnector, WsStream,
-};
+use embermq_ws::{Buffers, ClientRole, HandshakeError, HandshakeHooks, HeaderWriter, WsStream};
 use rand::rngs::StdRng;
 use rustls::pki_types::ServerName;
 
@@ -265,7 +263,7 @@ impl Connector for BrokerConnector<'_> {
     type Error = BrokerConnectError;
 
     async fn connect(&mut self) -> Result<BrokerTransport<'_>, BrokerConnectError> {
-        use embermq_ws::ConnectError as Ws;
+        use embermq::transport::WsConnectError as Ws;
         match &mut self.kind {
             Kind::Tcp(c) => c
                 .connect()

@@ -18,8 +18,9 @@
 use core::fmt;
 
 use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
+use embermq::transport::WsConnector;
 use embermq::transport::{Connector, TokioTcpConnector, TokioTcpError, TokioTcpStream};
-use embermq_ws::{Buffers, ClientRole, WsConnector, WsStream};
+use embermq_ws::{Buffers, ClientRole, WsStream};
 use rand::rngs::StdRng;
 
 /// The broker the examples use without `--broker`: the WebSocket listener
@@ -148,7 +149,7 @@ pub enum BrokerError {
     /// DNS or TCP.
     Tcp(TokioTcpError),
     /// The WebSocket upgrade (e.g. `upgrade refused: HTTP 404 Not Found`).
-    WebSocket(embermq_ws::ConnectError<TokioTcpError>),
+    WebSocket(embermq::transport::WsConnectError<TokioTcpError>),
 }
 
 impl fmt::Display for BrokerError {

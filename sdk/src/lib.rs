@@ -24,7 +24,7 @@
 //!   (feature `tokio`), and TLS over any connector: rustls on hosts
 //!   (feature `rustls`) and embedded-tls on devices (feature
 //!   `embedded-tls`, no allocator, caller-lent record buffers). The
-//!   WebSocket connector is `embermq_ws::WsConnector`.
+//!   WebSocket connector is `embermq::transport::WsConnector`.
 //! - [`session`]: the sans-IO MQTT state machine: bytes and `now` in; bytes
 //!   to send, events and the next deadline out. QoS 0/1/2 flows, keepalive,
 //!   in-flight window, resend on resume, resubscribe, v5 topic aliases and
@@ -62,6 +62,8 @@
     )
 )]
 
+#[cfg(feature = "host")]
+extern crate alloc;
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
@@ -74,6 +76,8 @@ pub mod clock;
 #[cfg(any(feature = "cloud-aws", feature = "cloud-azure"))]
 pub mod cloud;
 pub mod codec;
+#[cfg(feature = "host")]
+pub mod host;
 pub mod session;
 pub mod store;
 #[cfg(feature = "telemetry")]

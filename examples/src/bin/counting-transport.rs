@@ -33,9 +33,10 @@ use embermq::client::{ClientConfig, ClientState, Connection, Event, NoopRawMutex
 use embermq::clock::TokioClock;
 use embermq::codec::{QoS, Subscription, SubscriptionOptions};
 use embermq::session::{OutgoingMessage, ProtocolChoice, SessionConfig};
+use embermq::transport::WsConnector;
 use embermq::transport::{Connector, TokioTcpConnector};
 use embermq_examples::{Broker, DEFAULT_BROKER};
-use embermq_ws::{Buffers, WsConnector};
+use embermq_ws::Buffers;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
