@@ -3,7 +3,7 @@
 //! A [`Connector`] opens a fresh transport for every connect and reconnect.
 //! The transport is any [`embedded_io_async::Read`] + [`embedded_io_async::Write`]
 //! byte stream: plain TCP (embassy-net on devices, tokio on hosts), TLS over
-//! TCP, a WebSocket stream ([`WsConnector`], feature `ws`), or a WebSocket
+//! TCP, a WebSocket stream (`WsConnector`, feature `ws`), or a WebSocket
 //! inside TLS. Connectors compose by wrapping one another.
 //!
 //! The transport may borrow from its connector (`Transport<'a>`), so a device

@@ -4,26 +4,30 @@
 //! driver on the current tokio runtime.
 //!
 //! ```no_run
-//! use embermq::host::{self, Event, QoS};
+//! use embermq::host::{self, QoS};
+//! use std::time::Duration;
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), host::Error> {
 //!     let (client, mut events) = host::connect("wss://user:pass@broker.example/mqtt")?;
-//!     client.subscribe("sensors/+/temp", QoS::AtLeastOnce).await?;
+//!     client.subscribe("commands/#", QoS::AtLeastOnce).await?;
 //!     tokio::spawn(async move {
 //!         for n in 0u32.. {
-//!             let token = client.publish("sensors/a/temp", n.to_string(), QoS::AtLeastOnce).await?;
-//!             token.await?; // PUBACK (or drop the token)
-//!             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+//!             client.publish("readings", n.to_string(), QoS::AtLeastOnce).await?;
+//!             tokio::time::sleep(Duration::from_secs(1)).await;
 //!         }
 //!         Ok::<_, host::Error>(())
 //!     });
-//!     while let Some(Event::Message(m)) = events.recv().await {
+//!     while let Some(m) = events.next_message().await {
 //!         println!("{} {:?}", m.topic, m.payload);
 //!     }
 //!     Ok(())
 //! }
 //! ```
+//!
+//! `publish` returns a [`Token`]: `.await` it for the PUBACK / PUBCOMP, or
+//! drop it. docs/host.md sets this program beside the same one in rumqttc
+//! and maps rumqttc's calls onto these.
 //!
 //! # What it keeps from the core client
 //!
@@ -43,10 +47,13 @@
 //! the application ([`Options::event_capacity`]). When the application
 //! does not read its events, the driver waits for room before it reads
 //! the socket again: the broker's TCP window closes and nothing piles up.
-//! While it waits the driver sends nothing either, so a reader that stalls
-//! longer than the keepalive loses the link; it then reconnects and QoS
-//! 1/2 messages are delivered again. Dropping [`Events`] altogether is
-//! fine: events are then discarded.
+//! While it waits the driver sends nothing either: acknowledgements for
+//! our own publishes are not read, so a task that awaits a [`Token`] must
+//! not be the one that reads the events (read them in their own task, as
+//! above), and a reader that stalls longer than the keepalive loses the
+//! link (the client then reconnects and QoS 1/2 messages are delivered
+//! again). Dropping [`Events`] altogether is fine: events are then
+//! discarded and the driver never waits.
 //!
 //! # Lifetime
 //!
