@@ -259,6 +259,7 @@ fn run_host(case: Case) -> Sample {
             .client_id(id)
             .protocol(ProtocolChoice::V311)
             .max_packet_size(BUF as u32)
+            .max_inflight(INFLIGHT as u16)
             .outbox_bytes(WINDOW * (case.payload + topic.len() + 32));
         let (client, mut events) = host::connect(options).expect("connect");
         client

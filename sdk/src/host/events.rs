@@ -15,9 +15,10 @@ use super::Error;
 use crate::codec::{Properties, ProtocolVersion, QoS};
 use crate::session::{self, CloseReason};
 
-/// The 5.0 properties of a received message, owned.
+/// The 5.0 properties of a message, owned: those received, or those to
+/// send with [`Publish::with_properties`](super::Publish::with_properties)
+/// (build with `..MessageProperties::default()`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct MessageProperties {
     /// Payload Format Indicator: `Some(true)` for UTF-8.
     pub payload_is_utf8: Option<bool>,

@@ -12,7 +12,7 @@ use core::task::{Context, Poll};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use super::Error;
+use super::{Error, MessageProperties};
 use crate::codec::{QoS, SubscriptionOptions};
 use crate::session::FilterResults;
 use crate::topic;
@@ -28,6 +28,11 @@ pub struct Publish {
     pub qos: QoS,
     /// Retained.
     pub retain: bool,
+    /// 5.0 properties (Response Topic, Correlation Data, User Properties,
+    /// Content Type, Message Expiry, Payload Format); dropped on a 3.1.1
+    /// link. `subscription_ids` is not sent (a client may not
+    /// [MQTT-3.3.4-6]). Not sent with a Will.
+    pub properties: MessageProperties,
 }
 
 impl Publish {
@@ -38,7 +43,14 @@ impl Publish {
             payload: payload.into(),
             qos,
             retain: false,
+            properties: MessageProperties::default(),
         }
+    }
+
+    /// The same message with these 5.0 properties.
+    pub fn with_properties(mut self, properties: MessageProperties) -> Self {
+        self.properties = properties;
+        self
     }
 
     /// The same message, retained.

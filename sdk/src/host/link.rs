@@ -11,7 +11,10 @@
 //! host and path, the headers, the RNG for keys and masks), so it has no
 //! lifetime parameter: the driver future that holds it can be spawned on
 //! tokio's multi-threaded runtime. The transport is one enum
-//! ([`LinkTransport`]), so every URL gives the same client type.
+//! ([`LinkTransport`]), so every URL gives the same client type. It is
+//! public for programs that run the core [`Connection`](crate::client::Connection)
+//! themselves (the CLI's demo, the fleet simulator's checker) and want a
+//! URL to pick the stack.
 //!
 //! TLS verifies the broker against the roots of the
 //! [`RustlsOptions`] given (Mozilla's by default), with the URL's host as
@@ -41,7 +44,7 @@ use crate::transport::{
 
 /// Extra WebSocket upgrade headers, written into every request.
 #[derive(Clone, Default)]
-pub(crate) struct ExtraHeaders(pub(crate) Vec<(String, String)>);
+struct ExtraHeaders(Vec<(String, String)>);
 
 impl fmt::Debug for ExtraHeaders {
     /// Names only: the values often carry tokens.
@@ -78,12 +81,12 @@ struct WsLayer<C> {
 }
 
 impl<C: Connector> WsLayer<C> {
-    fn new(inner: C, url: &BrokerUrl, settings: &LinkSettings<'_>) -> Self {
+    fn new(inner: C, url: &BrokerUrl, settings: &LinkOptions, rng: StdRng) -> Self {
         Self {
             inner,
             rx: vec![0; settings.ws_buffer_len],
             tx: vec![0; settings.ws_buffer_len],
-            rng: settings.rng.clone(),
+            rng,
             host: url.host_header.clone(),
             port: url.explicit_port.then_some(url.port),
             path: url.path.clone(),
@@ -130,23 +133,48 @@ enum Kind {
     Wss(Box<WsLayer<TlsConnector>>),
 }
 
-/// The connector for one broker URL (see the module table).
-pub(crate) struct LinkConnector {
+/// The [`Connector`] for one broker URL (see the module table).
+pub struct LinkConnector {
     kind: Kind,
 }
 
 /// What a [`LinkConnector`] is built from besides the URL.
-pub(crate) struct LinkSettings<'a> {
-    pub(crate) tls: Option<&'a Arc<rustls::ClientConfig>>,
-    pub(crate) headers: Vec<(String, String)>,
-    /// WebSocket buffer bytes per direction.
-    pub(crate) ws_buffer_len: usize,
-    pub(crate) rng: StdRng,
+#[derive(Clone)]
+pub struct LinkOptions {
+    /// The rustls configuration for `mqtts://` and `wss://` (built from
+    /// [`RustlsOptions`]); `None`: Mozilla's roots, no client certificate.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Extra WebSocket upgrade request headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// WebSocket buffer bytes per direction (the stream view carries
+    /// larger messages through them).
+    pub ws_buffer_len: usize,
+}
+
+impl fmt::Debug for LinkOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LinkOptions")
+            .field("tls", &self.tls.is_some())
+            .field("headers", &ExtraHeaders(self.headers.clone()))
+            .field("ws_buffer_len", &self.ws_buffer_len)
+            .finish()
+    }
+}
+
+impl Default for LinkOptions {
+    fn default() -> Self {
+        Self {
+            tls: None,
+            headers: Vec::new(),
+            ws_buffer_len: super::options::WS_BUFFER_LEN,
+        }
+    }
 }
 
 impl LinkConnector {
-    /// The connector stack for `url`.
-    pub(crate) fn new(url: &BrokerUrl, settings: LinkSettings<'_>) -> Result<Self, SetupError> {
+    /// The connector stack for `url` (see the module table); `rng` makes
+    /// the WebSocket keys and masks.
+    pub fn new(url: &BrokerUrl, settings: &LinkOptions, rng: StdRng) -> Result<Self, SetupError> {
         let tcp = TokioTcpConnector::new(url.host.clone(), url.port);
         let tls = |tcp| -> Result<TlsConnector, SetupError> {
             let name = ServerName::try_from(url.host.clone()).map_err(|_| {
@@ -154,7 +182,7 @@ impl LinkConnector {
                     name: url.host.clone(),
                 })
             })?;
-            let config = match settings.tls {
+            let config = match &settings.tls {
                 Some(config) => config.clone(),
                 None => RustlsOptions::new()
                     .client_config()
@@ -165,8 +193,8 @@ impl LinkConnector {
         let kind = match url.scheme {
             Scheme::Mqtt => Kind::Tcp(tcp),
             Scheme::Mqtts => Kind::Tls(tls(tcp)?),
-            Scheme::Ws => Kind::Ws(Box::new(WsLayer::new(tcp, url, &settings))),
-            Scheme::Wss => Kind::Wss(Box::new(WsLayer::new(tls(tcp)?, url, &settings))),
+            Scheme::Ws => Kind::Ws(Box::new(WsLayer::new(tcp, url, settings, rng))),
+            Scheme::Wss => Kind::Wss(Box::new(WsLayer::new(tls(tcp)?, url, settings, rng))),
         };
         Ok(Self { kind })
     }
@@ -193,7 +221,7 @@ impl Connector for LinkConnector {
 // One per link: boxing the large variant would only add an allocation per
 // (re)connect.
 #[allow(clippy::large_enum_variant)]
-pub(crate) enum LinkTransport<'a> {
+pub enum LinkTransport<'a> {
     /// `mqtt://`.
     Tcp(TokioTcpStream),
     /// `mqtts://`.

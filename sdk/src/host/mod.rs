@@ -65,8 +65,8 @@
 //! # Not here
 //!
 //! Devices (use [`crate::client`] with lent buffers), MQTT 5.0 enhanced
-//! authentication and publish properties (the core client has them),
-//! proxies.
+//! authentication, Will properties and subscription identifiers (the core
+//! client has them), proxies.
 
 mod events;
 mod handle;
@@ -84,10 +84,10 @@ pub use crate::codec::QoS;
 pub use crate::session::{FilterResults, ProtocolChoice};
 pub use events::{Event, Events, Message, MessageProperties};
 pub use handle::{Client, Publish, Token};
-pub use link::{LinkConnectError, SetupError};
+pub use link::{LinkConnectError, LinkConnector, LinkOptions, LinkTransport, SetupError};
 pub use options::{
-    DEFAULT_EVENT_CAPACITY, DEFAULT_MAX_PACKET_SIZE, DEFAULT_OUTBOX_BYTES,
-    DEFAULT_REQUEST_CAPACITY, Options,
+    DEFAULT_EVENT_CAPACITY, DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_PACKET_SIZE, DEFAULT_OUTBOX_BYTES,
+    DEFAULT_REQUEST_CAPACITY, MAX_INFLIGHT, Options,
 };
 pub use url::{BrokerUrl, DEFAULT_WS_PATH, Scheme, UrlError, masked};
 
@@ -264,16 +264,13 @@ pub fn connect(options: impl IntoOptions) -> Result<(Client, Events), Error> {
         None => None,
     };
     let mut rng = rand::rngs::StdRng::from_entropy();
-    let connector = link::LinkConnector::new(
-        &options.url,
-        link::LinkSettings {
-            tls: tls.as_ref(),
-            headers: options.headers.clone(),
-            ws_buffer_len: options::WS_BUFFER_LEN,
-            rng: rand::rngs::StdRng::from_rng(&mut rng).unwrap_or_else(|_| rng.clone()),
-        },
-    )
-    .map_err(Error::Setup)?;
+    let link = LinkOptions {
+        tls,
+        headers: options.headers.clone(),
+        ..LinkOptions::default()
+    };
+    let ws_rng = rand::rngs::StdRng::from_rng(&mut rng).unwrap_or_else(|_| rng.clone());
+    let connector = LinkConnector::new(&options.url, &link, ws_rng).map_err(Error::Setup)?;
     let client_id = options
         .client_id
         .clone()
@@ -301,4 +298,58 @@ pub fn connect(options: impl IntoOptions) -> Result<(Client, Events), Error> {
         None => drop(runtime.spawn(task::run(setup, crate::store::NoStore))),
     }
     Ok((client, Events { rx: events_rx }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+
+    #[test]
+    fn options_debug_redacts_the_password_header_values_and_the_will_payload() {
+        let options = Options::new("wss://alice:s3cret@broker.example/mqtt")
+            .unwrap()
+            .ws_header("Authorization", "Bearer t0ken")
+            .will(Publish::new("status", "w1ll-payload", QoS::AtLeastOnce));
+        let shown = format!("{options:?}");
+        for secret in ["s3cret", "t0ken", "w1ll-payload"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(
+            shown.contains("alice") && shown.contains("Authorization"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn limits_out_of_range_are_errors_naming_the_option() {
+        let base = || Options::new("mqtt://h").unwrap();
+        let cases = [
+            (base().max_packet_size(10), "max_packet_size"),
+            (
+                base().keep_alive(core::time::Duration::from_secs(70_000)),
+                "keep_alive",
+            ),
+            (base().outbox_bytes(1), "outbox_bytes"),
+            (base().event_capacity(0), "event_capacity"),
+        ];
+        for (options, name) in cases {
+            let e = options.check().unwrap_err();
+            assert!(format!("{e}").contains(name), "{e}");
+        }
+        let e = base()
+            .tls(crate::transport::RustlsOptions::new())
+            .check()
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::Setup(SetupError::TlsOptionsWithoutTls)),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_malformed_url_and_a_missing_runtime_are_errors_not_panics() {
+        assert!(matches!(connect("http://h"), Err(Error::Url(_))));
+        assert!(matches!(connect("mqtt://h"), Err(Error::NoRuntime)));
+    }
 }

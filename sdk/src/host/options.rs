@@ -31,6 +31,10 @@ pub const DEFAULT_OUTBOX_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_EVENT_CAPACITY: usize = 64;
 /// The default number of requests buffered for the driver.
 pub const DEFAULT_REQUEST_CAPACITY: usize = 64;
+/// The default in-flight window for QoS 1/2 publishes.
+pub const DEFAULT_MAX_INFLIGHT: u16 = 16;
+/// The largest in-flight window (the session's table).
+pub const MAX_INFLIGHT: u16 = 64;
 /// WebSocket buffer bytes per direction.
 pub(crate) const WS_BUFFER_LEN: usize = 16 * 1024;
 /// Smallest `max_packet_size` accepted (a CONNACK with properties fits).
@@ -52,6 +56,7 @@ pub struct Options {
     pub(crate) tls: Option<RustlsOptions>,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) max_packet_size: u32,
+    pub(crate) max_inflight: u16,
     pub(crate) outbox_bytes: usize,
     pub(crate) overflow: OverflowPolicy,
     pub(crate) store: Option<PathBuf>,
@@ -80,6 +85,7 @@ impl fmt::Debug for Options {
             .field("tls", &self.tls.is_some())
             .field("header_names", &headers)
             .field("max_packet_size", &self.max_packet_size)
+            .field("max_inflight", &self.max_inflight)
             .field("outbox_bytes", &self.outbox_bytes)
             .field("overflow", &self.overflow)
             .field("store", &self.store)
@@ -100,8 +106,13 @@ impl Options {
     /// outbox in memory, [`Backoff::DEFAULT`] (retrying for ever), a 10 s
     /// connect timeout, [`DEFAULT_EVENT_CAPACITY`] events buffered.
     pub fn new(url: &str) -> Result<Self, Error> {
-        let url: BrokerUrl = url.parse().map_err(Error::Url)?;
-        Ok(Self {
+        Ok(Self::from_url(url.parse().map_err(Error::Url)?))
+    }
+
+    /// Options for an already parsed URL, with the defaults of
+    /// [`new`](Self::new).
+    pub fn from_url(url: BrokerUrl) -> Self {
+        Self {
             client_id: None,
             keep_alive: Duration::from_secs(60),
             protocol: ProtocolChoice::V5WithFallback,
@@ -114,6 +125,7 @@ impl Options {
             tls: None,
             headers: Vec::new(),
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
+            max_inflight: DEFAULT_MAX_INFLIGHT,
             outbox_bytes: DEFAULT_OUTBOX_BYTES,
             overflow: OverflowPolicy::RejectNew,
             store: None,
@@ -121,7 +133,7 @@ impl Options {
             connect_timeout: Duration::from_secs(10),
             event_capacity: DEFAULT_EVENT_CAPACITY,
             request_capacity: DEFAULT_REQUEST_CAPACITY,
-        })
+        }
     }
 
     /// The client identifier (default: `embermq-` and 12 random hex
@@ -174,6 +186,18 @@ impl Options {
         self
     }
 
+    /// The MQTT User Name alone (overrides the URL's; the password stays).
+    pub fn username(mut self, username: impl Into<String>) -> Self {
+        self.username = Some(username.into());
+        self
+    }
+
+    /// The MQTT Password alone (overrides the URL's).
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
     /// TLS settings for `mqtts://` and `wss://`: a CA file or the system's
     /// roots, a client certificate, ALPN (see [`RustlsOptions`]). Default:
     /// Mozilla's roots, no client certificate.
@@ -193,6 +217,17 @@ impl Options {
     /// this large. Told to a 5.0 broker in CONNECT.
     pub fn max_packet_size(mut self, bytes: u32) -> Self {
         self.max_packet_size = bytes;
+        self
+    }
+
+    /// QoS 1/2 publishes sent and not yet acknowledged, at most (default
+    /// [`DEFAULT_MAX_INFLIGHT`], up to [`MAX_INFLIGHT`]); a 5.0 broker's
+    /// Receive Maximum lowers it further. A 3.1.1 broker announces no
+    /// limit and some enforce one silently (mosquitto's
+    /// `max_inflight_messages`, 20 by default, acknowledges and drops what
+    /// is beyond it), hence the modest default.
+    pub fn max_inflight(mut self, publishes: u16) -> Self {
+        self.max_inflight = publishes;
         self
     }
 
@@ -267,6 +302,12 @@ impl Options {
             return bad(format!(
                 "max_packet_size {} is outside {MIN_PACKET_SIZE}..=268435455",
                 self.max_packet_size
+            ));
+        }
+        if self.max_inflight == 0 || self.max_inflight > MAX_INFLIGHT {
+            return bad(format!(
+                "max_inflight {} is outside 1..={MAX_INFLIGHT}",
+                self.max_inflight
             ));
         }
         if self.outbox_bytes < 64 {

@@ -32,13 +32,14 @@ use crate::client::{
     self, Client, ClientConfig, ClientState, Connection, CriticalSectionRawMutex, EventHandler,
 };
 use crate::clock::TokioClock;
-use crate::codec::{Properties, Subscription, Will};
+use crate::codec::{Properties, PropertyFields, Subscription, UserProperty, Will};
 use crate::session::{self, FilterResults, OutgoingMessage, SessionConfig};
 use crate::store::Store;
 use crate::time::Duration;
 
-/// In-flight window (bounded further by the broker's Receive Maximum).
-const INFLIGHT: usize = 64;
+/// The in-flight table ([`Options::max_inflight`](super::Options::max_inflight)
+/// chooses the window below it).
+const INFLIGHT: usize = super::options::MAX_INFLIGHT as usize;
 /// Subscriptions remembered for restoring.
 const SUBS: usize = 64;
 /// Longest topic filter remembered.
@@ -119,6 +120,7 @@ pub(crate) async fn run<St: HostStore>(setup: Setup, store: St) {
         .session_expiry
         .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
     config.max_incoming_packet_size = options.max_packet_size;
+    config.max_inflight = options.max_inflight;
     let driver_config = ClientConfig {
         backoff: options.backoff,
         connect_timeout: millis(options.connect_timeout),
@@ -227,8 +229,24 @@ async fn publish<St: HostStore>(
     pending: &Mutex<Pending>,
     overflow: session::OverflowPolicy,
 ) {
+    let p = &msg.properties;
+    let users: Vec<UserProperty<'_>> = p
+        .user_properties
+        .iter()
+        .map(|(name, value)| UserProperty { name, value })
+        .collect();
+    let fields = PropertyFields {
+        payload_format_indicator: p.payload_is_utf8,
+        message_expiry_interval: p.message_expiry_secs,
+        content_type: p.content_type.as_deref(),
+        response_topic: p.response_topic.as_deref(),
+        correlation_data: p.correlation_data.as_deref(),
+        user_properties: &users,
+        ..PropertyFields::default()
+    };
     let out = OutgoingMessage {
         retain: msg.retain,
+        properties: Properties::from_fields(&fields),
         ..OutgoingMessage::new(&msg.topic, &msg.payload, msg.qos)
     };
     let queued = if now {
