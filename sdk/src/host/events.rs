@@ -37,6 +37,11 @@ pub struct MessageProperties {
 }
 
 impl MessageProperties {
+    /// Whether no property is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
     fn from_wire(p: &Properties<'_>) -> Self {
         if p.is_empty() {
             return Self::default();

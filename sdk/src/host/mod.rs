@@ -42,7 +42,7 @@
 //!
 //! Everything is bounded: the outbox ([`Options::outbox_bytes`]), the
 //! receive and transmit buffers ([`Options::max_packet_size`] each), the
-//! WebSocket buffers (16 KiB each way), the requests on their way to the
+//! WebSocket buffers (16 to 64 KiB each way), the requests on their way to the
 //! driver ([`Options::request_capacity`]) and the events on their way to
 //! the application ([`Options::event_capacity`]). When the application
 //! does not read its events, the driver waits for room before it reads
@@ -267,7 +267,7 @@ pub fn connect(options: impl IntoOptions) -> Result<(Client, Events), Error> {
     let link = LinkOptions {
         tls,
         headers: options.headers.clone(),
-        ..LinkOptions::default()
+        ws_buffer_len: options.ws_buffer_len(),
     };
     let ws_rng = rand::rngs::StdRng::from_rng(&mut rng).unwrap_or_else(|_| rng.clone());
     let connector = LinkConnector::new(&options.url, &link, ws_rng).map_err(Error::Setup)?;

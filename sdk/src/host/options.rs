@@ -4,9 +4,9 @@
 //! The sizes a device chooses by hand are derived here: the receive buffer
 //! is the largest packet accepted ([`Options::max_packet_size`], sent to a
 //! 5.0 broker as Maximum Packet Size and enforced in both versions), the
-//! transmit buffer the largest packet sent, the WebSocket buffers a fixed
-//! 16 KiB per direction (the stream view carries larger messages through
-//! them). Not here: anything about the device-side const parameters (the
+//! transmit buffer the largest packet sent, the WebSocket buffers as large
+//! as a packet within 16..=64 KiB per direction (the stream view carries
+//! larger messages through them). Not here: anything about the device-side const parameters (the
 //! host layer fixes them, see [`super`]).
 
 use alloc::borrow::ToOwned;
@@ -35,8 +35,11 @@ pub const DEFAULT_REQUEST_CAPACITY: usize = 64;
 pub const DEFAULT_MAX_INFLIGHT: u16 = 16;
 /// The largest in-flight window (the session's table).
 pub const MAX_INFLIGHT: u16 = 64;
-/// WebSocket buffer bytes per direction.
+/// WebSocket buffer bytes per direction, at least (and when nothing else
+/// is asked, as for [`LinkOptions::default`](super::LinkOptions)).
 pub(crate) const WS_BUFFER_LEN: usize = 16 * 1024;
+/// WebSocket buffer bytes per direction, at most.
+const WS_BUFFER_MAX: usize = 64 * 1024;
 /// Smallest `max_packet_size` accepted (a CONNACK with properties fits).
 const MIN_PACKET_SIZE: u32 = 256;
 
@@ -287,6 +290,13 @@ impl Options {
     /// The URL's host, port and scheme (without the password).
     pub fn url(&self) -> &BrokerUrl {
         &self.url
+    }
+
+    /// WebSocket buffer bytes per direction: the largest packet (so one
+    /// packet is one frame) within 16..=64 KiB; the stream view carries
+    /// larger messages through in pieces.
+    pub(crate) fn ws_buffer_len(&self) -> usize {
+        (self.max_packet_size as usize).clamp(WS_BUFFER_LEN, WS_BUFFER_MAX)
     }
 
     /// Every limit checked, with the reason when one is unusable.

@@ -230,6 +230,9 @@ async fn publish<St: HostStore>(
     overflow: session::OverflowPolicy,
 ) {
     let p = &msg.properties;
+    // Without properties the session need not walk a property list per
+    // publish (it looks for a Message Expiry in every one it queues).
+    let empty = p.is_empty();
     let users: Vec<UserProperty<'_>> = p
         .user_properties
         .iter()
@@ -246,7 +249,11 @@ async fn publish<St: HostStore>(
     };
     let out = OutgoingMessage {
         retain: msg.retain,
-        properties: Properties::from_fields(&fields),
+        properties: if empty {
+            Properties::NONE
+        } else {
+            Properties::from_fields(&fields)
+        },
         ..OutgoingMessage::new(&msg.topic, &msg.payload, msg.qos)
     };
     let queued = if now {
