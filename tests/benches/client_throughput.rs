@@ -35,8 +35,12 @@
 //! messages and one round: a check that every case completes. A CI smoke check: `EMBERMQ_BENCH_N=400 EMBERMQ_BENCH_ROUNDS=1
 //! cargo bench -p embermq-tests --bench client_throughput`. For
 //! profiling, `EMBERMQ_BENCH_CASE=<substring>` runs only the matching
-//! cases and `EMBERMQ_BENCH_CLIENT=embermq` (or `rumqttc`) only one client
-//! (the ratios are then meaningless).
+//! cases and `EMBERMQ_BENCH_CLIENT=embermq` (or `rumqttc`, `floor`, `host`)
+//! only one client (the ratios are then meaningless).
+//!
+//! A second table sets the host layer (`embermq::host`, [`run_host`])
+//! beside the core client of the same run: the same client behind
+//! `connect(url)`, a request channel and owned events.
 //!
 //! Not criterion: criterion times repeated iterations of a closure by wall
 //! clock, while this needs CPU time per message over whole network runs
