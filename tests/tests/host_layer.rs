@@ -277,6 +277,47 @@ async fn one_handle_cloned_into_many_tasks_on_the_multi_thread_runtime() {
     .await;
 }
 
+/// QoS 1 messages published while the broker is down stay in the
+/// `file_store` when the client ends, and the next client on the same file
+/// sends them once the broker is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_kept_in_the_file_store_are_sent_by_the_next_client() {
+    let mut broker = RestartableMosquitto::start_with(false).unwrap();
+    broker.terminate().unwrap();
+    let dir = std::env::temp_dir().join(format!("embermq-host-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = dir.join("outbox.log");
+    within(30, async {
+        let url = format!("mqtt://127.0.0.1:{}", broker.tcp_port);
+        let (first, _events) = host::connect(fast(&url).file_store(&store)).unwrap();
+        for i in 0..3 {
+            // Queued (and persisted by the driver); never acknowledged here.
+            drop(
+                first
+                    .publish("stored", format!("kept {i}"), QoS::AtLeastOnce)
+                    .await
+                    .unwrap(),
+            );
+        }
+        // Requests are served in order: the three are in the store before
+        // the disconnect is handled.
+        first.disconnect().await.unwrap();
+        broker.restart().unwrap();
+        let (watcher, mut events) = host::connect(url.as_str()).unwrap();
+        watcher.subscribe("stored", QoS::AtLeastOnce).await.unwrap();
+        let (second, _events) = host::connect(fast(&url).file_store(&store)).unwrap();
+        for i in 0..3 {
+            let m = events.next_message().await.unwrap();
+            assert_eq!(&m.payload[..], format!("kept {i}").as_bytes());
+        }
+        second.disconnect().await.unwrap();
+        watcher.disconnect().await.unwrap();
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// mosquitto acknowledges and drops the QoS 1/2 messages a 3.1.1 client
 /// has in flight beyond its `max_inflight_messages` (20): the default
 /// window (16) keeps a burst under it, so every message arrives.

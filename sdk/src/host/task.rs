@@ -90,8 +90,25 @@ fn millis(d: core::time::Duration) -> Duration {
 }
 
 /// The task's body: runs until a disconnect, until every handle and the
-/// event stream are gone, or until the driver gives up.
+/// event stream are gone, or until the driver gives up; then, with the
+/// client state, the buffers and the store dropped (a `FileStore`'s lock
+/// released), answers the disconnect and sends [`Event::Stopped`].
 pub(crate) async fn run<St: HostStore>(setup: Setup, store: St) {
+    let events = setup.events.clone();
+    let (error, waiter) = drive(setup, store).await;
+    if let Some(error) = &error {
+        warn!("host client ended: {}", error);
+    }
+    drop(waiter);
+    let _ = events.send(Event::Stopped { error }).await;
+}
+
+/// Runs the driver and the request loop until one of them ends the client:
+/// the driver's error, if any, and the waiter of a disconnect request.
+async fn drive<St: HostStore>(
+    setup: Setup,
+    store: St,
+) -> (Option<Error>, Option<oneshot::Sender<()>>) {
     let Setup {
         options,
         client_id,
@@ -154,15 +171,12 @@ pub(crate) async fn run<St: HostStore>(setup: Setup, store: St) {
         Either::First(result) => (result, None),
         Either::Second(waiter) => (driver.await, waiter),
     };
-    // Tokens still pending complete with `Error::Stopped` (their senders
-    // are dropped here).
-    drop(core::mem::take(&mut *lock(&pending)));
-    let error = result.err().map(|e| Error::from_client(e, St::error));
-    if let Some(error) = &error {
-        warn!("host client ended: {}", error);
-    }
-    drop(waiter);
-    let _ = events.send(Event::Stopped { error }).await;
+    // Tokens still pending complete with `Error::Stopped` once `pending`
+    // is dropped on return.
+    (
+        result.err().map(|e| Error::from_client(e, St::error)),
+        waiter,
+    )
 }
 
 /// Queues each request into the session. Returns when a disconnect was
