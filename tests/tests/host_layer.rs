@@ -318,6 +318,47 @@ async fn messages_kept_in_the_file_store_are_sent_by_the_next_client() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// MQTT 3.1.2.5: a link that dies without DISCONNECT makes the broker
+/// publish the Will; the client's runtime is dropped under it here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_3_1_2_5_the_will_is_published_when_the_client_dies_without_disconnect() {
+    let broker = Mosquitto::start().unwrap();
+    within(20, async {
+        let url = format!("ws://127.0.0.1:{}/mqtt", broker.ws_port);
+        let (watcher, mut events) = host::connect(url.as_str()).unwrap();
+        watcher
+            .subscribe("wills/#", QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        let options = Options::new(&url).unwrap().will(host::Publish::new(
+            "wills/dev-1",
+            "gone",
+            QoS::AtLeastOnce,
+        ));
+        // A runtime of its own, dropped while the client is connected.
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let (_client, mut events) = host::connect(options).unwrap();
+                connected(&mut events).await;
+            });
+            drop(runtime);
+        })
+        .join()
+        .unwrap();
+        let m = events.next_message().await.unwrap();
+        assert_eq!(
+            (m.topic.as_str(), &m.payload[..]),
+            ("wills/dev-1", &b"gone"[..])
+        );
+        watcher.disconnect().await.unwrap();
+    })
+    .await;
+}
+
 /// mosquitto acknowledges and drops the QoS 1/2 messages a 3.1.1 client
 /// has in flight beyond its `max_inflight_messages` (20): the default
 /// window (16) keeps a burst under it, so every message arrives.
