@@ -167,9 +167,12 @@ async fn drive<St: HostStore>(
     };
     let mut driver = pin!(connection.run(handler));
     let serve = pin!(serve(client, requests, &pending, &events, options.overflow));
-    let (result, waiter) = match select(driver.as_mut(), serve).await {
-        Either::First(result) => (result, None),
-        Either::Second(waiter) => (driver.await, waiter),
+    // The request loop first: on each wake-up every request already
+    // waiting is queued before the driver transmits, so they share its
+    // write.
+    let (result, waiter) = match select(serve, driver.as_mut()).await {
+        Either::First(waiter) => (driver.await, waiter),
+        Either::Second(result) => (result, None),
     };
     // Tokens still pending complete with `Error::Stopped` once `pending`
     // is dropped on return.
