@@ -143,7 +143,7 @@ fn sim_mqtts_with_the_wrong_ca_connects_no_device_and_reports_connect_failures()
     let _ = std::fs::remove_file(&ca);
     let t = text(&out);
     assert_eq!(n(&r, "/connected_peak"), 0, "{t}");
-    assert!(n(&r, "/errors/connect_failed") >= 5, "{t}");
+    assert!(n(&r, "/errors/connect_failed_tls") >= 5, "{t}");
     assert_eq!(r["clean"], Value::Bool(false), "{t}");
     assert!(!out.status.success(), "{t}");
 }

@@ -46,9 +46,17 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 
 /// A store in memory, shared by clones (the "disk" that outlives a
-/// process). `failing_replays` replays fail with an I/O-like error first.
+/// process): the records, how many replays fail first, the keys of every
+/// persist in call order, and whether the next persist hangs once its
+/// record is written (a fault injector for a publish dropped during a
+/// flash write that had already programmed the record).
 #[derive(Debug, Default, Clone)]
-struct MemStore(Arc<Mutex<BTreeMap<u32, Vec<u8>>>>, Arc<AtomicU32>);
+struct MemStore(
+    Arc<Mutex<BTreeMap<u32, Vec<u8>>>>,
+    Arc<AtomicU32>,
+    Arc<Mutex<Vec<u32>>>,
+    Arc<AtomicBool>,
+);
 
 #[derive(Debug)]
 struct MemError;
@@ -69,6 +77,16 @@ impl MemStore {
     /// Stores `record` under `key`, as an earlier run would have.
     fn put(&self, key: u32, record: Vec<u8>) {
         self.0.lock().unwrap().insert(key, record);
+    }
+
+    /// The keys of every persist so far, in call order.
+    fn persisted_keys(&self) -> Vec<u32> {
+        self.2.lock().unwrap().clone()
+    }
+
+    /// The next persist writes its record, then never returns.
+    fn hang_next_persist(&self) {
+        self.3.store(true, Ordering::SeqCst);
     }
 
     /// The next `n` replays fail.
@@ -120,6 +138,10 @@ impl Store for MemStore {
         let mut record = vec![0u8; len];
         fill(&mut record);
         self.0.lock().unwrap().insert(key, record);
+        self.2.lock().unwrap().push(key);
+        if self.3.swap(false, Ordering::SeqCst) {
+            core::future::pending::<()>().await;
+        }
         Ok(())
     }
 
@@ -347,6 +369,108 @@ async fn mqtt_4_3_3_9_resumed_session_replays_qos2_under_the_packet_ids_the_brok
             first_ids.iter().map(|&id| (id, true)).collect::<Vec<_>>()
         );
         second.client().stop();
+        driver.await.unwrap().unwrap();
+    })
+    .await;
+}
+
+/// [MQTT-4.6.0-1]: a client that re-sends PUBLISH packets re-sends them in
+/// the order they were first sent. After a restart the re-sends come from
+/// the store in key order, so the keys (and the packet identifiers they
+/// give) must follow the send order, also when publishers on several
+/// threads race for the store while the driver removes acknowledged
+/// records. The identifiers the broker sees are the keys: they must rise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_4_6_0_1_store_keys_follow_the_send_order_with_racing_publishers() {
+    const PUBLISHERS: usize = 3;
+    const EACH: usize = 400;
+    let shared: Shared = Arc::default();
+    let (port, _broker) = session_broker(shared.clone()).await;
+    let store = MemStore::default();
+    let id = leak_str(format!("defects-race-{}", std::process::id()));
+    within(60, async {
+        let st = mem_state(id, store.clone(), 16 * 1024);
+        let driver = spawn(st, port);
+        let publishers: Vec<_> = (0..PUBLISHERS)
+            .map(|p| {
+                let client = st.client();
+                tokio::spawn(async move {
+                    for i in 0..EACH {
+                        let payload = format!("p{p}-{i}");
+                        let msg =
+                            OutgoingMessage::new("d/race", payload.as_bytes(), QoS::AtLeastOnce);
+                        client.publish(&msg).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for p in publishers {
+            p.await.unwrap();
+        }
+        until(&shared, |b| b.delivered.len() >= PUBLISHERS * EACH).await;
+        let ids: Vec<u16> = shared
+            .lock()
+            .unwrap()
+            .publishes
+            .iter()
+            .map(|p| p.0)
+            .collect();
+        let first_fall = ids.windows(2).position(|w| w[0] >= w[1]);
+        assert_eq!(
+            first_fall,
+            None,
+            "packet ids (store keys) fall in send order at {first_fall:?}: {:?}",
+            first_fall.map(|i| &ids[i.saturating_sub(3)..(i + 4).min(ids.len())])
+        );
+        drained(&store).await;
+        st.client().stop();
+        driver.await.unwrap().unwrap();
+    })
+    .await;
+}
+
+/// A publish dropped while its record is being written (its future
+/// cancelled by a timeout, with the record already on flash) did not
+/// return `Ok`: its key is not given to the next publish (a store would
+/// then hold two records under one key), and its record is removed from
+/// the store, so it is not sent after a restart either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_cancelled_during_its_persist_never_reuses_the_key_nor_comes_back() {
+    let shared: Shared = Arc::default();
+    let (port, _broker) = session_broker(shared.clone()).await;
+    let store = MemStore::default();
+    let id = leak_str(format!("defects-cancel-{}", std::process::id()));
+    within(20, async {
+        let st = mem_state(id, store.clone(), 4096);
+        let driver = spawn(st, port);
+        let client = st.client();
+        store.hang_next_persist();
+        let cancelled = OutgoingMessage::new("d/c", b"cancelled", QoS::AtLeastOnce);
+        let dropped = tokio::time::timeout(
+            core::time::Duration::from_millis(200),
+            client.publish(&cancelled),
+        )
+        .await;
+        assert!(dropped.is_err(), "the hanging persist kept it pending");
+        let t = client
+            .publish(&OutgoingMessage::new("d/c", b"kept", QoS::AtLeastOnce))
+            .await
+            .unwrap();
+        client.completion(t).await.unwrap();
+        let keys = store.persisted_keys();
+        assert_eq!(keys.len(), 2);
+        assert_ne!(keys[0], keys[1], "a key was given out twice: {keys:?}");
+        drained(&store).await;
+        client.stop();
+        driver.await.unwrap().unwrap();
+
+        // A restart over the same store sends nothing more.
+        let again = mem_state(id, store.clone(), 4096);
+        let driver = spawn(again, port);
+        until(&shared, |b| b.connections >= 2).await;
+        tokio::time::sleep(core::time::Duration::from_millis(200)).await;
+        assert_eq!(shared.lock().unwrap().delivered, vec![b"kept".to_vec()]);
+        again.client().stop();
         driver.await.unwrap().unwrap();
     })
     .await;

@@ -16,9 +16,19 @@
 //!
 //! Device ids are `demo-<run>-<n>` with a random run tag, so on a shared
 //! broker (`--broker`) the subscriber counts only this run's devices.
-//! Deliberately not here: commands to the devices (see the examples and
-//! `embermq sim`), TLS for the embedded broker.
+//!
+//! Each device also answers commands (the sdk's `Command` JSON) on
+//! `devices/<id>/cmd`, replying on the MQTT 5.0 Response Topic with the
+//! Correlation Data when the command carried them, else on
+//! `devices/<id>/reply`: `ping` (its uptime), `led` (kept), `interval`
+//! (applied to its readings), `label` (kept); `reboot` is refused.
+//!
+//! With a `ws://` or `wss://` broker (the embedded one is), a dashboard
+//! page is served at `http://127.0.0.1:<port>/` ([`dashboard`]): the
+//! browser connects to the broker itself and shows the fleet live.
+//! Deliberately not here: TLS for the embedded broker.
 
+mod dashboard;
 mod embedded_broker;
 
 use alloc::collections::VecDeque;
@@ -33,9 +43,13 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use clap::Args;
 use embermq::client::{Backoff, Client, ClientConfig, Connection, Event, NoopRawMutex};
 use embermq::clock::TokioClock;
+use embermq::codec::{Properties, PropertyFields};
 use embermq::codec::{QoS, Subscription, SubscriptionOptions};
+use embermq::session::{OutgoingMessage, OverflowPolicy};
 use embermq::session::{ProtocolChoice, SessionConfig};
-use embermq::telemetry::{Readings, decode_readings};
+use embermq::telemetry::{
+    Command, CommandReply, Readings, decode_command, decode_readings, encode_reply,
+};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -82,6 +96,16 @@ pub(crate) struct DemoCommand {
     /// QoS of the telemetry (devices and subscriber).
     #[arg(short = 'q', long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
     qos: u8,
+    /// Port of the dashboard page on 127.0.0.1 (0: any free port; a taken
+    /// port falls back to a free one).
+    #[arg(long = "dashboard-port", default_value_t = 9002)]
+    dashboard_port: u16,
+    /// Open the dashboard in the default browser (xdg-open / open).
+    #[arg(long, conflicts_with = "no_dashboard")]
+    open: bool,
+    /// Serve no dashboard page.
+    #[arg(long = "no-dashboard")]
+    no_dashboard: bool,
 }
 
 /// Runs `embermq demo`.
@@ -98,13 +122,19 @@ type DemoClient = Client<'static, 'static, NoopRawMutex, 32, 8>;
 type DemoConnection =
     Connection<'static, 'static, NoopRawMutex, LinkConnector, TokioClock, StdRng, 32, 8>;
 
-/// One device as the statistics see it.
+/// One device as the statistics see it, and the state its commands set.
 #[derive(Debug, Default)]
 struct DeviceCounters {
     /// Publishes completed (acknowledged at QoS 1/2, written at QoS 0).
     sent: Cell<u64>,
     /// CONNACK accepted the current link.
     connected: Cell<bool>,
+    /// Set by the `led` command.
+    led: Cell<bool>,
+    /// Set by the `interval` command (else `--interval-ms`).
+    interval: Cell<Option<Duration>>,
+    /// Set by the `label` command.
+    label: RefCell<String>,
 }
 
 /// What the subscriber saw from one device.
@@ -216,6 +246,12 @@ async fn demo(cmd: DemoCommand) -> Result<(), Failure> {
     let url: &'static BrokerUrl = Box::leak(Box::new(url));
     println!("embermq demo: broker {url}{origin}");
     println!("  watch it too: embermq sub {url} -t '{FILTER}' -v");
+    let ids: Vec<&'static str> = (0..cmd.devices)
+        .map(|i| &*Box::leak(format!("demo-{run_tag:04x}-{:02}", i + 1).into_boxed_str()))
+        .collect();
+    if !cmd.no_dashboard {
+        start_dashboard(&cmd, url, &ids)?;
+    }
     let password = match &cmd.broker {
         Some(_) => resolve_password(
             None,
@@ -232,9 +268,6 @@ async fn demo(cmd: DemoCommand) -> Result<(), Failure> {
         options: TransportOptions::default(),
         password: password.map(|p| &*Box::leak(p.into_boxed_str())),
     };
-    let ids: Vec<&'static str> = (0..cmd.devices)
-        .map(|i| &*Box::leak(format!("demo-{run_tag:04x}-{:02}", i + 1).into_boxed_str()))
-        .collect();
     let prefix = format!("demo-{run_tag:04x}-");
     let stats = Rc::new(Stats {
         devices: ids.iter().map(|_| DeviceCounters::default()).collect(),
@@ -278,6 +311,7 @@ async fn demo(cmd: DemoCommand) -> Result<(), Failure> {
     let mut devices = Vec::new();
     for (index, id) in ids.iter().copied().enumerate() {
         let (client, connection) = plan.client(id, None)?;
+        let booted = Instant::now();
         let handler = {
             let stats = stats.clone();
             move |event: Event<'_>| {
@@ -290,12 +324,22 @@ async fn demo(cmd: DemoCommand) -> Result<(), Failure> {
                     Event::PublishComplete { result: Ok(()), .. } => {
                         counters.sent.set(counters.sent.get() + 1);
                     }
+                    Event::Message(m) if m.topic.ends_with("/cmd") => {
+                        answer_command(&client, id, counters, booted, &m);
+                    }
                     _ => {}
                 }
             }
         };
         let driver = spawn_local(connection.run(handler));
-        let publisher = spawn_local(publish_readings(client, id, index, interval, qos(cmd.qos)));
+        let publisher = spawn_local(publish_readings(
+            client,
+            id,
+            index,
+            stats.clone(),
+            interval,
+            qos(cmd.qos),
+        ));
         devices.push((client, driver, publisher));
     }
 
@@ -360,20 +404,113 @@ fn count_reading(stats: &Stats, prefix: &str, payload: &[u8]) {
     stats.received.set(stats.received.get() + 1);
 }
 
-/// One device's publishing loop: a reading every `interval`.
+/// Answers a command on `devices/<id>/cmd` (see the module doc).
+fn answer_command(
+    client: &DemoClient,
+    id: &str,
+    device: &DeviceCounters,
+    booted: Instant,
+    m: &embermq::session::Message<'_>,
+) {
+    let mut body = [0u8; 160];
+    let encoded = match decode_command(m.payload) {
+        Ok(command) => {
+            let mut reply = CommandReply::ok(&command);
+            match command {
+                Command::Ping => reply.uptime_ms = Some(booted.elapsed().as_millis() as u64),
+                Command::Led { on } => device.led.set(on),
+                Command::Interval { secs } => {
+                    device
+                        .interval
+                        .set(Some(Duration::from_secs(u64::from(secs))));
+                }
+                Command::Label { text } => *device.label.borrow_mut() = text.to_owned(),
+                Command::Reboot => {
+                    reply = CommandReply::failed("reboot", "a demo device does not reboot");
+                }
+                _ => reply = CommandReply::failed(command.name(), "not supported by the demo"),
+            }
+            encode_reply(&reply, &mut body)
+        }
+        Err(_) => encode_reply(&CommandReply::failed("?", "cannot decode"), &mut body),
+    };
+    let Ok(len) = encoded else {
+        return;
+    };
+    let fallback = format!("devices/{id}/reply");
+    let topic = m.properties.response_topic().unwrap_or(&fallback);
+    let fields = PropertyFields {
+        correlation_data: m.properties.correlation_data(),
+        ..PropertyFields::default()
+    };
+    let mut msg = OutgoingMessage::new(topic, body.get(..len).unwrap_or(&[]), QoS::AtLeastOnce);
+    msg.properties = Properties::from_fields(&fields);
+    // A full outbox drops the reply; the sender sees no answer.
+    let _ = client.try_publish(&msg, OverflowPolicy::RejectNew);
+}
+
+/// Serves the dashboard (for a WebSocket broker) and prints its address.
+fn start_dashboard(cmd: &DemoCommand, url: &BrokerUrl, ids: &[&str]) -> Result<(), Failure> {
+    if !matches!(url.scheme.as_str(), "ws" | "wss") {
+        println!("  dashboard: off (the browser needs a ws:// or wss:// broker)");
+        return Ok(());
+    }
+    let config = dashboard::PageConfig {
+        url: url.to_string(),
+        protocol_version: 4,
+        devices: ids.iter().map(|s| (*s).to_owned()).collect(),
+        qos: cmd.qos,
+    };
+    let addr = dashboard::serve(cmd.dashboard_port, &config)?;
+    let page = format!("http://{addr}/");
+    println!("  dashboard: {page}");
+    if cmd.open {
+        let opener = if cfg!(target_os = "macos") {
+            "open"
+        } else {
+            "xdg-open"
+        };
+        if let Err(e) = std::process::Command::new(opener)
+            .arg(&page)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        {
+            eprintln!("embermq demo: cannot open a browser ({opener}: {e}); open {page}");
+        }
+    }
+    Ok(())
+}
+
+/// One device's publishing loop: a reading every `interval` (or what the
+/// `interval` command set), after queueing its command subscription.
 async fn publish_readings(
     client: DemoClient,
     id: &'static str,
     index: usize,
+    stats: Rc<Stats>,
     interval: Duration,
     qos: QoS,
 ) {
     let topic = format!("devices/{id}/telemetry");
+    let filter = format!("devices/{id}/cmd");
+    let subscription = [Subscription {
+        filter: &filter,
+        options: SubscriptionOptions::qos(QoS::AtLeastOnce),
+    }];
+    {
+        // The first poll queues the request; its SUBACK is an event.
+        let subscribe = core::pin::pin!(client.subscribe(&subscription));
+        let _ = futures_poll_once(subscribe);
+    }
     let booted = Instant::now();
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for seq in 0u32.. {
-        tick.tick().await;
+        let wait = stats
+            .devices
+            .get(index)
+            .and_then(|d| d.interval.get())
+            .unwrap_or(interval);
+        tokio::time::sleep(wait).await;
         let uptime_ms = booted.elapsed().as_millis() as u64;
         let phase = uptime_ms as f32 / 10_000.0 + index as f32;
         let readings = Readings {
@@ -394,6 +531,15 @@ async fn publish_readings(
             return;
         }
     }
+}
+
+/// Polls `f` once (queueing what its first poll queues) and drops it.
+fn futures_poll_once<F: core::future::Future>(
+    f: core::pin::Pin<&mut F>,
+) -> core::task::Poll<F::Output> {
+    f.poll(&mut core::task::Context::from_waker(
+        core::task::Waker::noop(),
+    ))
 }
 
 /// Shows the statistics until Ctrl-C or `--duration`.

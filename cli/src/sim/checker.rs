@@ -115,6 +115,8 @@ pub(crate) struct Findings {
     pub(crate) unattributed: u64,
     /// End-to-end latency, µs.
     pub(crate) latency_us: Histogram<u64>,
+    /// The same since the last sample of the series (`super::series`).
+    pub(crate) latency_window: Histogram<u64>,
 }
 
 impl Findings {
@@ -126,6 +128,7 @@ impl Findings {
             duplicates: [0; 3],
             unattributed: 0,
             latency_us: new_histogram(),
+            latency_window: new_histogram(),
         }
     }
 }
@@ -232,6 +235,10 @@ pub(crate) async fn run(
                 }
                 let latency = unix_us().saturating_sub(probe.ts_us).max(1);
                 let _ = f.latency_us.record(latency);
+                let _ = f.latency_window.record(latency);
+                if let Some(m) = &fleet.metrics {
+                    m.latency.record(latency as f64 / 1e6);
+                }
             }
             Some(Seen::Duplicate) => {
                 if let Some(d) = f.duplicates.get_mut(q) {

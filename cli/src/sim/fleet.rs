@@ -44,7 +44,7 @@ use embermq_ws::Buffers;
 use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
-use super::link::{CutConnector, CutSignal, tls_connector};
+use super::link::{ConnectFailure, CutConnector, CutSignal, tls_connector};
 use super::settings::Settings;
 
 /// Outbound window and inbound QoS 2 table of a device.
@@ -52,6 +52,9 @@ const DEVICE_INFLIGHT: usize = 4;
 /// The longest topic filter a device remembers (its command topic;
 /// checked against the prefix and id pattern in `Settings::resolve`).
 pub(crate) const DEVICE_FILTER_LEN: usize = 64;
+
+/// How long a device's connect (TCP, TLS, WebSocket upgrade) may take.
+const CONNECT_TIMEOUT_SECS: u64 = 20;
 
 /// A device's client state.
 type DeviceState<'b> = ClientState<'b, NoopRawMutex, DEVICE_INFLIGHT, 1, DEVICE_FILTER_LEN>;
@@ -86,8 +89,8 @@ pub(crate) struct Stats {
     pub(crate) replies_received: Cell<u64>,
     /// Devices whose task ended.
     pub(crate) finished: Cell<u64>,
-    /// Errors by kind.
-    pub(crate) errors: RefCell<BTreeMap<&'static str, u64>>,
+    /// Errors by kind: how many, and the first one's message.
+    pub(crate) errors: RefCell<BTreeMap<&'static str, ErrorTally>>,
     /// First connect times, µs from the device's start to CONNACK.
     pub(crate) connect_us: RefCell<Option<Histogram<u64>>>,
 }
@@ -97,10 +100,49 @@ pub(crate) fn bump(cell: &Cell<u64>) {
     cell.set(cell.get().saturating_add(1));
 }
 
+/// The errors of one kind.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ErrorTally {
+    /// How many.
+    pub(crate) count: u64,
+    /// The first one: where (device or checker), when (seconds into the
+    /// run) and what; `None` for kinds counted without a message.
+    pub(crate) first: Option<String>,
+}
+
 impl Stats {
-    /// Counts one error of `kind`.
+    /// Counts one error of `kind` (its kind says it all).
     pub(crate) fn error(&self, kind: &'static str) {
-        *self.errors.borrow_mut().entry(kind).or_default() += 1;
+        self.errors_of(kind, 1);
+    }
+
+    /// Counts `n` errors of `kind`.
+    pub(crate) fn errors_of(&self, kind: &'static str, n: u64) {
+        let mut errors = self.errors.borrow_mut();
+        let tally = errors.entry(kind).or_default();
+        tally.count = tally.count.saturating_add(n);
+    }
+
+    /// Counts one error of `kind` seen by `who` `at` seconds into the run;
+    /// the message is formatted only for the first of its kind.
+    pub(crate) fn error_with(
+        &self,
+        kind: &'static str,
+        who: &str,
+        at: Duration,
+        detail: &dyn core::fmt::Display,
+    ) {
+        let mut errors = self.errors.borrow_mut();
+        let tally = errors.entry(kind).or_default();
+        tally.count = tally.count.saturating_add(1);
+        if tally.first.is_none() {
+            tally.first = Some(format!("{who} at {:.1} s: {detail}", at.as_secs_f64()));
+        }
+    }
+
+    /// Errors of every kind.
+    pub(crate) fn error_total(&self) -> u64 {
+        self.errors.borrow().values().map(|t| t.count).sum()
     }
 
     /// Telemetry queued but not yet completed.
@@ -117,6 +159,24 @@ pub(crate) struct DeviceSlot {
     pub(crate) cut: CutSignal,
     /// Telemetry the device queued (its next sequence number).
     pub(crate) published: Cell<u32>,
+    /// Telemetry the device saw completed (QoS 0 sent, QoS 1/2
+    /// acknowledged by the broker).
+    pub(crate) acknowledged: Cell<u32>,
+    /// The connector counted the last connect failure itself (with its
+    /// cause), so the `Reconnecting` that follows is not counted again.
+    pub(crate) connect_failure_counted: Cell<bool>,
+}
+
+impl DeviceSlot {
+    /// A device that has done nothing yet.
+    pub(crate) fn new() -> Self {
+        Self {
+            cut: CutSignal::new(),
+            published: Cell::new(0),
+            acknowledged: Cell::new(0),
+            connect_failure_counted: Cell::new(false),
+        }
+    }
 }
 
 /// Everything the tasks of one run share (leaked once per run).
@@ -130,6 +190,8 @@ pub(crate) struct Fleet {
     pub(crate) t0: Instant,
     /// When devices stop publishing.
     pub(crate) end: Instant,
+    /// The Prometheus series, with `--metrics`.
+    pub(crate) metrics: Option<super::metrics::Exported>,
 }
 
 /// Topic and payload of the message being built (shared scratch).
@@ -205,6 +267,7 @@ pub(crate) async fn device<B: BaseLink>(fleet: &'static Fleet, local: usize) {
     let s = &fleet.settings;
     let n = s.range.start.saturating_add(local as u32);
     let id = s.ids.format(n);
+    let id = id.as_str();
     let mut state_topic = String::new();
     let _ = write!(state_topic, "{}/{}/{}/state", s.prefix, s.shard.index, id);
     let b = s.buffers;
@@ -226,7 +289,7 @@ pub(crate) async fn device<B: BaseLink>(fleet: &'static Fleet, local: usize) {
     let (tx, rest) = rest.split_at_mut(b.tx);
     let (ws_rx, ws_tx) = rest.split_at_mut(ws_rx_len);
 
-    let mut config = SessionConfig::new(id.as_str());
+    let mut config = SessionConfig::new(id);
     config.protocol = s.protocol;
     config.keep_alive_secs = s.keep_alive_secs;
     config.clean_start = true;
@@ -244,14 +307,12 @@ pub(crate) async fn device<B: BaseLink>(fleet: &'static Fleet, local: usize) {
         });
     }
     let state = DeviceState::new(config, outbox);
-    let slot = &fleet.slots[local];
     let Some(base) = B::base(fleet) else {
         // Ruled out by `BrokerUrl::parse` and `Settings::resolve`.
         fleet.stats.error("link_setup");
         bump(&fleet.stats.finished);
         return;
     };
-    let cut = &slot.cut;
     if s.broker.websocket {
         let ws = WsConnector::new(
             base,
@@ -268,9 +329,9 @@ pub(crate) async fn device<B: BaseLink>(fleet: &'static Fleet, local: usize) {
             fleet,
             local,
             n,
-            &id,
+            id,
             &state,
-            CutConnector::new(ws, cut),
+            CutConnector::new(ws, fleet, local, id),
             rx,
             tx,
         )
@@ -281,9 +342,9 @@ pub(crate) async fn device<B: BaseLink>(fleet: &'static Fleet, local: usize) {
             fleet,
             local,
             n,
-            &id,
+            id,
             &state,
-            CutConnector::new(base, cut),
+            CutConnector::new(base, fleet, local, id),
             rx,
             tx,
         )
@@ -299,7 +360,7 @@ pub(crate) async fn device<B: BaseLink>(fleet: &'static Fleet, local: usize) {
 /// an async fn's future is as large as its largest branch.
 pub(crate) trait BaseLink {
     /// The connector type.
-    type Connector: Connector;
+    type Connector: Connector<Error: ConnectFailure + core::fmt::Display>;
     /// The connector to `fleet`'s broker; `None` when the run has no TLS
     /// configuration for a TLS link.
     fn base(fleet: &Fleet) -> Option<Self::Connector>;
@@ -330,6 +391,34 @@ impl BaseLink for TlsLink {
     }
 }
 
+/// A close reason as the report words it.
+struct CloseText(CloseReason);
+
+impl core::fmt::Display for CloseText {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            CloseReason::TransportClosed => {
+                f.write_str("the broker or the network closed the link (no DISCONNECT)")
+            }
+            CloseReason::KeepaliveTimeout => {
+                f.write_str("no PINGRESP within the keep-alive's grace time")
+            }
+            CloseReason::WriteStalled => {
+                f.write_str("the broker took no bytes for the write-stall timeout")
+            }
+            CloseReason::ConnackTimeout => f.write_str("no CONNACK within the connect timeout"),
+            CloseReason::ConnectRefused(code) => write!(f, "CONNACK refused: {code:?}"),
+            CloseReason::ServerDisconnect(code) => {
+                write!(f, "the broker sent DISCONNECT: {code:?}")
+            }
+            CloseReason::ProtocolError(code) => {
+                write!(f, "the broker broke the protocol; closed with {code:?}")
+            }
+            other => write!(f, "{other:?}"),
+        }
+    }
+}
+
 /// Runs the client and the publisher of one device side by side.
 #[allow(clippy::too_many_arguments)]
 async fn drive<C: Connector>(
@@ -344,6 +433,7 @@ async fn drive<C: Connector>(
 ) {
     let s = &fleet.settings;
     let stats = &fleet.stats;
+    let slot = &fleet.slots[local];
     let started = Instant::now();
     let cells = DeviceCells {
         connected: Cell::new(false),
@@ -366,8 +456,14 @@ async fn drive<C: Connector>(
             bump(&stats.connects);
             if cells.ever_connected.replace(true) {
                 bump(&stats.reconnects);
-            } else if let Some(h) = stats.connect_us.borrow_mut().as_mut() {
-                let _ = h.record(started.elapsed().as_micros().max(1) as u64);
+            } else {
+                let took = started.elapsed();
+                if let Some(h) = stats.connect_us.borrow_mut().as_mut() {
+                    let _ = h.record(took.as_micros().max(1) as u64);
+                }
+                if let Some(m) = &fleet.metrics {
+                    m.connect.record(took.as_secs_f64());
+                }
             }
             if s.retain_state {
                 let mut topic = heapless::String::<160>::new();
@@ -389,20 +485,32 @@ async fn drive<C: Connector>(
             if cells.cut_pending.replace(false) {
                 return;
             }
-            match reason {
-                CloseReason::ClientRequested => {}
-                CloseReason::TransportClosed => stats.error("link_lost"),
-                CloseReason::KeepaliveTimeout => stats.error("keepalive_timeout"),
-                CloseReason::WriteStalled => stats.error("write_stalled"),
-                CloseReason::ConnackTimeout => stats.error("connack_timeout"),
-                CloseReason::ConnectRefused(_) => stats.error("connect_refused"),
-                CloseReason::ServerDisconnect(_) => stats.error("server_disconnect"),
-                CloseReason::ProtocolError(_) => stats.error("protocol_error"),
-                _ => stats.error("link_closed_other"),
-            }
+            let kind = match reason {
+                CloseReason::ClientRequested => return,
+                CloseReason::TransportClosed => "link_lost",
+                CloseReason::KeepaliveTimeout => "keepalive_timeout",
+                CloseReason::WriteStalled => "write_stalled",
+                CloseReason::ConnackTimeout => "connack_timeout",
+                CloseReason::ConnectRefused(_) => "connect_refused",
+                CloseReason::ServerDisconnect(_) => "server_disconnect",
+                CloseReason::ProtocolError(_) => "protocol_error",
+                _ => "link_closed_other",
+            };
+            stats.error_with(kind, id, fleet.t0.elapsed(), &CloseText(reason));
         }
-        Event::Reconnecting { .. } if !cells.link_ended.replace(false) => {
-            stats.error("connect_failed");
+        // A connect failure the connector saw was counted there, with its
+        // cause; what is left is the connect timeout abandoning the attempt.
+        Event::Reconnecting { .. }
+            if !cells.link_ended.replace(false) && !slot.connect_failure_counted.replace(false) =>
+        {
+            stats.error_with(
+                "connect_timeout",
+                id,
+                fleet.t0.elapsed(),
+                &format_args!(
+                    "no link (TCP, TLS, WebSocket upgrade) within {CONNECT_TIMEOUT_SECS} s"
+                ),
+            );
         }
         Event::PublishComplete { token, result } => {
             let kind = cells.kind(token.0);
@@ -410,9 +518,16 @@ async fn drive<C: Connector>(
                 Ok(()) => {
                     if let Some(c) = stats.acknowledged.get(kind as usize) {
                         bump(c);
+                        slot.acknowledged
+                            .set(slot.acknowledged.get().saturating_add(1));
                     }
                 }
-                Err(_) => stats.error("publish_failed"),
+                Err(e) => stats.error_with(
+                    "publish_failed",
+                    id,
+                    fleet.t0.elapsed(),
+                    &format_args!("{e:?}"),
+                ),
             }
         }
         Event::Message(m) if m.topic.ends_with("/cmd") => {
@@ -437,7 +552,7 @@ async fn drive<C: Connector>(
         tx,
         ClientConfig {
             backoff,
-            connect_timeout: embermq::time::Duration::from_secs(20),
+            connect_timeout: embermq::time::Duration::from_secs(CONNECT_TIMEOUT_SECS),
             close_timeout: embermq::time::Duration::from_secs(1),
         },
     )
@@ -566,8 +681,7 @@ async fn publish_loop<M, const I: usize, const S: usize, const F: usize, const A
     }
     let left = client.outbox_len() as u64;
     if left > 0 {
-        let mut e = stats.errors.borrow_mut();
-        *e.entry("undelivered_at_end").or_default() += left;
+        stats.errors_of("undelivered_at_end", left);
     }
 }
 

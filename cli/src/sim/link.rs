@@ -12,8 +12,8 @@
 //! TLS costs a device no more than a board pays: every device's
 //! `RustlsConnector` shares one `Arc<rustls::ClientConfig>` (CA roots
 //! parsed once per run) and holds only its server name; the rustls
-//! connection state exists only while a link is up. The CLI's
-//! `connect::BrokerConnector` is not used here because it owns a `StdRng`
+//! connection state exists only while a link is up. The host layer's
+//! `embermq::host::LinkConnector` is not used here because it owns a `StdRng`
 //! and its own WebSocket buffers per connector, where a simulated device
 //! lends slices of its one buffer block and the thread's RNG handle.
 //!
@@ -26,9 +26,13 @@ use embassy_futures::select::{Either, select};
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use embassy_sync::signal::Signal;
 use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
-use embermq::transport::{Connector, RustlsConnector, TokioTcpConnector};
+use embermq::transport::{
+    Connector, RustlsConnectError, RustlsConnector, TokioTcpConnector, TokioTcpError,
+    WsConnectError,
+};
 use rustls::pki_types::ServerName;
 
+use super::fleet::{DeviceSlot, Fleet};
 use super::profile::{ProfileError, invalid};
 use crate::broker_url::masked;
 
@@ -153,21 +157,33 @@ pub(crate) fn tls_connector(
 /// A cut signal: raised by the simulator, seen by the device's transport.
 pub(crate) type CutSignal = Signal<NoopRawMutex, ()>;
 
-/// Wraps connector `C`; every transport it opens fails once `cut` is
-/// raised. Raising it while no link is open has no effect on the next one.
+/// Wraps connector `C`; every transport it opens fails once the device's
+/// cut signal is raised. Raising it while no link is open has no effect on
+/// the next one. A failed connect is counted in the fleet's errors under
+/// its [`ConnectFailure::kind`], the first of each kind with its message.
 pub(crate) struct CutConnector<'c, C> {
     inner: C,
-    cut: &'c CutSignal,
+    fleet: &'static Fleet,
+    slot: &'static DeviceSlot,
+    id: &'c str,
 }
 
 impl<'c, C> CutConnector<'c, C> {
-    /// `inner`, cut by `cut`.
-    pub(crate) fn new(inner: C, cut: &'c CutSignal) -> Self {
-        Self { inner, cut }
+    /// `inner` for device `local` (named `id`) of `fleet`.
+    pub(crate) fn new(inner: C, fleet: &'static Fleet, local: usize, id: &'c str) -> Self {
+        Self {
+            inner,
+            fleet,
+            slot: &fleet.slots[local],
+            id,
+        }
     }
 }
 
-impl<C: Connector> Connector for CutConnector<'_, C> {
+impl<C: Connector> Connector for CutConnector<'_, C>
+where
+    C::Error: ConnectFailure,
+{
     type Transport<'a>
         = CutStream<'a, C::Transport<'a>>
     where
@@ -175,13 +191,82 @@ impl<C: Connector> Connector for CutConnector<'_, C> {
     type Error = C::Error;
 
     async fn connect(&mut self) -> Result<Self::Transport<'_>, Self::Error> {
+        let cut = &self.slot.cut;
         // A cut raised between links is stale.
-        self.cut.reset();
-        let inner = self.inner.connect().await?;
-        Ok(CutStream {
-            inner,
-            cut: self.cut,
-        })
+        cut.reset();
+        let inner = match self.inner.connect().await {
+            Ok(inner) => inner,
+            Err(e) => {
+                self.slot.connect_failure_counted.set(true);
+                self.fleet.stats.error_with(
+                    e.kind(),
+                    self.id,
+                    self.fleet.t0.elapsed(),
+                    &Described(&e),
+                );
+                return Err(e);
+            }
+        };
+        Ok(CutStream { inner, cut })
+    }
+}
+
+/// What kind of connect failure an error is (the report groups errors by
+/// kind), and its message without wrapper prefixes.
+pub(crate) trait ConnectFailure {
+    /// `connect_failed_tcp`, `connect_failed_tls` or
+    /// `connect_failed_websocket`.
+    fn kind(&self) -> &'static str;
+    /// The message of the innermost layer that failed.
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+}
+
+/// Displays a [`ConnectFailure`] through its `describe`.
+struct Described<'e, E>(&'e E);
+
+impl<E: ConnectFailure> fmt::Display for Described<'_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.describe(f)
+    }
+}
+
+impl ConnectFailure for TokioTcpError {
+    fn kind(&self) -> &'static str {
+        "connect_failed_tcp"
+    }
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TCP: {self}")
+    }
+}
+
+impl<E: ConnectFailure + fmt::Display> ConnectFailure for RustlsConnectError<E> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Inner(e) => e.kind(),
+            _ => "connect_failed_tls",
+        }
+    }
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Inner(e) => e.describe(f),
+            // RustlsError's messages start with "TLS: ".
+            other => write!(f, "{other}"),
+        }
+    }
+}
+
+impl<E: ConnectFailure + fmt::Display> ConnectFailure for WsConnectError<E> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Inner(e) => e.kind(),
+            _ => "connect_failed_websocket",
+        }
+    }
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Inner(e) => e.describe(f),
+            other => write!(f, "WebSocket upgrade: {other}"),
+        }
     }
 }
 

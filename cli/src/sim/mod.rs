@@ -6,11 +6,15 @@
 //!
 //! - `profile`: the telemetry profile (TOML file and flag values);
 //! - `settings`: the flags and the resolved settings of a run;
+//! - `html`: the report as a self-contained HTML page with SVG charts;
 //! - `link`: broker URLs (`mqtt`, `mqtts`, `ws`, `wss`), the shared-config
 //!   TLS layer and the link-cutting connector wrapper;
 //! - `fleet`: the device tasks;
 //! - `checker`: the checker subscriber;
-//! - `report`: the report, its JSON form and the merge.
+//! - `metrics`: the Prometheus exposition of `--metrics`;
+//! - `report`: the report, its JSON form and the merge;
+//! - `series`: the run over time in a fixed number of buckets;
+//! - `verdict`: why a report is not clean, where, and the likely cause.
 //!
 //! One process runs one shard on a current-thread tokio runtime: the
 //! devices share one thread (no locks: the client state uses
@@ -29,10 +33,14 @@ use tokio::time::Instant;
 
 mod checker;
 mod fleet;
+mod html;
 mod link;
+mod metrics;
 mod profile;
 mod report;
+mod series;
 mod settings;
+mod verdict;
 
 use checker::{CheckerControl, Findings};
 use fleet::{DeviceSlot, Fleet, Stats};
@@ -65,6 +73,9 @@ struct MergeArgs {
     /// Where to write the merged report (printed either way).
     #[arg(long, short)]
     output: Option<PathBuf>,
+    /// Write the merged report as a self-contained HTML page to FILE.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
 }
 
 /// Runs `embermq sim`: 0 when the run (or merge) is clean, 1 when the
@@ -95,6 +106,12 @@ fn merge(args: &MergeArgs) -> ExitCode {
         eprintln!("embermq sim merge: {e}");
         return ExitCode::from(2);
     }
+    if let Some(out) = &args.html
+        && let Err(e) = html::save(&merged, out)
+    {
+        eprintln!("embermq sim merge: {e}");
+        return ExitCode::from(2);
+    }
     verdict(&merged)
 }
 
@@ -115,6 +132,12 @@ fn simulate(args: &RunArgs) -> ExitCode {
         }
     };
     raise_fd_limit(settings.local_devices() as u64 + 256);
+    if let Some(addr) = args.metrics
+        && let Err(e) = metrics::start(addr, settings.shard.index)
+    {
+        eprintln!("embermq sim: {e}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -126,7 +149,8 @@ fn simulate(args: &RunArgs) -> ExitCode {
         }
     };
     let local = tokio::task::LocalSet::new();
-    let report = local.block_on(&runtime, simulate_async(settings, args.quiet));
+    let with_metrics = args.metrics.is_some();
+    let report = local.block_on(&runtime, simulate_async(settings, args.quiet, with_metrics));
     let report = match report {
         Ok(r) => r,
         Err(e) => {
@@ -141,10 +165,23 @@ fn simulate(args: &RunArgs) -> ExitCode {
         eprintln!("embermq sim: {e}");
         return ExitCode::from(2);
     }
+    if let Some(path) = &args.html
+        && let Err(e) = html::save(&report, path)
+    {
+        eprintln!("embermq sim: {e}");
+        return ExitCode::from(2);
+    }
+    if let Some(linger) = args.metrics_linger.filter(|l| *l > 0.0) {
+        std::thread::sleep(Duration::from_secs_f64(linger.min(3600.0)));
+    }
     verdict(&report)
 }
 
-async fn simulate_async(settings: Settings, quiet: bool) -> Result<Report, String> {
+async fn simulate_async(
+    settings: Settings,
+    quiet: bool,
+    with_metrics: bool,
+) -> Result<Report, String> {
     let devices = settings.local_devices();
     let t0 = Instant::now();
     // The end of publishing: after the ramp (and the checker's subscribe).
@@ -152,17 +189,13 @@ async fn simulate_async(settings: Settings, quiet: bool) -> Result<Report, Strin
     let stats = Stats::default();
     *stats.connect_us.borrow_mut() = Some(checker::new_histogram());
     let fleet: &'static Fleet = Box::leak(Box::new(Fleet {
-        slots: (0..devices)
-            .map(|_| DeviceSlot {
-                cut: link::CutSignal::new(),
-                published: core::cell::Cell::new(0),
-            })
-            .collect(),
+        slots: (0..devices).map(|_| DeviceSlot::new()).collect(),
         settings,
         stats,
         clock: embermq::clock::TokioClock::new(),
         t0,
         end,
+        metrics: with_metrics.then(metrics::Exported::new),
     }));
     let s = &fleet.settings;
     let findings: &'static RefCell<Findings> =
@@ -197,6 +230,36 @@ async fn simulate_async(settings: Settings, quiet: bool) -> Result<Report, Strin
         }
     }
     let baseline_kib = status_kib("VmRSS:").unwrap_or(0);
+    let series: &'static RefCell<series::Series> =
+        Box::leak(Box::new(RefCell::new(series::Series::default())));
+    // The last sample: when (seconds into the run) and the counters.
+    let last_sample: &'static RefCell<(f64, series::Snapshot)> = Box::leak(Box::new(RefCell::new(
+        (t0.elapsed().as_secs_f64(), snapshot(fleet)),
+    )));
+    let sample = move || {
+        let now = snapshot(fleet);
+        let at = t0.elapsed().as_secs_f64();
+        let mut f = findings.borrow_mut();
+        let mut last = last_sample.borrow_mut();
+        series
+            .borrow_mut()
+            .record(last.0, at, &last.1, &now, &mut f.latency_window);
+        *last = (at, now);
+    };
+    let sampler = tokio::task::spawn_local(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            sample();
+        }
+    });
+    let exporter = fleet.metrics.as_ref().map(|m| {
+        tokio::task::spawn_local(async move {
+            loop {
+                m.sync(fleet, findings.borrow().duplicates);
+                tokio::time::sleep(metrics::SYNC_EVERY).await;
+            }
+        })
+    });
     let live = if quiet || !std::io::stderr().is_terminal() {
         None
     } else {
@@ -252,7 +315,9 @@ async fn simulate_async(settings: Settings, quiet: bool) -> Result<Report, Strin
             if received != last.0 {
                 last = (received, now);
             }
-            if unique >= published
+            // Replies to the last commands are on their way too.
+            let replies_due = fleet.stats.replies_received.get() < fleet.stats.replies_sent.get();
+            if (unique >= published && !replies_due)
                 || now >= give_up
                 || now.duration_since(last.1) > Duration::from_secs(2)
             {
@@ -271,9 +336,20 @@ async fn simulate_async(settings: Settings, quiet: bool) -> Result<Report, Strin
         live.abort();
         let _ = live.await;
     }
+    if let Some(exporter) = exporter {
+        exporter.abort();
+        let _ = exporter.await;
+    }
+    sampler.abort();
+    let _ = sampler.await;
+    sample();
     let wall = t0.elapsed();
     let mut report = build_report(fleet, findings, baseline_kib, wall);
     report.host.device_future_bytes = future_bytes as u64;
+    report.series = Some(series.take());
+    if let Some(m) = &fleet.metrics {
+        m.finish(&report);
+    }
     Ok(report)
 }
 
@@ -307,7 +383,16 @@ fn build_report(
         };
         for (i, (t, d)) in f.tracks.iter().zip(&fleet.slots).enumerate() {
             k.reordered += u64::from(t.reordered);
-            let lost = d.published.get() > t.unique;
+            let (published, acked) = (d.published.get(), d.acknowledged.get());
+            let lost_here = published.saturating_sub(t.unique);
+            // What the broker never acknowledged counts first; the rest of
+            // the loss had been acknowledged (exact when every reading
+            // that arrived had been acknowledged, as it is but for a link
+            // cut between delivery and PUBACK).
+            let never_acked = published.saturating_sub(acked).min(lost_here);
+            k.lost_never_acknowledged += u64::from(never_acked);
+            k.lost_acknowledged += u64::from(lost_here - never_acked);
+            let lost = published > t.unique;
             k.devices_with_loss += u64::from(lost);
             k.devices_with_duplicates += u64::from(t.duplicates > 0);
             if (lost || t.duplicates > 0) && k.worst_devices.len() < 20 {
@@ -358,7 +443,13 @@ fn build_report(
             .errors
             .borrow()
             .iter()
-            .map(|(k, v)| ((*k).to_owned(), *v))
+            .map(|(k, v)| ((*k).to_owned(), v.count))
+            .collect(),
+        error_first: st
+            .errors
+            .borrow()
+            .iter()
+            .filter_map(|(k, v)| Some(((*k).to_owned(), v.first.clone()?)))
             .collect(),
         checker,
         host: HostReport {
@@ -376,9 +467,31 @@ fn build_report(
             device_future_bytes: 0,
         },
         clean: false,
+        reasons: Vec::new(),
+        settings: s.describe(),
+        series: None,
     };
-    report.clean = report.judge();
+    report.judge_now();
     report
+}
+
+/// The fleet's cumulative counters now (for the series).
+fn snapshot(fleet: &Fleet) -> series::Snapshot {
+    let st = &fleet.stats;
+    let total = |c: &[core::cell::Cell<u64>; 3]| c.iter().map(core::cell::Cell::get).sum::<u64>();
+    series::Snapshot {
+        published: total(&st.published),
+        acknowledged: total(&st.acknowledged),
+        received: st.received.get(),
+        connects: st.connects.get(),
+        connected: st.connected.get(),
+        errors: st
+            .errors
+            .borrow()
+            .iter()
+            .map(|(k, t)| (*k, t.count))
+            .collect(),
+    }
 }
 
 /// The live view: connected / target, messages per second out and in,
@@ -399,7 +512,7 @@ async fn live_view(fleet: &'static Fleet) {
         let now = Instant::now();
         let (out, inn) = (total(&st.published), st.received.get());
         let dt = now.duration_since(last.2).as_secs_f64().max(1e-3);
-        let errors: u64 = st.errors.borrow().values().sum();
+        let errors = st.error_total();
         bar.set_position(st.connected.get());
         bar.set_message(format!(
             "| out {:.0}/s in {:.0}/s | pending acks {} | reconnects {} | cuts {} | errors {}",

@@ -119,6 +119,26 @@ pub(crate) struct QosMix {
     weights: [u32; 3],
 }
 
+impl core::fmt::Display for QosMix {
+    /// `1` for one QoS, else the weights: `0:50,1:40,2:10`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let used: Vec<(usize, u32)> = self
+            .weights
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(_, w)| *w > 0)
+            .collect();
+        match used.as_slice() {
+            [(q, _)] => write!(f, "{q}"),
+            parts => {
+                let parts: Vec<String> = parts.iter().map(|(q, w)| format!("{q}:{w}")).collect();
+                f.write_str(&parts.join(","))
+            }
+        }
+    }
+}
+
 impl QosMix {
     /// Parses `1` (all QoS 1) or `0:50,1:40,2:10` (weights).
     pub(crate) fn parse(text: &str) -> Result<Self, ProfileError> {

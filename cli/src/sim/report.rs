@@ -148,6 +148,15 @@ pub(crate) struct CheckerReport {
     /// End-to-end latency, microseconds (send time in the payload to the
     /// checker's receipt).
     pub(crate) latency_us: Distribution,
+    /// Of `lost` (all QoS): readings the broker never acknowledged to the
+    /// device (the devices' side: the link or the outbox).
+    #[serde(default)]
+    pub(crate) lost_never_acknowledged: u64,
+    /// Of `lost` (all QoS): readings the broker acknowledged (PUBACK,
+    /// PUBCOMP; QoS 0: sent) and never delivered to the checker (the
+    /// broker's side: a full subscriber queue, a dropped session).
+    #[serde(default)]
+    pub(crate) lost_acknowledged: u64,
     /// Up to 20 devices with loss or duplicates: (id, published, unique,
     /// duplicates).
     pub(crate) worst_devices: Vec<(String, u64, u64, u64)>,
@@ -210,20 +219,32 @@ pub(crate) struct Report {
     /// First-connect time per device, microseconds from task start to CONNACK.
     pub(crate) connect_us: Distribution,
     pub(crate) errors: BTreeMap<String, u64>,
+    /// The first error of each kind: who saw it, when, and its message
+    /// (`dev-00012 at 0.3 s: TLS: invalid server certificate: ...`).
+    #[serde(default)]
+    pub(crate) error_first: BTreeMap<String, String>,
     /// `None` when run without the checker.
     pub(crate) checker: Option<CheckerReport>,
     pub(crate) host: HostReport,
     /// No loss or duplicates at QoS 2, no loss at QoS 1, no errors.
     pub(crate) clean: bool,
+    /// Why the run is not clean, where and what probably caused it; empty
+    /// when clean.
+    #[serde(default)]
+    pub(crate) reasons: Vec<String>,
+    /// The run's settings as the HTML report lists them (name, value).
+    #[serde(default)]
+    pub(crate) settings: Vec<(String, String)>,
+    /// The run over time (for the HTML report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) series: Option<super::series::Series>,
 }
 
 impl Report {
-    /// Whether the findings are clean.
-    pub(crate) fn judge(&self) -> bool {
-        let checker_ok = self.checker.as_ref().is_none_or(|c| {
-            c.lost.qos1 == 0 && c.lost.qos2 == 0 && c.duplicates.qos2 == 0 && c.unattributed == 0
-        });
-        checker_ok && self.errors.is_empty() && self.not_queued == 0
+    /// Judges the findings: sets `reasons` and `clean`.
+    pub(crate) fn judge_now(&mut self) {
+        self.reasons = super::verdict::reasons(self);
+        self.clean = self.reasons.is_empty();
     }
 
     /// Reads a report file.
@@ -269,11 +290,18 @@ impl Report {
             for (k, v) in &r.errors {
                 *m.errors.entry(k.clone()).or_default() += v;
             }
+            // Shards come in the order given: the first message kept is
+            // the first shard's.
+            for (k, v) in &r.error_first {
+                m.error_first.entry(k.clone()).or_insert_with(|| v.clone());
+            }
             m.checker = match (m.checker.take(), &r.checker) {
                 (Some(mut a), Some(b)) => {
                     a.received += b.received;
                     a.unique.add(&b.unique);
                     a.lost.add(&b.lost);
+                    a.lost_never_acknowledged += b.lost_never_acknowledged;
+                    a.lost_acknowledged += b.lost_acknowledged;
                     a.duplicates.add(&b.duplicates);
                     a.reordered += b.reordered;
                     a.devices_with_loss += b.devices_with_loss;
@@ -285,6 +313,13 @@ impl Report {
                         .map_err(|e| e.to_string())?;
                     a.worst_devices.extend(b.worst_devices.iter().cloned());
                     a.worst_devices.truncate(20);
+                    Some(a)
+                }
+                _ => None,
+            };
+            m.series = match (m.series.take(), &r.series) {
+                (Some(mut a), Some(b)) => {
+                    a.merge(b);
                     Some(a)
                 }
                 _ => None,
@@ -303,7 +338,7 @@ impl Report {
         } else {
             0.0
         };
-        m.clean = m.judge();
+        m.judge_now();
         Ok(m)
     }
 }
@@ -360,6 +395,14 @@ impl fmt::Display for Report {
                     q(&k.duplicates),
                     k.reordered
                 )?;
+                if k.lost.total() > 0 {
+                    writeln!(
+                        f,
+                        "  lost: {} never acknowledged by the broker (devices' side), \
+                         {} acknowledged and never delivered (broker's side)",
+                        k.lost_never_acknowledged, k.lost_acknowledged
+                    )?;
+                }
                 let l = &k.latency_us;
                 writeln!(
                     f,
@@ -378,12 +421,14 @@ impl fmt::Display for Report {
         if self.errors.is_empty() {
             writeln!(f, "  errors: none")?;
         } else {
-            let e: Vec<String> = self
-                .errors
-                .iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect();
-            writeln!(f, "  errors: {}", e.join(", "))?;
+            writeln!(f, "  errors by kind:")?;
+            for (kind, count) in &self.errors {
+                writeln!(f, "    {kind} {count}")?;
+                match self.error_first.get(kind) {
+                    Some(first) => writeln!(f, "      first: {first}")?,
+                    None => writeln!(f, "      ({})", super::verdict::kind_meaning(kind))?,
+                }
+            }
         }
         let h = &self.host;
         writeln!(
@@ -395,11 +440,15 @@ impl fmt::Display for Report {
             h.baseline_rss_kib,
             h.rss_per_device_bytes
         )?;
-        write!(
-            f,
-            "  verdict: {}",
-            if self.clean { "clean" } else { "NOT clean" }
-        )
+        if self.clean {
+            write!(f, "  verdict: clean")
+        } else {
+            write!(f, "  verdict: NOT clean")?;
+            for reason in &self.reasons {
+                write!(f, "\n  - {reason}")?;
+            }
+            Ok(())
+        }
     }
 }
 

@@ -137,6 +137,17 @@ pub(crate) struct RunArgs {
     /// No live view.
     #[arg(long, short)]
     pub(crate) quiet: bool,
+    /// Write the report as one self-contained HTML page with charts to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) html: Option<PathBuf>,
+    /// Serve Prometheus metrics on http://ADDR/metrics while the run lasts
+    /// (e.g. 0.0.0.0:9464).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics: Option<std::net::SocketAddr>,
+    /// Keep serving --metrics this many seconds after the run, so that the
+    /// last scrape sees the final figures [default: 0].
+    #[arg(long, value_name = "SECS", requires = "metrics")]
+    pub(crate) metrics_linger: Option<f64>,
     /// Per-device MQTT receive buffer in bytes [default: 256].
     #[arg(long, value_name = "BYTES")]
     rx_buffer: Option<usize>,
@@ -194,6 +205,48 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
+    /// The settings a report lists (name, value).
+    pub(crate) fn describe(&self) -> Vec<(String, String)> {
+        let secs = |d: Duration| format!("{} s", d.as_secs_f64());
+        let opt = |d: Option<Duration>| d.map_or_else(|| "off".to_owned(), secs);
+        vec![
+            (
+                "ramp".into(),
+                self.ramp
+                    .map_or_else(|| "all at once".into(), |r| format!("{r} per second")),
+            ),
+            ("interval".into(), secs(self.interval)),
+            ("jitter".into(), secs(self.jitter)),
+            ("QoS mix".into(), self.qos.to_string()),
+            (
+                "payload size".into(),
+                format!("{} bytes at least", self.payload_size),
+            ),
+            ("keep alive".into(), format!("{} s", self.keep_alive_secs)),
+            ("drain".into(), secs(self.drain)),
+            (
+                "messages per device".into(),
+                self.messages
+                    .map_or_else(|| "until the end".into(), |m| m.to_string()),
+            ),
+            ("cut every".into(), opt(self.cut_every)),
+            ("storm at".into(), opt(self.storm_at)),
+            ("command every".into(), opt(self.command_every)),
+            (
+                "checker".into(),
+                if self.checker {
+                    format!("{} connection(s) at {}", self.checkers, self.checker_broker)
+                } else {
+                    "off".into()
+                },
+            ),
+            (
+                "retained state, will".into(),
+                format!("{}, {}", self.retain_state, self.will),
+            ),
+        ]
+    }
+
     /// Resolves `args` over the profile file (if any) and the environment.
     pub(crate) fn resolve(args: &RunArgs) -> Result<Self, ProfileError> {
         let file = match &args.profile {

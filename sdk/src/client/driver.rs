@@ -7,6 +7,7 @@
 //! buffered packet, and only then wait for the transport, the deadline or
 //! queued work. The clock is read here and nowhere else in the client.
 
+use core::future::Future;
 use core::pin::pin;
 use core::task::Poll;
 
@@ -177,135 +178,159 @@ impl<
     /// DISCONNECT, so the broker publishes the will). The session stays in
     /// the [`ClientState`], ready for a new `Connection`: unacknowledged
     /// messages stay in the outbox, subscriptions in their table.
-    pub async fn run<H: EventHandler>(
-        self,
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn would keep a second copy of `self` and `handler` in its future"
+    )]
+    pub fn run<H: EventHandler>(
+        mut self,
         mut handler: H,
-    ) -> Result<(), ClientError<C::Error, St::Error>> {
-        let handler = &mut handler;
-        let Self {
-            state,
-            mut connector,
-            clock,
-            mut rng,
-            rx,
-            tx,
-            config,
-        } = self;
-        let (clock, rng) = (&clock, &mut rng);
-        // A run dropped mid-link left the session up: start from down.
-        state.with(|sh| sh.session.handle_disconnected(clock.now()));
-        let mut failures: u32 = 0;
-        loop {
-            if state.with(|sh| sh.stop) {
-                break;
-            }
-            if St::DURABLE {
-                replay_stored(state).await;
-            }
-            let deadline = clock.now() + config.connect_timeout;
-            // Connect, bounded by the timeout; a stop request abandons it.
-            let opened = {
-                let mut connect = pin!(connector.connect());
-                loop {
-                    match select3(
-                        connect.as_mut(),
-                        clock.sleep_until(deadline),
-                        state.work.wait(),
-                    )
-                    .await
-                    {
-                        Either3::First(result) => break Some(Either::First(result)),
-                        Either3::Second(()) => break Some(Either::Second(())),
-                        Either3::Third(()) if state.with(|sh| sh.stop) => break None,
-                        // Work queued meanwhile goes out once connected;
-                        // messages with an expiry are stamped now.
-                        Either3::Third(()) => {
-                            state.with(|sh| sh.session.handle_timeout(clock.now()));
-                        }
-                    }
-                }
-            };
-            let Some(opened) = opened else { break };
-            let failure = match opened {
-                Either::First(Ok(mut transport)) => {
-                    debug!("transport open");
-                    let end = serve(state, &mut transport, clock, rx, tx, handler).await;
-                    if let LinkEnd::Closed { polite: true, .. } = end {
-                        let until = clock.now() + config.close_timeout;
-                        select(transport.close(), clock.sleep_until(until)).await;
-                    }
-                    drop(transport);
-                    state.with(|sh| sh.session.handle_disconnected(clock.now()));
-                    drain_events(state, handler).await;
-                    match end {
-                        LinkEnd::Fatal(e) => {
-                            return Err(e.with_connector_error().with_store_error());
-                        }
-                        LinkEnd::Closed {
-                            accepted, failure, ..
-                        } => {
-                            if accepted {
-                                failures = 0;
-                            }
-                            failure.with_connector_error().with_store_error()
-                        }
-                    }
-                }
-                Either::First(Err(e)) => {
-                    debug!("connect failed");
-                    ClientError::Connect(e)
-                }
-                Either::Second(()) => {
-                    debug!("connect timed out");
-                    ClientError::ConnectTimeout
-                }
-            };
-            if state.with(|sh| sh.stop) {
-                break;
-            }
-            failures = failures.saturating_add(1);
-            if config
-                .backoff
-                .max_attempts
-                .is_some_and(|max| failures > max)
-            {
-                return Err(failure);
-            }
-            // Not held across the awaits below (see `LinkEnd`).
-            drop(failure);
-            let delay = config.backoff.delay(failures, rng);
-            info!(
-                "reconnecting in {} ms (attempt {})",
-                delay.as_millis(),
-                failures
-            );
-            handler
-                .on_event(Event::Reconnecting {
-                    attempt: failures,
-                    delay,
-                })
-                .await;
-            let until = clock.now() + delay;
-            // Sleep, but wake early for a stop request, and for the
-            // session's deadlines (a queued message's expiry): new
-            // messages are stamped and lapsed ones failed while down.
+    ) -> impl Future<Output = Result<(), ClientError<C::Error, St::Error>>> {
+        // An `async` block using `self` and `handler` in place: an `async
+        // fn` moves its arguments into locals of its own, and a
+        // destructured `self` is one more copy; each copy stays in the
+        // future for the whole run (RAM per device: issue 13's fleet).
+        async move {
+            let state = self.state;
+            let handler = &mut handler;
+            // A run dropped mid-link left the session up: start from down.
+            state.with(|sh| sh.session.handle_disconnected(self.clock.now()));
+            let mut failures: u32 = 0;
             loop {
-                let wake = state
-                    .with(|sh| sh.session.poll_timeout())
-                    .map_or(until, |at| at.min(until));
-                match select(clock.sleep_until(wake), state.work.wait()).await {
-                    Either::First(()) if clock.now() >= until => break,
-                    Either::Second(()) if state.with(|sh| sh.stop) => break,
-                    Either::First(()) | Either::Second(()) => {
-                        state.with(|sh| sh.session.handle_timeout(clock.now()));
+                if state.with(|sh| sh.stop) {
+                    break;
+                }
+                if St::DURABLE {
+                    replay_stored(state).await;
+                }
+                let deadline = self.clock.now() + self.config.connect_timeout;
+                // The open transport has one place in the future: the
+                // connect's output is moved straight in, and `serve`
+                // borrows it (each move kept across an await would be one
+                // more copy of it in the future).
+                let mut link = None;
+                // Connect, bounded by the timeout; a stop request abandons
+                // it (`None`). `Ok`: the transport is in `link`.
+                let connected = {
+                    let mut connect = pin!(self.connector.connect());
+                    loop {
+                        match select3(
+                            connect.as_mut(),
+                            self.clock.sleep_until(deadline),
+                            state.work.wait(),
+                        )
+                        .await
+                        {
+                            Either3::First(Ok(transport)) => {
+                                link = Some(transport);
+                                break Some(Ok(()));
+                            }
+                            Either3::First(Err(e)) => {
+                                debug!("connect failed");
+                                break Some(Err(ClientError::Connect(e)));
+                            }
+                            Either3::Second(()) => {
+                                debug!("connect timed out");
+                                break Some(Err(ClientError::ConnectTimeout));
+                            }
+                            Either3::Third(()) if state.with(|sh| sh.stop) => break None,
+                            // Work queued meanwhile goes out once connected;
+                            // messages with an expiry are stamped now.
+                            Either3::Third(()) => {
+                                state.with(|sh| sh.session.handle_timeout(self.clock.now()));
+                            }
+                        }
+                    }
+                };
+                let Some(connected) = connected else {
+                    break;
+                };
+                let failure = match (connected, link.as_mut()) {
+                    (Err(failure), _) => failure,
+                    // `Ok` comes with the transport in `link`.
+                    (Ok(()), None) => ClientError::Link(CloseReason::TransportClosed),
+                    (Ok(()), Some(transport)) => {
+                        debug!("transport open");
+                        let end = serve(
+                            state,
+                            transport,
+                            &self.clock,
+                            &mut *self.rx,
+                            &mut *self.tx,
+                            handler,
+                        )
+                        .await;
+                        if let LinkEnd::Closed { polite: true, .. } = end {
+                            let until = self.clock.now() + self.config.close_timeout;
+                            select(transport.close(), self.clock.sleep_until(until)).await;
+                        }
+                        link = None;
+                        state.with(|sh| sh.session.handle_disconnected(self.clock.now()));
                         drain_events(state, handler).await;
+                        match end {
+                            LinkEnd::Fatal(e) => {
+                                return Err(e.with_connector_error().with_store_error());
+                            }
+                            LinkEnd::Closed {
+                                accepted, failure, ..
+                            } => {
+                                if accepted {
+                                    failures = 0;
+                                }
+                                failure.with_connector_error().with_store_error()
+                            }
+                        }
+                    }
+                };
+                drop(link);
+                if state.with(|sh| sh.stop) {
+                    break;
+                }
+                failures = failures.saturating_add(1);
+                if self
+                    .config
+                    .backoff
+                    .max_attempts
+                    .is_some_and(|max| failures > max)
+                {
+                    return Err(failure);
+                }
+                // Not held across the awaits below (see `LinkEnd`).
+                drop(failure);
+                let delay = self.config.backoff.delay(failures, &mut self.rng);
+                info!(
+                    "reconnecting in {} ms (attempt {})",
+                    delay.as_millis(),
+                    failures
+                );
+                handler
+                    .on_event(Event::Reconnecting {
+                        attempt: failures,
+                        delay,
+                    })
+                    .await;
+                let until = self.clock.now() + delay;
+                // Sleep, but wake early for a stop request, and for the
+                // session's deadlines (a queued message's expiry): new
+                // messages are stamped and lapsed ones failed while down.
+                loop {
+                    let wake = state
+                        .with(|sh| sh.session.poll_timeout())
+                        .map_or(until, |at| at.min(until));
+                    match select(self.clock.sleep_until(wake), state.work.wait()).await {
+                        Either::First(()) if self.clock.now() >= until => break,
+                        Either::Second(()) if state.with(|sh| sh.stop) => break,
+                        Either::First(()) | Either::Second(()) => {
+                            state.with(|sh| sh.session.handle_timeout(self.clock.now()));
+                            drain_events(state, handler).await;
+                        }
                     }
                 }
             }
+            // Stopped: the link (if any) was closed politely in `serve`.
+            drain_events(state, handler).await;
+            Ok(())
         }
-        // Stopped: the link (if any) was closed politely in `serve`.
-        drain_events(state, handler).await;
-        Ok(())
     }
 }
 
@@ -397,6 +422,7 @@ async fn remove_stored<
 ) {
     while let Some(key) = state.with(|sh| sh.session.poll_store_removal()) {
         let mut slot = state.store.lock().await;
+        slot.settle().await;
         if slot.store.remove(key).await.is_err() {
             warn!("store: removing an acknowledged message failed");
         }

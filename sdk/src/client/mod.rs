@@ -380,7 +380,14 @@ mod tests {
                 80,
             ),
         ];
+        // The outbox's lookup counters exist in test builds only.
+        let test_only = crate::session::outbox::TEST_COUNTER_BYTES;
         for (name, size, budget) in rows {
+            let size = if name.starts_with("Session") || name.starts_with("ClientState") {
+                size - test_only
+            } else {
+                size
+            };
             std::println!("{name:<32} {size:>6} bytes (budget {budget})");
             assert!(size <= budget, "{name} is {size} bytes, budget {budget}");
         }

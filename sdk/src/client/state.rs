@@ -296,12 +296,32 @@ pub(crate) struct StoreSlot<St> {
     cursor: u32,
     /// The key of the next persist.
     next_key: u32,
+    /// A persist under this key was interrupted (its future dropped): the
+    /// store may hold the record of a publish that never returned `Ok`.
+    /// 0: none (keys start at 1).
+    unsettled: u32,
 }
 
 impl<St> StoreSlot<St> {
     /// Stored records still wait for a replay pass.
     pub(crate) fn replay_pending(&self) -> bool {
         !self.replayed || self.more
+    }
+}
+
+impl<St: Store> StoreSlot<St> {
+    /// Removes the record of an interrupted persist, if there is one, so
+    /// that a publish dropped during its persist is not sent after a
+    /// restart. Called by every holder of the store lock before its own
+    /// work. A failed removal is logged (the record may then be sent after
+    /// a restart).
+    pub(crate) async fn settle(&mut self) {
+        if self.unsettled != 0 {
+            if self.store.remove(self.unsettled).await.is_err() {
+                warn!("store: removing the record of a cancelled publish failed");
+            }
+            self.unsettled = 0;
+        }
     }
 }
 
@@ -356,6 +376,7 @@ impl<
                 more: false,
                 cursor: 0,
                 next_key: 1,
+                unsettled: 0,
             }),
         }
     }
@@ -393,6 +414,7 @@ impl<
     /// store (logged) and passed over. A store error undoes the pass and is
     /// returned; the next pass tries again.
     pub(crate) async fn ensure_replayed(&self, slot: &mut StoreSlot<St>) -> Result<(), St::Error> {
+        slot.settle().await;
         if !slot.replay_pending() {
             return Ok(());
         }
@@ -569,9 +591,9 @@ impl<
     ///
     /// Cancel-safe: the message is queued only in the poll that returns
     /// `Ready(Ok)`; dropping the future earlier queues nothing (with a
-    /// durable store, a drop during the persist leaves the message out of
-    /// the outbox, but the store may have it and replay it after a
-    /// restart).
+    /// durable store, a drop during the persist takes the message back
+    /// out of the outbox, and the next store operation removes the record
+    /// if the store wrote it; only a restart before that can send it).
     pub async fn publish(
         &self,
         msg: &OutgoingMessage<'_>,
@@ -634,29 +656,17 @@ impl<
 
     /// Queues through `queue` (waiting for room while it says so), then
     /// makes a QoS 1/2 message durable when there is a store.
+    ///
+    /// A durable message is queued and persisted in one tenure of the
+    /// store lock, so store keys follow the queue order, which is the send
+    /// order: a restart re-sends in key order, and [MQTT-4.6.0-1] asks for
+    /// the order of the first sends, also with publishers on several
+    /// threads.
     async fn publish_via(
         &self,
         qos: QoS,
         mut queue: impl FnMut(&mut Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES>) -> Queued,
     ) -> Result<PublishToken, ClientError<Infallible, St::Error>> {
-        let durable = St::DURABLE && qos != QoS::AtMostOnce;
-        if durable {
-            // Replay first, so that stored messages go out before new ones
-            // and new keys continue above the stored ones; while stored
-            // records still wait for outbox room, new ones wait behind them.
-            loop {
-                let mut slot = self.state.store.lock().await;
-                self.state
-                    .ensure_replayed(&mut slot)
-                    .await
-                    .map_err(ClientError::Store)?;
-                if !slot.replay_pending() {
-                    break;
-                }
-                drop(slot);
-                self.outbox_room().await;
-            }
-        }
         // QoS 1/2 needs a completion slot (it is never evicted while
         // unfinished), so wait for one before queuing; QoS 0 takes a slot
         // only if one is free.
@@ -665,49 +675,89 @@ impl<
         } else {
             Hold::Firm
         };
-        let token = poll_fn(|cx| {
-            self.state.with(|sh| {
-                if hold == Hold::Firm && !sh.completions.has_room() {
-                    // Woken by the driver when completions or taken
-                    // outcomes free a slot.
-                    sh.outbox_waiters.register(cx.waker());
-                    return Poll::Pending;
-                }
-                match queue(&mut sh.session) {
-                    Queued::Done(token) => {
-                        if durable {
-                            sh.session.hold_for_store(token);
-                        }
-                        sh.completions.track(token.0, hold);
-                        Poll::Ready(Ok(token))
-                    }
-                    Queued::Wait => {
-                        // Woken by the driver when acknowledgements free room.
-                        sh.outbox_waiters.register(cx.waker());
-                        Poll::Pending
-                    }
-                    Queued::Failed(e) => Poll::Ready(Err(ClientError::Session(e))),
-                }
-            })
-        })
-        .await?;
-        if durable {
-            self.persist(token).await?;
+        if !St::DURABLE || qos == QoS::AtMostOnce {
+            let token = poll_fn(|cx| self.try_queue(cx, hold, false, &mut queue)).await?;
+            self.state.work.signal(());
+            return Ok(token);
         }
-        self.state.work.signal(());
-        Ok(token)
+        loop {
+            let mut slot = self.state.store.lock().await;
+            // Replay first, so that stored messages go out before new ones
+            // and new keys continue above the stored ones; while stored
+            // records still wait for outbox room, new ones wait behind them.
+            self.state
+                .ensure_replayed(&mut slot)
+                .await
+                .map_err(ClientError::Store)?;
+            if !slot.replay_pending() {
+                let attempt = poll_fn(|cx| Poll::Ready(self.try_queue(cx, hold, true, &mut queue)));
+                if let Poll::Ready(token) = attempt.await {
+                    let token = token?;
+                    self.persist(&mut slot, token).await?;
+                    self.state.work.signal(());
+                    return Ok(token);
+                }
+            }
+            // Waiting for room without the store lock, which the driver
+            // needs to remove acknowledged records.
+            drop(slot);
+            self.outbox_room().await;
+        }
     }
 
-    /// Writes the held record of `token` to the store, then lets it be
-    /// sent, or takes it back out when the store failed.
-    async fn persist(&self, token: PublishToken) -> Result<(), ClientError<Infallible, St::Error>> {
+    /// One attempt to queue through `queue`; `Pending` (with the waker
+    /// registered, woken when completions or acknowledgements free room)
+    /// while there is no room for it.
+    fn try_queue(
+        &self,
+        cx: &mut Context<'_>,
+        hold: Hold,
+        durable: bool,
+        queue: &mut impl FnMut(&mut Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES>) -> Queued,
+    ) -> Poll<Result<PublishToken, ClientError<Infallible, St::Error>>> {
+        self.state.with(|sh| {
+            if hold == Hold::Firm && !sh.completions.has_room() {
+                sh.outbox_waiters.register(cx.waker());
+                return Poll::Pending;
+            }
+            match queue(&mut sh.session) {
+                Queued::Done(token) => {
+                    if durable {
+                        sh.session.hold_for_store(token);
+                    }
+                    sh.completions.track(token.0, hold);
+                    Poll::Ready(Ok(token))
+                }
+                Queued::Wait => {
+                    sh.outbox_waiters.register(cx.waker());
+                    Poll::Pending
+                }
+                Queued::Failed(e) => Poll::Ready(Err(ClientError::Session(e))),
+            }
+        })
+    }
+
+    /// Writes the held record of `token` to the store (the caller holds
+    /// its lock), then lets it be sent, or takes it back out when the
+    /// store failed.
+    ///
+    /// The key is taken before the write, so it is never reused, even when
+    /// this future is dropped during the write; the store may then hold
+    /// the record of a publish that did not return `Ok`, and the next
+    /// holder of the store lock removes it ([`StoreSlot::settle`]).
+    async fn persist(
+        &self,
+        slot: &mut StoreSlot<St>,
+        token: PublishToken,
+    ) -> Result<(), ClientError<Infallible, St::Error>> {
         // Taken back out if this future is dropped before the end.
         let guard = HeldGuard {
             state: self.state,
             token,
         };
-        let mut slot = self.state.store.lock().await;
         let key = slot.next_key;
+        slot.next_key = key.saturating_add(1);
+        slot.unsettled = key;
         let len = self
             .state
             .with(|sh| sh.session.held_record(token).map_or(0, <[u8]>::len));
@@ -723,19 +773,19 @@ impl<
                 });
             })
             .await;
+        slot.unsettled = 0;
         core::mem::forget(guard);
         match result {
             Ok(()) => {
-                slot.next_key = key.saturating_add(1);
                 self.state.with(|sh| sh.session.release_held(token, key));
                 Ok(())
             }
             Err(e) => {
-                // Keys are not reused, even after a failed persist.
-                slot.next_key = key.saturating_add(1);
                 self.state.with(|sh| {
                     sh.session.cancel_held(token);
                     sh.completions.untrack(token.0);
+                    // The room it took is free again.
+                    sh.outbox_waiters.wake();
                 });
                 Err(ClientError::Store(e))
             }
@@ -1005,6 +1055,8 @@ impl<
         self.state.with(|sh| {
             sh.session.cancel_held(token);
             sh.completions.untrack(token.0);
+            // The room it took is free again.
+            sh.outbox_waiters.wake();
         });
     }
 }

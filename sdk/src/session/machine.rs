@@ -428,17 +428,27 @@ impl<
         (self.outbox.used(), self.outbox.capacity())
     }
 
+    /// Record headers the outbox has read so far (the tests' measure of
+    /// lookup cost).
+    #[cfg(test)]
+    pub(crate) fn outbox_reads(&self) -> u64 {
+        self.outbox.reads.get()
+    }
+
+    /// Bytes the outbox has moved so far (compaction, removals).
+    #[cfg(test)]
+    pub(crate) fn outbox_moved(&self) -> u64 {
+        self.outbox.moved
+    }
+
     /// Messages in the outbox (queued or in flight).
     pub fn outbox_len(&self) -> usize {
-        self.outbox.offsets().count()
+        self.outbox.len()
     }
 
     /// QoS 1/2 publishes holding a packet identifier (in flight).
     pub fn inflight(&self) -> usize {
-        self.outbox
-            .offsets()
-            .filter(|&off| self.outbox.meta(off).is_some_and(|m| m.packet_id != 0))
-            .count()
+        self.outbox.with_packet_id()
     }
 
     /// The remembered filters: filter, options, and whether the broker
@@ -555,11 +565,12 @@ impl<
     /// durable record's key reserves for it (see `stored_packet_id`).
     fn packet_id_in_use(&self, id: u16) -> bool {
         self.packet_id_taken(id)
-            || self.outbox.offsets().any(|off| {
-                self.outbox
-                    .meta(off)
-                    .is_some_and(|m| m.key != 0 && outbound::stored_packet_id(m.key) == id)
-            })
+            || self.outbox.durable() > 0
+                && self.outbox.offsets().any(|off| {
+                    self.outbox
+                        .meta(off)
+                        .is_some_and(|m| m.key != 0 && outbound::stored_packet_id(m.key) == id)
+                })
     }
 
     /// `id` is held by a record or a request in flight.

@@ -149,7 +149,7 @@ mod config;
 mod error;
 mod event;
 mod machine;
-mod outbox;
+pub(crate) mod outbox;
 
 #[cfg(test)]
 mod tests;

@@ -13,8 +13,18 @@
 //! The free space before `head` is reclaimed lazily: the live records are
 //! moved to the start of the buffer only when an append does not fit the
 //! tail, and `head` goes back to 0 whenever the outbox empties. Capacity
-//! accounting counts both parts as free. No index table: lookups walk the
-//! records, which are few (bounded by the window and the buffer).
+//! accounting counts both parts as free.
+//!
+//! No index table (the outbox may hold 100 000 records and lends no room
+//! for one), yet no lookup the session makes per packet walks the whole
+//! backlog (issue 13): counters give the number of records, of records
+//! holding a packet identifier and of durable ones in O(1); a lookup by
+//! packet identifier walks only the prefix that holds identifiers (records
+//! get theirs in FIFO order at transmit, so they sit near the front: the
+//! window, plus the QoS 0 records between them), and stops once it has
+//! passed every one; the newest record, the one the store's hold, persist
+//! and release steps look up, is found from the end in O(1). Lookups by
+//! token of older records (status queries) still walk.
 
 use crate::codec::QoS;
 
@@ -80,12 +90,35 @@ pub(crate) struct RecordMeta {
     pub(crate) notice: bool,
 }
 
+/// Bytes the test-only counters add to an outbox (left out of the memory
+/// budget, which is for the real build).
+#[cfg(test)]
+pub(crate) const TEST_COUNTER_BYTES: usize =
+    core::mem::size_of::<core::cell::Cell<u64>>() + core::mem::size_of::<u64>();
+
 pub(crate) struct Outbox<'b> {
     buf: &'b mut [u8],
     /// Where the first record starts in `buf`.
     head: usize,
     /// Bytes of records from `head` on.
     used: usize,
+    /// Records in the outbox (u32: the counters cost a fleet device's
+    /// RAM; a record takes at least 20 bytes, so 2³² of them never fit).
+    count: u32,
+    /// Records holding a packet identifier (non-zero).
+    with_id: u32,
+    /// Records with a store key (durable).
+    keyed: u32,
+    /// Token and total length of the last record, while it is known (a
+    /// removal of the last record forgets it; token 0 is none).
+    last_token: u32,
+    last_len: u32,
+    /// Record headers read so far: the tests' measure of lookup cost.
+    #[cfg(test)]
+    pub(crate) reads: core::cell::Cell<u64>,
+    /// Bytes moved so far by compaction and removals.
+    #[cfg(test)]
+    pub(crate) moved: u64,
 }
 
 impl<'b> Outbox<'b> {
@@ -94,6 +127,15 @@ impl<'b> Outbox<'b> {
             buf,
             head: 0,
             used: 0,
+            count: 0,
+            with_id: 0,
+            keyed: 0,
+            last_token: 0,
+            last_len: 0,
+            #[cfg(test)]
+            reads: core::cell::Cell::new(0),
+            #[cfg(test)]
+            moved: 0,
         }
     }
 
@@ -116,7 +158,39 @@ impl<'b> Outbox<'b> {
         self.buf.len().saturating_sub(self.used)
     }
 
+    /// Records in the outbox, in O(1).
+    pub(crate) fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Records holding a packet identifier, in O(1).
+    pub(crate) fn with_packet_id(&self) -> usize {
+        self.with_id as usize
+    }
+
+    /// Records with a store key, in O(1).
+    pub(crate) fn durable(&self) -> usize {
+        self.keyed as usize
+    }
+
+    /// Keeps the counters right when the header at `off` changes from
+    /// `old` to `new`.
+    fn recount(&mut self, old: &RecordMeta, new: &RecordMeta) {
+        match (old.packet_id != 0, new.packet_id != 0) {
+            (false, true) => self.with_id = self.with_id.saturating_add(1),
+            (true, false) => self.with_id = self.with_id.saturating_sub(1),
+            _ => {}
+        }
+        match (old.key != 0, new.key != 0) {
+            (false, true) => self.keyed = self.keyed.saturating_add(1),
+            (true, false) => self.keyed = self.keyed.saturating_sub(1),
+            _ => {}
+        }
+    }
+
     pub(crate) fn meta(&self, off: usize) -> Option<RecordMeta> {
+        #[cfg(test)]
+        self.reads.set(self.reads.get() + 1);
         let h: &[u8; HEADER_LEN] = self.live().get(off..)?.first_chunk()?;
         let [
             l0,
@@ -192,9 +266,13 @@ impl<'b> Outbox<'b> {
 
     /// Updates packet id and state of the record at `off`.
     pub(crate) fn set(&mut self, off: usize, packet_id: u16, state: RecordState) {
-        if let Some(mut m) = self.meta(off) {
-            m.packet_id = packet_id;
-            m.state = state;
+        if let Some(old) = self.meta(off) {
+            let m = RecordMeta {
+                packet_id,
+                state,
+                ..old
+            };
+            self.recount(&old, &m);
             self.write_meta(off, &m);
         }
     }
@@ -217,8 +295,9 @@ impl<'b> Outbox<'b> {
 
     /// Sets the store key of the record at `off`.
     pub(crate) fn set_key(&mut self, off: usize, key: u32) {
-        if let Some(mut m) = self.meta(off) {
-            m.key = key;
+        if let Some(old) = self.meta(off) {
+            let m = RecordMeta { key, ..old };
+            self.recount(&old, &m);
             self.write_meta(off, &m);
         }
     }
@@ -258,7 +337,7 @@ impl<'b> Outbox<'b> {
         if total <= self.tail_room() {
             return self.append(token, qos, RecordState::Queued, total, encode);
         }
-        self.push_with(token, qos, RecordState::Queued, |dst| {
+        self.push_gathered(token, qos, RecordState::Queued, |dst| {
             let dst = dst.get_mut(..body_len).unwrap_or(&mut []);
             encode(dst).map(|_| Some(body_len))
         })
@@ -287,16 +366,43 @@ impl<'b> Outbox<'b> {
     }
 
     /// Appends a record in `state` whose body `write` puts at the start of
-    /// the free space it gets (all of it), returning the body's length, or
-    /// `None` when it does not fit. Returns false if nothing was appended.
+    /// the free space it gets, returning the body's length, or `None` when
+    /// it does not fit. Returns false if nothing was appended.
+    ///
+    /// `write` first gets the room after the last record; only if the body
+    /// does not fit there is all free space gathered at the tail (moving
+    /// every record, a cost that grows with the backlog) and `write` called
+    /// again with all of it.
     pub(crate) fn push_with<E>(
+        &mut self,
+        token: u32,
+        qos: QoS,
+        state: RecordState,
+        mut write: impl FnMut(&mut [u8]) -> Result<Option<usize>, E>,
+    ) -> Result<bool, E> {
+        if self.head > 0 && self.tail_room() > HEADER_LEN {
+            let start = self.used;
+            let at = self.head.saturating_add(start).saturating_add(HEADER_LEN);
+            if let Some(dst) = self.buf.get_mut(at..) {
+                let room = dst.len();
+                if let Some(body_len) = write(dst)?.filter(|&n| n <= room) {
+                    self.commit(start, body_len + HEADER_LEN, token, qos, state);
+                    return Ok(true);
+                }
+            }
+        }
+        self.push_gathered(token, qos, state, write)
+    }
+
+    /// Appends a record in `state` whose body `write` puts at the start of
+    /// all the free space, gathered after the last record.
+    fn push_gathered<E>(
         &mut self,
         token: u32,
         qos: QoS,
         state: RecordState,
         write: impl FnOnce(&mut [u8]) -> Result<Option<usize>, E>,
     ) -> Result<bool, E> {
-        // The body may take all of the free space: gather it at the tail.
         self.compact();
         let start = self.used;
         let Some(dst) = self.buf.get_mut(start + HEADER_LEN..) else {
@@ -314,6 +420,9 @@ impl<'b> Outbox<'b> {
     /// records) a new record: its header, and the live length.
     fn commit(&mut self, start: usize, total: usize, token: u32, qos: QoS, state: RecordState) {
         self.used = start.saturating_add(total);
+        self.count = self.count.saturating_add(1);
+        self.last_token = token;
+        self.last_len = u32::try_from(total).unwrap_or(0);
         let meta = RecordMeta {
             len: total,
             token,
@@ -332,6 +441,10 @@ impl<'b> Outbox<'b> {
     fn compact(&mut self) {
         if self.head > 0 {
             let end = self.head.saturating_add(self.used).min(self.buf.len());
+            #[cfg(test)]
+            {
+                self.moved += (end - self.head) as u64;
+            }
             self.buf.copy_within(self.head..end, 0);
             self.head = 0;
         }
@@ -351,13 +464,33 @@ impl<'b> Outbox<'b> {
         let Some(m) = self.meta(off) else {
             return;
         };
+        self.recount(
+            &m,
+            &RecordMeta {
+                packet_id: 0,
+                key: 0,
+                ..m
+            },
+        );
+        self.count = self.count.saturating_sub(1);
+        if off + m.len == self.used {
+            self.last_token = 0;
+        }
         let (at, end) = (self.head + off, self.head + off + m.len);
         let live_end = self.head + self.used;
         if off < self.used - off - m.len {
             // Fewer bytes before it: move them up over the gap.
+            #[cfg(test)]
+            {
+                self.moved += off as u64;
+            }
             self.buf.copy_within(self.head..at, self.head + m.len);
             self.head += m.len;
         } else {
+            #[cfg(test)]
+            {
+                self.moved += (live_end - end) as u64;
+            }
             self.buf.copy_within(end..live_end, at);
         }
         self.used -= m.len;
@@ -366,20 +499,39 @@ impl<'b> Outbox<'b> {
         }
     }
 
-    /// The offset of the record with this token, if any.
+    /// The offset of the record with this token, if any: O(1) for the
+    /// newest record, a walk for the others.
     pub(crate) fn find_token(&self, token: u32) -> Option<(usize, RecordMeta)> {
+        if token != 0
+            && token == self.last_token
+            && let Some(off) = self.used.checked_sub(self.last_len as usize)
+            && let Some(m) = self.meta(off)
+            && m.token == token
+        {
+            return Some((off, m));
+        }
         self.offsets().find_map(|off| {
             let m = self.meta(off)?;
             (m.token == token).then_some((off, m))
         })
     }
 
-    /// The offset of the record with this packet id, if any.
+    /// The offset of the record with this packet id, if any. Walks only
+    /// until every record holding an identifier was passed.
     pub(crate) fn find_packet_id(&self, packet_id: u16) -> Option<(usize, RecordMeta)> {
-        self.offsets().find_map(|off| {
+        let mut left = self.with_id;
+        let mut off = 0usize;
+        while left > 0 {
             let m = self.meta(off)?;
-            (m.packet_id == packet_id).then_some((off, m))
-        })
+            if m.packet_id != 0 {
+                if m.packet_id == packet_id {
+                    return Some((off, m));
+                }
+                left -= 1;
+            }
+            off += m.len;
+        }
+        None
     }
 }
 
@@ -580,5 +732,73 @@ mod tests {
         assert_eq!(room, 40 - HEADER_LEN);
         assert_eq!(tokens(&o), [2, 3, 7]);
         assert_eq!(o.free(), 0);
+    }
+
+    #[test]
+    fn push_with_writes_into_the_tail_without_moving_records_and_gathers_only_if_needed() {
+        let mut buf = [0u8; 200];
+        let mut o = Outbox::new(&mut buf);
+        for t in 1..=3 {
+            assert!(push(&mut o, t, &[t as u8; 10]));
+        }
+        remove_token(&mut o, 1);
+        // 110 bytes after the last record, 140 free in all.
+        let mut rooms = Vec::new();
+        assert!(
+            o.push_with(7, QoS::AtMostOnce, RecordState::Queued, |dst| {
+                rooms.push(dst.len());
+                dst[..5].fill(7);
+                Ok::<_, ()>(Some(5))
+            })
+            .unwrap()
+        );
+        assert_eq!(rooms, [110 - HEADER_LEN], "one try, in the tail");
+        assert_eq!(o.head, 30, "nothing moved");
+        // A body larger than the tail gets a second try with all the room.
+        let mut rooms = Vec::new();
+        assert!(
+            o.push_with(8, QoS::AtMostOnce, RecordState::Queued, |dst| {
+                rooms.push(dst.len());
+                (dst.len() >= 90)
+                    .then(|| {
+                        dst[..90].fill(8);
+                        90
+                    })
+                    .map_or(Ok::<_, ()>(None), |n| Ok(Some(n)))
+            })
+            .unwrap()
+        );
+        assert_eq!(rooms, [85 - HEADER_LEN, 115 - HEADER_LEN]);
+        assert_eq!(tokens(&o), [2, 3, 7, 8]);
+        assert_eq!(o.len(), 4);
+        assert_eq!(o.body(o.find_token(8).unwrap().0), &[8u8; 90][..]);
+        assert_eq!(o.body(o.find_token(2).unwrap().0), &[2u8; 10][..]);
+    }
+
+    #[test]
+    fn counters_follow_pushes_identifiers_keys_and_removals() {
+        let mut buf = [0u8; 400];
+        let mut o = Outbox::new(&mut buf);
+        for t in 1..=5 {
+            assert!(push(&mut o, t, &[0; 8]));
+        }
+        assert_eq!((o.len(), o.with_packet_id(), o.durable()), (5, 0, 0));
+        let off = |o: &Outbox<'_>, t| o.find_token(t).unwrap().0;
+        o.set(off(&o, 2), 11, RecordState::AwaitAck);
+        o.set(off(&o, 4), 12, RecordState::AwaitAck);
+        o.set_key(off(&o, 4), 9);
+        assert_eq!((o.with_packet_id(), o.durable()), (2, 1));
+        assert_eq!(o.find_packet_id(12).map(|(_, m)| m.token), Some(4));
+        assert_eq!(o.find_packet_id(13), None);
+        o.set(off(&o, 2), 0, RecordState::Queued);
+        assert_eq!(o.with_packet_id(), 1);
+        remove_token(&mut o, 4);
+        assert_eq!((o.len(), o.with_packet_id(), o.durable()), (4, 0, 0));
+        // The newest record is found from the end; after its removal the
+        // walk finds the others.
+        assert_eq!(o.find_token(5).map(|(_, m)| m.token), Some(5));
+        remove_token(&mut o, 5);
+        assert_eq!(o.find_token(3).map(|(_, m)| m.token), Some(3));
+        assert_eq!(o.find_token(5), None);
     }
 }

@@ -22,6 +22,7 @@ use crate::codec::{
 };
 use crate::time::{Duration, Instant};
 
+mod backlog;
 mod broker;
 mod durable;
 mod hardening;

@@ -102,7 +102,10 @@ pub trait Store {
     /// buffer), then writes it durably: once this returns `Ok`, the record
     /// must be replayed after any reset until it is removed.
     ///
-    /// `key` is greater than every key replayed or persisted before. A
+    /// `key` is greater than every key replayed or persisted before (keys
+    /// follow the order messages entered the outbox, which is their send
+    /// order), and never given twice, even after a persist that failed or
+    /// was dropped. A
     /// record larger than the store can hold is an error, not a
     /// truncation. On `Err` the record must not be replayed later (a
     /// half-written one is detected as torn); the client fails the publish.
@@ -114,8 +117,10 @@ pub trait Store {
     ) -> impl Future<Output = Result<(), Self::Error>>;
 
     /// Forgets the record under `key`: the broker acknowledged it, or it
-    /// failed for good. Called only for keys persisted (or replayed) and
-    /// not removed yet. It need not be durable at once: a removal lost in a
+    /// failed for good. Called for keys persisted (or replayed) and not
+    /// removed yet, and for the key of a persist whose future was dropped
+    /// before it returned (the publish was cancelled): the store may or may
+    /// not hold that one, and removing a key it does not hold is `Ok`. It need not be durable at once: a removal lost in a
     /// reset only makes the message go out again (a duplicate, never a
     /// loss). On `Err` the client logs and goes on (the record may then be
     /// replayed after a restart).

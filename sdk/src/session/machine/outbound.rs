@@ -167,10 +167,15 @@ impl<
     ///
     /// The payload is written behind room for the longest Remaining Length
     /// field and moved down by at most 3 bytes once its length is known.
+    ///
+    /// `write` may be called twice: first with the room after the last
+    /// record, then, only if the payload did not fit there, with every
+    /// byte left (the records gathered at the front of the outbox, which
+    /// costs a move of the whole backlog; the first try avoids it).
     pub fn publish_with(
         &mut self,
         msg: &OutgoingMessage<'_>,
-        write: impl FnOnce(&mut [u8]) -> Option<usize>,
+        mut write: impl FnMut(&mut [u8]) -> Option<usize>,
     ) -> Result<PublishToken, SessionError> {
         let empty = Publish {
             payload: &[],
@@ -188,6 +193,8 @@ impl<
         let pushed = self
             .outbox
             .push_with(token, msg.qos, RecordState::Queued, |dst| {
+                // Only the last try's failure counts.
+                failure = None;
                 let Some(payload_dst) = dst.get_mut(payload_at..) else {
                     failure = Some(SessionError::PayloadDoesNotFit { room: 0, capacity });
                     return Ok(None);
@@ -593,9 +600,6 @@ impl<
         let version = self.version;
         let mut inflight = self.inflight();
         let window = self.window();
-        // A held record (its durable copy being written) keeps the new
-        // publishes behind it back, so order is kept.
-        let mut held = false;
         let mut off = 0;
         while let Some(m) = self.outbox.meta(off) {
             match m.state {
@@ -609,15 +613,12 @@ impl<
                     off += m.len;
                     continue;
                 }
-                RecordState::Held => {
-                    held = true;
-                    off += m.len;
-                    continue;
-                }
-                RecordState::Queued if held && m.packet_id == 0 => {
-                    off += m.len;
-                    continue;
-                }
+                // A held record (its durable copy being written) keeps
+                // the publishes behind it back, so order is kept. Nothing
+                // behind it was ever sent (it went in last, and nothing
+                // passes it), so nothing there waits to be resent or for a
+                // PUBREL: the walk ends here.
+                RecordState::Held => return Ok(None),
                 // A transient refusal pauses new publishes, in order.
                 RecordState::Queued
                     if m.packet_id == 0 && self.retry_at.is_some_and(|at| now < at) =>
