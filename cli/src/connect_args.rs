@@ -1,7 +1,7 @@
 //! The connection options `pub` and `sub` share (URL, credentials,
 //! protocol version, TLS files, WebSocket headers, timeouts), and what they
-//! turn into: a [`SessionConfig`], a [`ClientConfig`] and
-//! [`TransportOptions`].
+//! turn into: the host layer's `Options` ([`ConnectArgs::host_options`])
+//! and [`TransportOptions`].
 //!
 //! Protocol choice: `--v5` (5.0 only), `--v311` (3.1.1 only), neither: 5.0,
 //! falling back to 3.1.1 on the next attempt when the broker refuses 5.0
@@ -19,8 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use clap::Args;
-use embermq::client::{Backoff, ClientConfig};
-use embermq::session::{ProtocolChoice, SessionConfig};
+use embermq::client::Backoff;
+use embermq::host::{Options, SetupError};
+use embermq::session::ProtocolChoice;
 
 use crate::broker_url::{BrokerUrl, UrlValueParser};
 use crate::connect::{RedactedHeaders, TlsOptions, TransportOptions};
@@ -209,46 +210,62 @@ impl ConnectArgs {
         Ok(self.resolved_password.get_or_init(|| resolved).as_deref())
     }
 
-    /// The session settings, borrowing id and credentials from `self` and
-    /// `client_id`.
-    ///
-    /// # Errors
-    ///
-    /// The password cannot be read ([`Self::password`]).
-    pub(crate) fn session_config<'a>(
-        &'a self,
-        client_id: &'a str,
-        max_packet: u32,
-    ) -> Result<SessionConfig<'a>, Failure> {
-        let mut c = SessionConfig::new(client_id);
-        c.protocol = if self.v5 {
+    /// `--v5`: 5.0 only; `--v311`: 3.1.1 only; neither: 5.0 with the
+    /// fall-back.
+    fn protocol(&self) -> ProtocolChoice {
+        if self.v5 {
             ProtocolChoice::V5
         } else if self.v311 {
             ProtocolChoice::V311
         } else {
             ProtocolChoice::V5WithFallback
-        };
-        c.keep_alive_secs = self.keepalive;
-        c.connect_timeout = embermq::time::Duration::from_secs(self.connect_timeout);
-        c.username = self.username();
-        c.password = self.password()?.map(str::as_bytes);
-        c.max_incoming_packet_size = max_packet;
-        Ok(c)
+        }
     }
 
-    /// The driver settings: no reconnects, except the one a 5.0 → 3.1.1
-    /// fallback needs.
-    pub(crate) fn client_config(&self) -> ClientConfig {
+    /// The reconnects: none, except the one a 5.0 -> 3.1.1 fall-back
+    /// needs.
+    fn backoff(&self) -> Backoff {
         let fallback = !self.v5 && !self.v311;
-        ClientConfig {
-            backoff: Backoff {
-                base: embermq::time::Duration::from_millis(20),
-                cap: embermq::time::Duration::from_millis(50),
-                max_attempts: Some(u32::from(fallback)),
-            },
-            connect_timeout: embermq::time::Duration::from_secs(self.connect_timeout),
-            close_timeout: embermq::time::Duration::from_secs(1),
+        Backoff {
+            base: embermq::time::Duration::from_millis(20),
+            cap: embermq::time::Duration::from_millis(50),
+            max_attempts: Some(u32::from(fallback)),
         }
+    }
+
+    /// The host-layer options for `pub` and `sub`: URL, client id,
+    /// credentials, protocol, keepalive, timeouts, the reconnects of
+    /// [`backoff`](Self::backoff), TLS and headers; warns on
+    /// stderr about `--insecure`.
+    ///
+    /// # Errors
+    ///
+    /// The password or a TLS file cannot be read (exit 2).
+    pub(crate) fn host_options(&self) -> Result<Options, Failure> {
+        let mut options = Options::from_url(self.url.clone())
+            .client_id(self.client_id())
+            .protocol(self.protocol())
+            .keep_alive(Duration::from_secs(self.keepalive.into()))
+            .connect_timeout(Duration::from_secs(self.connect_timeout))
+            .backoff(self.backoff());
+        if let Some(user) = self.username() {
+            options = options.username(user);
+        }
+        if let Some(password) = self.password()? {
+            options = options.password(password);
+        }
+        let transport = self.transport_options();
+        if transport.tls.any() {
+            let tls = transport
+                .tls
+                .rustls_options()
+                .map_err(|e| Failure::from_setup(&SetupError::Tls(e)))?;
+            options = options.tls(tls);
+        }
+        for (name, value) in &transport.headers {
+            options = options.ws_header(name, value);
+        }
+        Ok(options)
     }
 
     /// The transport settings; warns on stderr about `--insecure`.

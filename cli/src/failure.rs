@@ -22,7 +22,7 @@ use embermq::session::CloseReason;
 use embermq_ws::HandshakeError;
 
 use crate::broker_url::BrokerUrl;
-use crate::connect::{BrokerConnectError, SetupError};
+use embermq::host::{self, LinkConnectError, SetupError};
 
 /// The exit codes (see the module table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,37 +70,63 @@ impl Failure {
 
     /// A connector that could not be built.
     pub(crate) fn from_setup(e: &SetupError) -> Self {
-        Self::new(Exit::Usage, e.to_string())
+        match e {
+            SetupError::TlsOptionsWithoutTls => Self::new(
+                Exit::Usage,
+                "--cafile, --cert, --key and --insecure need an mqtts:// or wss:// URL",
+            ),
+            other => Self::new(Exit::Usage, other.to_string()),
+        }
     }
 
     /// What the client's driver returned, for a link to `url`.
-    pub(crate) fn from_client(e: &ClientError<BrokerConnectError>, url: &BrokerUrl) -> Self {
+    pub(crate) fn from_client(e: &ClientError<LinkConnectError>, url: &BrokerUrl) -> Self {
         match e {
-            ClientError::Connect(BrokerConnectError::Tcp(tcp)) => {
+            ClientError::Connect(c) => Self::from_connect(c, url),
+            ClientError::Io(embedded_io::ErrorKind::PermissionDenied) if url.scheme.is_tls() => {
+                Self::client_certificate_refused(url)
+            }
+            ClientError::ConnectTimeout => Self::new(
+                Exit::Timeout,
+                format!("timed out connecting to {url} (see --connect-timeout)"),
+            ),
+            ClientError::Link(reason) => Self::from_close(*reason, url),
+            ClientError::Io(kind) => {
+                Self::new(Exit::Failure, format!("link to {url} failed: {kind:?}"))
+            }
+            other => Self::new(Exit::Failure, other.to_string()),
+        }
+    }
+
+    /// What a host-layer client (`pub`, `sub`) ended with or a call
+    /// returned, for a link to `url`.
+    pub(crate) fn from_host(e: &host::Error, url: &BrokerUrl) -> Self {
+        match e {
+            host::Error::Connect(c) => Self::from_connect(c, url),
+            host::Error::Client(c) => Self::from_client(&c.with_connector_error(), url),
+            host::Error::Setup(s) => Self::from_setup(s),
+            host::Error::Url(_) | host::Error::Options(_) => Self::new(Exit::Usage, e.to_string()),
+            other => Self::new(Exit::Failure, other.to_string()),
+        }
+    }
+
+    /// A connect attempt that failed, to `url`.
+    fn from_connect(e: &LinkConnectError, url: &BrokerUrl) -> Self {
+        match e {
+            LinkConnectError::Tcp(tcp) => {
                 Self::new(Exit::Connect, format!("cannot connect to {url}: {tcp}"))
             }
-            ClientError::Connect(BrokerConnectError::Tls(tls)) => {
+            LinkConnectError::Tls(tls) => {
                 Self::new(Exit::Tls, format!("TLS with {url} failed: {tls}"))
             }
             // rustls reports a client-certificate alert received after a
             // TLS 1.3 handshake (the server checks the certificate then) as
             // PermissionDenied on the first read: during the WebSocket
             // upgrade, or before CONNACK.
-            ClientError::Connect(BrokerConnectError::WebSocket(embermq_ws::Error::Io(
+            LinkConnectError::WebSocket(embermq_ws::Error::Io(
                 embedded_io::ErrorKind::PermissionDenied,
-            )))
-            | ClientError::Io(embedded_io::ErrorKind::PermissionDenied)
-                if url.scheme.is_tls() =>
-            {
-                Self::new(
-                    Exit::Tls,
-                    format!(
-                        "TLS with {url} failed: the broker refused the client certificate \
-                         (or its absence); give --cert and --key it trusts"
-                    ),
-                )
-            }
-            ClientError::Connect(BrokerConnectError::WebSocket(ws)) => match ws {
+            )) if url.scheme.is_tls() => Self::client_certificate_refused(url),
+            LinkConnectError::WebSocket(ws) => match ws {
                 embermq_ws::Error::Handshake(HandshakeError::Status { code, reason }) => Self::new(
                     Exit::WebSocket,
                     format!(
@@ -113,16 +139,18 @@ impl Failure {
                     format!("websocket upgrade to {url} failed: {other}"),
                 ),
             },
-            ClientError::ConnectTimeout => Self::new(
-                Exit::Timeout,
-                format!("timed out connecting to {url} (see --connect-timeout)"),
-            ),
-            ClientError::Link(reason) => Self::from_close(*reason, url),
-            ClientError::Io(kind) => {
-                Self::new(Exit::Failure, format!("link to {url} failed: {kind:?}"))
-            }
-            other => Self::new(Exit::Failure, other.to_string()),
+            _ => Self::new(Exit::Connect, format!("cannot connect to {url}: {e}")),
         }
+    }
+
+    fn client_certificate_refused(url: &BrokerUrl) -> Self {
+        Self::new(
+            Exit::Tls,
+            format!(
+                "TLS with {url} failed: the broker refused the client certificate \
+                 (or its absence); give --cert and --key it trusts"
+            ),
+        )
     }
 
     /// Why a link ended, for a link to `url`.
@@ -172,7 +200,7 @@ mod tests {
 
     #[test]
     fn upgrade_status_is_named_with_exit_4() {
-        let e = ClientError::Connect(BrokerConnectError::WebSocket(embermq_ws::Error::Handshake(
+        let e = ClientError::Connect(LinkConnectError::WebSocket(embermq_ws::Error::Handshake(
             HandshakeError::Status {
                 code: 401,
                 reason: ReasonPhrase::new("Unauthorized"),

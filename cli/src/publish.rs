@@ -3,7 +3,9 @@
 //!
 //! The payload comes from `-m TEXT`, `-f FILE` (`-` for stdin) or `-n`
 //! (empty). Up to eight publishes are in flight at once; the command
-//! disconnects politely (DISCONNECT) at the end. MQTT 5.0 request/response
+//! disconnects politely (DISCONNECT) at the end. It runs on the host layer
+//! (`embermq::host`): one connect attempt, plus the one a 5.0 → 3.1.1
+//! fall-back needs. MQTT 5.0 request/response
 //! properties (Response Topic, Correlation Data, User Properties) can be
 //! set; on a 3.1.1 link they are dropped. Deliberately absent: a
 //! line-by-line stdin mode.
@@ -13,15 +15,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{ArgGroup, Args};
-use embermq::client::{ClientError, Connection, Event};
-use embermq::clock::TokioClock;
-use embermq::codec::{Properties, PropertyFields, QoS, UserProperty};
-use embermq::session::{OutgoingMessage, PublishFailure};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
+use embermq::codec::QoS;
+use embermq::host::{self, Event, MessageProperties, Publish};
+use embermq::session::PublishFailure;
 
-use crate::client_run::{CliState, call_failure, drive, progress_line, runtime};
-use crate::connect::{BrokerConnector, LinkBuffers};
+use crate::client_run::{progress_line, runtime};
 use crate::connect_args::ConnectArgs;
 use crate::failure::{Exit, Failure};
 
@@ -113,67 +111,53 @@ async fn publish(cmd: &PubCommand) -> Result<(), Failure> {
     let payload = payload(cmd)?;
     let args = &cmd.connect;
     let url = &args.url;
-    let client_id = args.client_id();
     // Room for the message and its header in every buffer; the outbox
     // holds the window.
     let packet = payload.len() + cmd.topic.len() + 1024;
-    let rx_len = 64 * 1024;
-    let mut outbox = vec![0u8; packet * (WINDOW + 1)];
-    let state = CliState::new(args.session_config(&client_id, rx_len as u32)?, &mut outbox);
-    let client = state.client();
-    let options = args.transport_options();
-    let mut link_buffers = LinkBuffers::new(options.ws_buffer_len.max(packet + 64));
-    let connector = BrokerConnector::new(url, &options, &mut link_buffers, StdRng::from_entropy())
-        .map_err(|e| Failure::from_setup(&e))?;
-    let (mut rx, mut tx) = (vec![0u8; rx_len], vec![0u8; packet]);
-    let debug = args.debug;
-    let driver = Connection::new(
-        &state,
-        connector,
-        TokioClock::new(),
-        StdRng::from_entropy(),
-        &mut rx,
-        &mut tx,
-        args.client_config(),
-    )
-    .run(move |event: Event<'_>| {
-        if debug && let Some(line) = progress_line(url, &event) {
-            eprintln!("embermq: {line}");
-        }
-    });
-    let user_properties: Vec<UserProperty<'_>> = cmd
-        .user_properties
-        .iter()
-        .map(|(name, value)| UserProperty { name, value })
-        .collect();
-    let fields = PropertyFields {
-        response_topic: cmd.response_topic.as_deref(),
-        correlation_data: cmd.correlation_data.as_deref().map(str::as_bytes),
-        user_properties: &user_properties,
-        ..PropertyFields::default()
-    };
-    let mut msg = OutgoingMessage::new(&cmd.topic, &payload, qos(cmd.qos));
+    let options = args
+        .host_options()?
+        .max_packet_size(u32::try_from(packet.max(64 * 1024)).unwrap_or(u32::MAX))
+        .outbox_bytes(packet * (WINDOW + 1));
+    let (client, mut events) = host::connect(options).map_err(|e| Failure::from_host(&e, url))?;
+    let mut msg =
+        Publish::new(cmd.topic.clone(), payload, qos(cmd.qos)).with_properties(MessageProperties {
+            response_topic: cmd.response_topic.clone(),
+            correlation_data: cmd.correlation_data.clone().map(Into::into),
+            user_properties: cmd.user_properties.clone(),
+            ..MessageProperties::default()
+        });
     msg.retain = cmd.retain;
-    msg.properties = Properties::from_fields(&fields);
-    let work = async {
+    let debug = args.debug;
+    // The driver's end: `Stopped` with its error, if any.
+    let watch = async {
+        while let Some(event) = events.recv().await {
+            if debug && let Some(line) = progress_line(url, &event) {
+                eprintln!("embermq: {line}");
+            }
+            if let Event::Stopped { error: Some(e) } = event {
+                return Err(Failure::from_host(&e, url));
+            }
+        }
+        Ok(())
+    };
+    let publish_all = async {
         let mut pending = VecDeque::with_capacity(WINDOW);
         for i in 0..cmd.count {
             if i > 0 && cmd.interval_ms > 0 {
                 tokio::time::sleep(core::time::Duration::from_millis(cmd.interval_ms)).await;
             }
-            let token = client
-                .publish(&msg)
-                .await
-                .map_err(|e| call_failure("cannot queue the message", e))?;
+            let token = client.send(msg.clone()).await.map_err(|e| {
+                Failure::new(Exit::Failure, format!("cannot queue the message: {e}"))
+            })?;
             pending.push_back(token);
             if pending.len() >= WINDOW
                 && let Some(oldest) = pending.pop_front()
             {
-                client.completion(oldest).await.map_err(publish_failure)?;
+                oldest.await.map_err(publish_failure)?;
             }
         }
         while let Some(token) = pending.pop_front() {
-            client.completion(token).await.map_err(publish_failure)?;
+            token.await.map_err(publish_failure)?;
         }
         if debug {
             eprintln!(
@@ -181,10 +165,19 @@ async fn publish(cmd: &PubCommand) -> Result<(), Failure> {
                 cmd.count, cmd.topic
             );
         }
-        client.stop();
         Ok(())
     };
-    let all = drive(url, driver, work);
+    // Always disconnect, so that `watch` sees the end.
+    let work = async {
+        let done = publish_all.await;
+        let _ = client.disconnect().await;
+        done
+    };
+    let all = async {
+        let (watched, worked) = tokio::join!(watch, work);
+        // The driver's failure explains a publish that could not finish.
+        watched.and(worked)
+    };
     match args.overall_timeout() {
         Some(limit) => tokio::time::timeout(limit, all)
             .await
@@ -193,12 +186,12 @@ async fn publish(cmd: &PubCommand) -> Result<(), Failure> {
     }
 }
 
-fn publish_failure(e: ClientError) -> Failure {
+fn publish_failure(e: host::Error) -> Failure {
     match e {
-        ClientError::Publish(PublishFailure::Rejected(code)) => Failure::new(
+        host::Error::Publish(PublishFailure::Rejected(code)) => Failure::new(
             Exit::Failure,
             format!("the broker rejected the publish: {code}"),
         ),
-        other => call_failure("publish failed", other),
+        other => Failure::new(Exit::Failure, format!("publish failed: {other}")),
     }
 }

@@ -6,29 +6,27 @@
 //! command with that code. With `-d`, `subscribed to <filter>` on stderr
 //! tells a script that messages published from now on will be seen.
 //!
-//! Once connected, a lost link is reconnected like `mosquitto_sub` does:
-//! a new connection after a full-jitter backoff (0.1 s doubling to 10 s,
-//! attempts unbounded), the session resuming or, when the broker lost
-//! it, the subscriptions sent again (`-d` says `subscriptions restored`).
+//! It runs on the host layer (`embermq::host`). Once connected, a lost link
+//! is reconnected like `mosquitto_sub` does: a new client after a
+//! full-jitter backoff (0.1 s doubling to 10 s, attempts unbounded), the
+//! subscriptions sent again (`-d` says `subscriptions restored`).
 //! Failing to connect the first time still ends the command with the
 //! connect failure's exit code, and so does a refused CONNACK later.
 //! Deliberately absent: 5.0 subscription options beyond QoS.
 
-use alloc::rc::Rc;
 use core::cell::Cell;
 use std::process::ExitCode;
 
 use clap::Args;
-use embermq::client::{Backoff, ClientError, Connection, Event};
-use embermq::clock::TokioClock;
-use embermq::codec::{QoS, Subscription, SubscriptionOptions};
+use embermq::client::{Backoff, ClientError};
+use embermq::codec::{QoS, SubscriptionOptions};
+use embermq::host::{self, Event};
 use embermq::session::CloseReason;
 use embermq::session::MAX_FILTERS_PER_REQUEST;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::client_run::{CliState, call_failure, drive, progress_line, runtime};
-use crate::connect::{BrokerConnectError, BrokerConnector, LinkBuffers};
+use crate::client_run::{progress_line, runtime};
 use crate::connect_args::ConnectArgs;
 use crate::failure::{Exit, Failure};
 use crate::output::{OutputFormat, Received, print, render};
@@ -65,13 +63,14 @@ const RECONNECT: Backoff = Backoff {
     max_attempts: None,
 };
 
-/// Whether `sub` connects again after the driver ended with `e`: a lost
+/// Whether `sub` connects again after its client ended with `e`: a lost
 /// or failed link, but not a broker that refuses us, a stop, or a local
 /// limit.
-fn reconnects_after(e: &ClientError<BrokerConnectError>) -> bool {
+fn reconnects_after(e: &host::Error) -> bool {
     match e {
-        ClientError::Connect(_) | ClientError::ConnectTimeout | ClientError::Io(_) => true,
-        ClientError::Link(reason) => !matches!(
+        host::Error::Connect(_) => true,
+        host::Error::Client(ClientError::ConnectTimeout | ClientError::Io(_)) => true,
+        host::Error::Client(ClientError::Link(reason)) => !matches!(
             reason,
             CloseReason::ConnectRefused(_) | CloseReason::ClientRequested
         ),
@@ -88,6 +87,126 @@ pub(crate) fn run(cmd: SubCommand) -> ExitCode {
     }
 }
 
+/// How one client (one generation of links) ended.
+enum Ended {
+    /// Done: `--count` reached, stdout closed, Ctrl-C or the deadline.
+    Done,
+    /// The client gave up with this error; `connected`: a link had been
+    /// accepted.
+    Failed { error: host::Error, connected: bool },
+}
+
+/// What [`one_client`] prints and counts.
+struct Printing<'a> {
+    cmd: &'a SubCommand,
+    /// Messages printed so far (also read at the deadline).
+    received: &'a Cell<u64>,
+}
+
+impl Printing<'_> {
+    /// Prints `m`; `false` once done (count reached or stdout closed).
+    fn message(&mut self, m: &host::Message) -> bool {
+        let line = render(
+            self.cmd.output,
+            self.cmd.verbose,
+            &Received {
+                topic: &m.topic,
+                payload: &m.payload,
+                qos: m.qos as u8,
+                retain: m.retain,
+                response_topic: m.properties.response_topic.as_deref(),
+                correlation_data: m.properties.correlation_data.as_deref(),
+                user_properties: m
+                    .properties
+                    .user_properties
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect(),
+            },
+        );
+        if print(&line).is_err() {
+            // The reader went away (`| head`): end quietly.
+            return false;
+        }
+        self.received.set(self.received.get() + 1);
+        self.cmd.count.is_none_or(|n| self.received.get() < n)
+    }
+}
+
+/// One host-layer client: connects, subscribes (`generation` 0 says
+/// `subscribed to`, later ones `subscriptions restored`), prints messages
+/// until done or until the client gives up.
+async fn one_client(
+    cmd: &SubCommand,
+    generation: u32,
+    printing: &mut Printing<'_>,
+) -> Result<Ended, Failure> {
+    let args = &cmd.connect;
+    let url = &args.url;
+    let options = args
+        .host_options()?
+        .max_packet_size(MAX_PACKET as u32)
+        .outbox_bytes(16 * 1024);
+    let (client, mut events) = host::connect(options).map_err(|e| Failure::from_host(&e, url))?;
+    let qos = match cmd.qos {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    };
+    let filters = cmd
+        .topics
+        .iter()
+        .map(|f| (f.clone(), SubscriptionOptions::qos(qos)));
+    let debug = args.debug;
+    match client.subscribe_many(filters).await {
+        Ok(results) => {
+            for (filter, code) in cmd.topics.iter().zip(results.codes()) {
+                if debug && generation == 0 {
+                    eprintln!("embermq: subscribed to {filter} (granted {code})");
+                }
+            }
+            if debug && generation > 0 {
+                eprintln!("embermq: subscriptions restored");
+            }
+        }
+        Err(host::Error::Refused(results)) => {
+            let refused = cmd
+                .topics
+                .iter()
+                .zip(results.codes())
+                .find(|(_, c)| c.0 >= 0x80);
+            let (filter, code) = refused.unwrap_or((&cmd.topics[0], &results.codes()[0]));
+            let _ = client.disconnect().await;
+            return Err(Failure::new(
+                Exit::Failure,
+                format!("the broker refused the subscription to `{filter}`: {code}"),
+            ));
+        }
+        // The client ended: its `Stopped` event says why.
+        Err(_) => {}
+    }
+    let mut connected = false;
+    while let Some(event) = events.recv().await {
+        if debug && let Some(line) = progress_line(url, &event) {
+            eprintln!("embermq: {line}");
+        }
+        match event {
+            Event::Connected { .. } => connected = true,
+            Event::Message(m) => {
+                connected = true;
+                if !printing.message(&m) {
+                    let _ = client.disconnect().await;
+                    return Ok(Ended::Done);
+                }
+            }
+            Event::Stopped { error: Some(error) } => return Ok(Ended::Failed { error, connected }),
+            Event::Stopped { error: None } => return Ok(Ended::Done),
+            _ => {}
+        }
+    }
+    Ok(Ended::Done)
+}
+
 async fn subscribe(cmd: &SubCommand) -> Result<(), Failure> {
     if cmd.topics.len() > MAX_FILTERS_PER_REQUEST {
         return Err(Failure::new(
@@ -96,179 +215,60 @@ async fn subscribe(cmd: &SubCommand) -> Result<(), Failure> {
         ));
     }
     let args = &cmd.connect;
-    let deadline_at = args
-        .overall_timeout()
-        .map(|limit| tokio::time::Instant::now() + limit);
     let url = &args.url;
-    let client_id = args.client_id();
-    let mut outbox = vec![0u8; 16 * 1024];
-    let state = CliState::new(
-        args.session_config(&client_id, MAX_PACKET as u32)?,
-        &mut outbox,
-    );
-    let client = state.client();
-    let options = args.transport_options();
-    let mut link_buffers = LinkBuffers::new(options.ws_buffer_len);
-    // Checked once up front: a bad URL or TLS file is a usage error.
-    drop(
-        BrokerConnector::new(url, &options, &mut link_buffers, StdRng::from_entropy())
-            .map_err(|e| Failure::from_setup(&e))?,
-    );
-    let (mut rx, mut tx) = (vec![0u8; MAX_PACKET], vec![0u8; 8 * 1024]);
-    let received = Rc::new(Cell::new(0u64));
-    let stdout_closed = Rc::new(Cell::new(false));
-    let connected = Rc::new(Cell::new(false));
-    let stopping = tokio::sync::Notify::new();
-    let (debug, format, verbose, count) = (args.debug, cmd.output, cmd.verbose, cmd.count);
-    let handler = || {
-        let (received, stdout_closed, connected) =
-            (received.clone(), stdout_closed.clone(), connected.clone());
-        move |event: Event<'_>| {
-            if let Event::Connected { .. } = &event {
-                connected.set(true);
-            }
-            if let Event::Message(m) = &event {
-                if count.is_some_and(|n| received.get() >= n) || stdout_closed.get() {
-                    return;
-                }
-                let line = render(
-                    format,
-                    verbose,
-                    &Received {
-                        topic: m.topic,
-                        payload: m.payload,
-                        qos: m.qos as u8,
-                        retain: m.retain,
-                        response_topic: m.properties.response_topic(),
-                        correlation_data: m.properties.correlation_data(),
-                        user_properties: m
-                            .properties
-                            .user_properties()
-                            .map(|p| (p.name, p.value))
-                            .collect(),
-                    },
-                );
-                if print(&line).is_err() {
-                    // The reader went away (`| head`): end quietly.
-                    stdout_closed.set(true);
-                    client.stop();
-                    return;
-                }
-                received.set(received.get() + 1);
-                if count.is_some_and(|n| received.get() >= n) {
-                    client.stop();
-                }
-            } else if debug && let Some(line) = progress_line(url, &event) {
-                eprintln!("embermq: {line}");
-            }
-        }
+    let received = Cell::new(0u64);
+    let mut printing = Printing {
+        cmd,
+        received: &received,
     };
-    // One `Connection` per link; the session (outbox, subscriptions) stays
-    // in `state` between them.
-    let driver = async {
+    // One host-layer client per generation of links: it gives up on the
+    // first failure (after a 5.0 -> 3.1.1 fall-back), and `sub` decides
+    // here whether to connect again.
+    let clients = async {
         let mut rng = StdRng::from_entropy();
         let mut attempt = 0u32;
+        let mut generation = 0u32;
         loop {
-            connected.set(false);
-            let connector =
-                BrokerConnector::new(url, &options, &mut link_buffers, StdRng::from_entropy())
-                    .map_err(|e| Failure::from_setup(&e))?;
-            let ended = Connection::new(
-                &state,
-                connector,
-                TokioClock::new(),
-                StdRng::from_entropy(),
-                &mut rx,
-                &mut tx,
-                args.client_config(),
-            )
-            .run(handler())
-            .await;
-            let failure = match ended {
-                Ok(()) => return Ok(()),
-                Err(e) if !reconnects_after(&e) => return Err(Failure::from_client(&e, url)),
-                Err(e) => e,
+            let (error, connected) = match one_client(cmd, generation, &mut printing).await? {
+                Ended::Done => return Ok(()),
+                Ended::Failed { error, connected } => (error, connected),
             };
-            if connected.get() {
+            if !reconnects_after(&error) || (generation == 0 && !connected) {
+                // Never connected, or refused: that is the failure.
+                return Err(Failure::from_host(&error, url));
+            }
+            if connected {
                 attempt = 0;
-            } else if attempt == 0 {
-                // Never connected: the first connect failed.
-                return Err(Failure::from_client(&failure, url));
+                generation += 1;
             }
             attempt = attempt.saturating_add(1);
             let delay = RECONNECT.delay(attempt, &mut rng);
-            if debug {
+            if args.debug {
                 eprintln!(
-                    "embermq: link lost ({failure}); reconnecting in {} ms",
+                    "embermq: link lost ({error}); reconnecting in {} ms",
                     delay.as_millis()
                 );
             }
-            let wait = core::time::Duration::from_millis(delay.as_millis());
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                // Ctrl-C or the deadline while waiting: done.
-                () = stopping.notified() => return Ok(()),
-            }
+            tokio::time::sleep(core::time::Duration::from_millis(delay.as_millis())).await;
         }
     };
-    let qos = match cmd.qos {
-        0 => QoS::AtMostOnce,
-        1 => QoS::AtLeastOnce,
-        _ => QoS::ExactlyOnce,
-    };
-    let subs: Vec<Subscription<'_>> = cmd
-        .topics
-        .iter()
-        .map(|filter| Subscription {
-            filter,
-            options: SubscriptionOptions::qos(qos),
-        })
-        .collect();
-    let work = async {
-        let results = client
-            .subscribe(&subs)
-            .await
-            .map_err(|e| call_failure("cannot subscribe", e))?;
-        for (filter, code) in cmd.topics.iter().zip(results.codes()) {
-            if code.0 >= 0x80 {
-                return Err(Failure::new(
-                    Exit::Failure,
-                    format!("the broker refused the subscription to `{filter}`: {code}"),
-                ));
-            }
-            if debug {
-                eprintln!("embermq: subscribed to {filter} (granted {code})");
-            }
-        }
-        // Runs until the handler stops the client (count reached), or
-        // Ctrl-C / the deadline below.
-        let deadline = async {
-            match deadline_at {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => core::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {
-                client.stop();
-                stopping.notify_one();
-                Ok(())
-            }
-            () = deadline => {
-                if count.is_some_and(|n| received.get() < n) {
-                    Err(args.timeout_failure(&format!(
-                        "after {} of {} message(s)",
-                        received.get(),
-                        count.unwrap_or_default()
-                    )))
-                } else {
-                    client.stop();
-                    stopping.notify_one();
-                    Ok(())
-                }
-            }
-            () = core::future::pending::<()>() => Ok(()),
+    let deadline = async {
+        match args.overall_timeout() {
+            Some(limit) => tokio::time::sleep(limit).await,
+            None => core::future::pending().await,
         }
     };
-    drive(url, driver, work).await
+    // Ctrl-C and the deadline drop the client (no DISCONNECT needed: the
+    // command ends).
+    tokio::select! {
+        ended = clients => ended,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        () = deadline => match cmd.count {
+            Some(n) if received.get() < n => Err(args.timeout_failure(&format!(
+                "after {} of {n} message(s)",
+                received.get()
+            ))),
+            _ => Ok(()),
+        },
+    }
 }

@@ -1,6 +1,35 @@
 //! embermq: MQTT 3.1.1 and 5.0 for devices and for the hosts that simulate
 //! them.
 //!
+//! On a host (feature `host`, std + tokio), `host::connect` takes a URL
+//! and gives a `Clone + Send` handle and a stream of owned events:
+//!
+#![cfg_attr(feature = "host", doc = "```no_run")]
+#![cfg_attr(not(feature = "host"), doc = "```ignore")]
+//! use embermq::host::{self, QoS};
+//! use std::time::Duration;
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), host::Error> {
+//!     let (client, mut events) = host::connect("wss://user:pass@broker.example/mqtt")?;
+//!     client.subscribe("commands/#", QoS::AtLeastOnce).await?;
+//!     tokio::spawn(async move {
+//!         for n in 0u32.. {
+//!             client.publish("readings", n.to_string(), QoS::AtLeastOnce).await?;
+//!             tokio::time::sleep(Duration::from_secs(1)).await;
+//!         }
+//!         Ok::<_, host::Error>(())
+//!     });
+//!     while let Some(m) = events.next_message().await {
+//!         println!("{} {:?}", m.topic, m.payload);
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! On a device, the same client runs with every byte lent by the caller
+//! ([`client`]).
+//!
 //! The crate is `#![no_std]`, uses no allocator and no `unsafe`. Its layers,
 //! from the bottom up:
 //!
@@ -23,8 +52,9 @@
 //!   with TCP connectors for embassy-net (feature `embassy-net`) and tokio
 //!   (feature `tokio`), and TLS over any connector: rustls on hosts
 //!   (feature `rustls`) and embedded-tls on devices (feature
-//!   `embedded-tls`, no allocator, caller-lent record buffers). The
-//!   WebSocket connector is `embermq_ws::WsConnector`.
+//!   `embedded-tls`, no allocator, caller-lent record buffers), and MQTT
+//!   over WebSocket over any of them (`transport::WsConnector`, feature
+//!   `ws`, on the `embermq-ws` crate).
 //! - [`session`]: the sans-IO MQTT state machine: bytes and `now` in; bytes
 //!   to send, events and the next deadline out. QoS 0/1/2 flows, keepalive,
 //!   in-flight window, resend on resume, resubscribe, v5 topic aliases and
@@ -41,6 +71,9 @@
 //! - `telemetry` (feature `telemetry`): the JSON device model shared by
 //!   the examples, the simulator and the boards (readings, commands, command
 //!   replies) over serde-json-core, written into and read from lent buffers.
+//! - `host` (feature `host`): `connect(url)` for `mqtt://`, `mqtts://`,
+//!   `ws://` and `wss://`, a `Clone + Send + 'static` handle, owned events
+//!   on a bounded stream; the layer owns its buffers and spawns the driver.
 //! - `cloud` (features `cloud-aws`, `cloud-azure`): the AWS IoT Core SigV4
 //!   presigned WebSocket URL and the Azure IoT Hub SAS token, computed on
 //!   the device into lent buffers.
@@ -62,6 +95,8 @@
     )
 )]
 
+#[cfg(feature = "host")]
+extern crate alloc;
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
@@ -74,6 +109,8 @@ pub mod clock;
 #[cfg(any(feature = "cloud-aws", feature = "cloud-azure"))]
 pub mod cloud;
 pub mod codec;
+#[cfg(feature = "host")]
+pub mod host;
 pub mod session;
 pub mod store;
 #[cfg(feature = "telemetry")]

@@ -3,8 +3,8 @@
 //! A [`Connector`] opens a fresh transport for every connect and reconnect.
 //! The transport is any [`embedded_io_async::Read`] + [`embedded_io_async::Write`]
 //! byte stream: plain TCP (embassy-net on devices, tokio on hosts), TLS over
-//! TCP, a WebSocket stream (`embermq_ws::WsConnector`), or a WebSocket inside
-//! TLS. Connectors compose by wrapping one another.
+//! TCP, a WebSocket stream (`WsConnector`, feature `ws`), or a WebSocket
+//! inside TLS. Connectors compose by wrapping one another.
 //!
 //! The transport may borrow from its connector (`Transport<'a>`), so a device
 //! can keep socket and record buffers inside the connector, lent once at
@@ -82,6 +82,8 @@ pub mod tls_rustls;
 mod tls_test_peer;
 #[cfg(feature = "tokio")]
 pub mod tokio_tcp;
+#[cfg(feature = "ws")]
+pub mod ws;
 
 #[cfg(feature = "embassy-net")]
 pub use embassy_tcp::{EmbassyTcpConnector, EmbassyTcpError};
@@ -97,3 +99,5 @@ pub use tls_rustls::{
 };
 #[cfg(feature = "tokio")]
 pub use tokio_tcp::{TokioTcpConnector, TokioTcpError, TokioTcpStream};
+#[cfg(feature = "ws")]
+pub use ws::{WsConnectError, WsConnector};

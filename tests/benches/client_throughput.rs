@@ -35,8 +35,12 @@
 //! messages and one round: a check that every case completes. A CI smoke check: `EMBERMQ_BENCH_N=400 EMBERMQ_BENCH_ROUNDS=1
 //! cargo bench -p embermq-tests --bench client_throughput`. For
 //! profiling, `EMBERMQ_BENCH_CASE=<substring>` runs only the matching
-//! cases and `EMBERMQ_BENCH_CLIENT=embermq` (or `rumqttc`) only one client
-//! (the ratios are then meaningless).
+//! cases and `EMBERMQ_BENCH_CLIENT=embermq` (or `rumqttc`, `floor`, `host`)
+//! only one client (the ratios are then meaningless).
+//!
+//! A second table sets the host layer (`embermq::host`, [`run_host`])
+//! beside the core client of the same run: the same client behind
+//! `connect(url)`, a request channel and owned events.
 //!
 //! Not criterion: criterion times repeated iterations of a closure by wall
 //! clock, while this needs CPU time per message over whole network runs
@@ -55,8 +59,9 @@ use embermq::clock::TokioClock;
 use embermq::codec::{QoS, Subscription, SubscriptionOptions};
 use embermq::session::{OutgoingMessage, ProtocolChoice, SessionConfig};
 use embermq::transport::TokioTcpConnector;
+use embermq::transport::WsConnector;
 use embermq_tests::peers::{Aedes, Mosquitto};
-use embermq_ws::{Buffers, WsConnector};
+use embermq_ws::Buffers;
 use nix::sys::resource::{UsageWho, getrusage};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -236,6 +241,74 @@ fn run_embermq(case: Case) -> Sample {
         };
         let (result, sample) = tokio::join!(driver, app);
         result.expect("embermq driver");
+        sample
+    })
+}
+
+/// One run of the host layer (`embermq::host`): the same client, session
+/// and WebSocket code as [`run_embermq`], behind `connect(url)`, the
+/// request channel, owned events (`Bytes` payloads) and the driver task it
+/// spawns. Same flow control: the window is given back by the task that
+/// reads the events.
+fn run_host(case: Case) -> Sample {
+    use embermq::host::{self, Options};
+    let id = client_id("host", &case);
+    let topic = format!("bench/{id}");
+    let qos = embermq_qos(case.qos);
+    let payload = bytes::Bytes::from(vec![0x5a; case.payload]);
+    on_runtime("host", async move {
+        let url = format!("ws://127.0.0.1:{}/mqtt", case.ws_port);
+        let options = Options::new(&url)
+            .expect("url")
+            .client_id(id)
+            .protocol(ProtocolChoice::V311)
+            .max_packet_size(BUF as u32)
+            .max_inflight(INFLIGHT as u16)
+            .outbox_bytes(WINDOW * (case.payload + topic.len() + 32));
+        let (client, mut events) = host::connect(options).expect("connect");
+        client
+            .subscribe(topic.clone(), qos)
+            .await
+            .expect("subscribe");
+        let window = Rc::new(Semaphore::new(WINDOW));
+        let reader = {
+            let window = window.clone();
+            let (len, n) = (case.payload, case.n);
+            async move {
+                let mut received = 0;
+                while received < n {
+                    let m = events.next_message().await.expect("message");
+                    if m.payload.len() == len {
+                        received += 1;
+                        window.add_permits(1);
+                    }
+                }
+            }
+        };
+        let app = async {
+            let (t0, c0) = (Instant::now(), cpu_time());
+            let mut last = None;
+            for _ in 0..case.n {
+                window.acquire().await.expect("window").forget();
+                last = Some(
+                    client
+                        .publish(topic.as_str(), payload.clone(), qos)
+                        .await
+                        .expect("publish"),
+                );
+            }
+            if let Some(token) = last {
+                token.await.expect("completion");
+            }
+            (t0, c0)
+        };
+        let ((t0, c0), ()) = tokio::join!(app, reader);
+        let sample = Sample {
+            wall: t0.elapsed(),
+            cpu: cpu_time() - c0,
+            n: case.n,
+        };
+        client.disconnect().await.expect("disconnect");
         sample
     })
 }
@@ -573,8 +646,13 @@ fn main() {
     let only_case = std::env::var("EMBERMQ_BENCH_CASE").unwrap_or_default();
     let only_client = std::env::var("EMBERMQ_BENCH_CLIENT").unwrap_or_default();
     let with = |who: &str| only_client.is_empty() || only_client == who;
-    let (with_embermq, with_rumqttc, with_floor) =
-        (with("embermq"), with("rumqttc"), with("floor"));
+    let (with_embermq, with_rumqttc, with_floor, with_host) = (
+        with("embermq"),
+        with("rumqttc"),
+        with("floor"),
+        with("host"),
+    );
+    let mut host_rows = Vec::new();
     for case in cases.into_iter().filter(|c| c.name.contains(&only_case)) {
         // Warm-up: connections, allocator, broker caches.
         let warm = Case {
@@ -590,7 +668,10 @@ fn main() {
         if with_floor {
             run_floor(warm);
         }
-        let (mut e, mut r, mut f) = (Vec::new(), Vec::new(), Vec::new());
+        if with_host {
+            run_host(warm);
+        }
+        let (mut e, mut r, mut f, mut h) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             if with_embermq {
                 e.push(run_embermq(case));
@@ -600,6 +681,9 @@ fn main() {
             }
             if with_floor {
                 f.extend(run_floor(case));
+            }
+            if with_host {
+                h.push(run_host(case));
             }
         }
         let rate = |s: &[Sample]| {
@@ -617,6 +701,7 @@ fn main() {
             }
         };
         let (er, rr, ec, rc) = (rate(&e), rate(&r), cpu(&e), cpu(&r));
+        host_rows.push((case.name, case.n, er, rate(&h), ec, cpu(&h)));
         let met = ec <= rc / 2.0 && er >= rr;
         let fc = cpu(&f);
         let (floor, floor_ratio) = if f.is_empty() {
@@ -640,4 +725,23 @@ fn main() {
         );
     }
     println!("target (issue 4): embermq CPU per message <= 0.5x rumqttc's and throughput >= 1x");
+    println!();
+    println!(
+        "host layer (embermq::host: connect(url), owned events) against the core client, \
+         same run"
+    );
+    println!(
+        "| case | n | core msg/s | host msg/s | core CPU µs/msg | host CPU µs/msg \
+         | CPU ratio | target |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---|");
+    for (name, n, core_rate, host_rate, core_cpu, host_cpu) in host_rows {
+        let ratio = host_cpu / core_cpu;
+        println!(
+            "| {name} | {n} | {core_rate:.0} | {host_rate:.0} | {core_cpu:.2} | {host_cpu:.2} \
+             | {ratio:.2}x | {} |",
+            if ratio <= 1.10 { "met" } else { "missed" }
+        );
+    }
+    println!("target (issue 14): host layer CPU per message <= 1.10x the core client's");
 }

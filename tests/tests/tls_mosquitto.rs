@@ -23,8 +23,9 @@ use embermq::transport::{
     Connector, EmbeddedTlsConnectError, EmbeddedTlsConnector, RustlsConnectError, RustlsConnector,
     RustlsError, RustlsOptions, TokioTcpConnector,
 };
+use embermq::transport::{WsConnectError as ConnectError, WsConnector};
 use embermq_tests::tls::{ClientAuth, OTHER_NAME, ServerCert, TestPki, TlsMosquitto};
-use embermq_ws::{Buffers, ConnectError, WsConnector};
+use embermq_ws::Buffers;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};

@@ -8,7 +8,9 @@
 //!   role (the seed's `websocket_register` / `unregister`).
 //! - [`WsStream`]: `embedded_io_async::{Read, Write}` over the connection,
 //!   the MQTT transport (MQTT §6).
-//! - `WsConnector` (feature `connector`): plugs into the embermq client.
+//! - The embermq client's connector over this crate is
+//!   `embermq::transport::WsConnector` (embermq feature `ws`): the
+//!   dependency runs from embermq to this crate, never back.
 //!
 //! # Buffers, randomness, time
 //!
@@ -74,8 +76,6 @@ extern crate alloc;
 extern crate std;
 
 mod client;
-#[cfg(feature = "connector")]
-mod connector;
 mod error;
 pub mod frame;
 pub mod handshake;
@@ -85,8 +85,6 @@ mod stream;
 mod utf8;
 
 pub use client::WsClient;
-#[cfg(feature = "connector")]
-pub use connector::{ConnectError, WsConnector};
 pub use error::{
     Error, FieldFault, HEADER_LABEL_CAPACITY, HandshakeError, HeaderLabel, InvalidRequestField,
     ProtocolError, REASON_CAPACITY, ReasonPhrase, RequestField,

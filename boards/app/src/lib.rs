@@ -3,7 +3,7 @@
 //! tokio against a real mosquitto).
 //!
 //! What it does, over any [`Connector`](embermq::transport::Connector) (the
-//! boards: `embermq_ws::WsConnector` over `EmbassyTcpConnector`; the host
+//! boards: `embermq::transport::WsConnector` over `EmbassyTcpConnector`; the host
 //! test: the same WebSocket connector over tokio TCP):
 //!
 //! - **telemetry** ([`run`]): every N seconds a JSON

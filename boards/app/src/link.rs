@@ -1,5 +1,5 @@
 //! [`Link`]: the embermq client every board runs, wired the same way on
-//! each: MQTT over WebSocket (`embermq_ws::WsConnector`, subprotocol `mqtt`)
+//! each: MQTT over WebSocket (`embermq::transport::WsConnector`, subprotocol `mqtt`)
 //! over TCP on the board's embassy-net stack (`EmbassyTcpConnector`, which
 //! also resolves the broker's name), with TLS 1.3 (embedded-tls) between
 //! the two in a `wss` build, and the outbox kept in flash ([`FlashStore`]).
@@ -29,7 +29,8 @@ use embedded_storage_async::nor_flash::MultiwriteNorFlash;
 use embermq::client::{ClientError, ClientState, Connection, NoopRawMutex};
 use embermq::clock::EmbassyClock;
 use embermq::transport::{Connector, EmbassyTcpConnector};
-use embermq_ws::{Buffers, WsConnector};
+use embermq::transport::WsConnector;
+use embermq_ws::Buffers;
 use rand_core::{CryptoRng, RngCore};
 
 use crate::board::Board;

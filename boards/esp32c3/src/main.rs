@@ -3,7 +3,7 @@
 //! Joins the Wi-Fi network named at build time and gets an address by DHCP,
 //! then runs the board-independent application (`embermq-board-app`) on
 //! the embermq client: MQTT 5.0 (3.1.1 fall-back) over WebSocket
-//! (`embermq_ws::WsConnector`) over TCP
+//! (`embermq::transport::WsConnector`) over TCP
 //! (`embermq::transport::EmbassyTcpConnector`, which resolves the broker's
 //! name through embassy-net). It publishes a JSON reading (the on-chip
 //! temperature sensor, uptime, a counter) every `TELEMETRY_SECS`, answers

@@ -3,7 +3,7 @@
 //! Brings the W5500 up in MACRAW mode under embassy-net and gets an address
 //! by DHCP, then runs the board-independent application
 //! (`embermq-board-app`) on the embermq client: MQTT 5.0 (3.1.1 fall-back)
-//! over WebSocket (`embermq_ws::WsConnector`) over TCP
+//! over WebSocket (`embermq::transport::WsConnector`) over TCP
 //! (`embermq::transport::EmbassyTcpConnector`, which resolves the broker's
 //! name through embassy-net). It publishes a JSON reading (uptime, a
 //! counter) every `TELEMETRY_SECS`, answers commands on

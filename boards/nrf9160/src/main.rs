@@ -4,7 +4,7 @@
 //! network with the APN named at build time and hands the modem's address
 //! and DNS servers to embassy-net, then runs the board-independent
 //! application (`embermq-board-app`) on the embermq client: MQTT 5.0
-//! (3.1.1 fall-back) over WebSocket (`embermq_ws::WsConnector`) over TCP
+//! (3.1.1 fall-back) over WebSocket (`embermq::transport::WsConnector`) over TCP
 //! (`embermq::transport::EmbassyTcpConnector`, which resolves the broker's
 //! name through embassy-net). It publishes a JSON reading (uptime, a
 //! counter) every `TELEMETRY_SECS`, answers commands on

@@ -10,7 +10,7 @@
 //! - `--features stack`: the whole stack in use on the same buffers and
 //!   the same dummy transport: the embermq client (MQTT 5.0 with the 3.1.1
 //!   fall-back chosen at run time, QoS 0/1/2, subscribe, reconnect with
-//!   backoff, the outbox) over `embermq_ws::WsConnector`;
+//!   backoff, the outbox) over `embermq::transport::WsConnector`;
 //! - `--features mqtt`: the client alone, straight over the dummy
 //!   transport (no WebSocket; informational, closest to coreMQTT's figure);
 //! - `--features durable`: the same with the outbox also kept in flash

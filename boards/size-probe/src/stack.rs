@@ -15,7 +15,8 @@ use embermq::session::{OutgoingMessage, OverflowPolicy, ProtocolChoice, SessionC
 use embermq::time::Instant;
 use embermq::transport::Connector;
 #[cfg(feature = "stack")]
-use embermq_ws::{Buffers, WsConnector};
+use embermq::transport::WsConnector;
+use embermq_ws::Buffers;
 
 use crate::{DummyIo, Lent, block_on, halt};
 

@@ -57,9 +57,10 @@ use tokio::task::{LocalSet, spawn_local};
 
 use crate::broker_url::{BrokerUrl, UrlValueParser};
 use crate::client_run::{CliState, runtime};
-use crate::connect::{BrokerConnector, LinkBuffers, TransportOptions};
+use crate::connect::TransportOptions;
 use crate::connect_args::{PASSWORD_ENV, resolve_password};
 use crate::failure::{Exit, Failure};
+use embermq::host::LinkConnector;
 
 use embedded_broker::EmbeddedBroker;
 
@@ -119,7 +120,7 @@ pub(crate) fn run(cmd: DemoCommand) -> ExitCode {
 type DemoState = CliState<'static>;
 type DemoClient = Client<'static, 'static, NoopRawMutex, 32, 8>;
 type DemoConnection =
-    Connection<'static, 'static, NoopRawMutex, BrokerConnector<'static>, TokioClock, StdRng, 32, 8>;
+    Connection<'static, 'static, NoopRawMutex, LinkConnector, TokioClock, StdRng, 32, 8>;
 
 /// One device as the statistics see it, and the state its commands set.
 #[derive(Debug, Default)]
@@ -202,11 +203,10 @@ impl Plan {
         config.password = self.password.map(str::as_bytes);
         let state: &'static DemoState =
             Box::leak(Box::new(CliState::new(config, leak_buf(32 * 1024))));
-        let buffers: &'static mut LinkBuffers =
-            Box::leak(Box::new(LinkBuffers::new(self.options.ws_buffer_len)));
-        let connector =
-            BrokerConnector::new(self.url, &self.options, buffers, StdRng::from_entropy())
-                .map_err(|e| Failure::from_setup(&e))?;
+        let connector = self
+            .options
+            .connector(self.url, StdRng::from_entropy())
+            .map_err(|e| Failure::from_setup(&e))?;
         let connection = Connection::new(
             state,
             connector,

@@ -27,7 +27,8 @@ use embermq::client::{Backoff, ClientConfig, ClientState, Connection, Event};
 use embermq::codec::{Properties, PropertyFields, QoS, Subscription, SubscriptionOptions};
 use embermq::session::{OutgoingMessage, OverflowPolicy, SessionConfig};
 use embermq::transport::TokioTcpConnector;
-use embermq_ws::{Buffers, WsConnector};
+use embermq::transport::WsConnector;
+use embermq_ws::Buffers;
 use hdrhistogram::Histogram;
 use serde::Deserialize;
 

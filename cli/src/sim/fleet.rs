@@ -1,7 +1,7 @@
 //! The simulated devices: one tokio task per device, each running the very
 //! client the boards run (`ClientState` + `Connection` from `embermq`, over
 //! `TokioTcpConnector`, `RustlsConnector` over it, and
-//! `embermq_ws::WsConnector` over either), publishing JSON
+//! `embermq::transport::WsConnector` over either), publishing JSON
 //! telemetry on a schedule and answering commands.
 //!
 //! Memory per device is a headline figure, so a device keeps only what a
@@ -38,8 +38,9 @@ use embermq::clock::TokioClock;
 use embermq::codec::{Properties, PropertyFields, QoS, Subscription, SubscriptionOptions, Will};
 use embermq::session::{self, CloseReason, OutgoingMessage, OverflowPolicy, SessionConfig};
 use embermq::telemetry::{CommandReply, decode_command, encode_reply};
+use embermq::transport::WsConnector;
 use embermq::transport::{Connector, TokioTcpConnector};
-use embermq_ws::{Buffers, WsConnector};
+use embermq_ws::Buffers;
 use hdrhistogram::Histogram;
 use tokio::time::Instant;
 

@@ -12,8 +12,8 @@
 //! TLS costs a device no more than a board pays: every device's
 //! `RustlsConnector` shares one `Arc<rustls::ClientConfig>` (CA roots
 //! parsed once per run) and holds only its server name; the rustls
-//! connection state exists only while a link is up. The CLI's
-//! `connect::BrokerConnector` is not used here because it owns a `StdRng`
+//! connection state exists only while a link is up. The host layer's
+//! `embermq::host::LinkConnector` is not used here because it owns a `StdRng`
 //! and its own WebSocket buffers per connector, where a simulated device
 //! lends slices of its one buffer block and the thread's RNG handle.
 //!
@@ -28,8 +28,8 @@ use embassy_sync::signal::Signal;
 use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
 use embermq::transport::{
     Connector, RustlsConnectError, RustlsConnector, TokioTcpConnector, TokioTcpError,
+    WsConnectError,
 };
-use embermq_ws::ConnectError as WsConnectError;
 use rustls::pki_types::ServerName;
 
 use super::fleet::{DeviceSlot, Fleet};

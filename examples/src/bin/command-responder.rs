@@ -36,7 +36,7 @@ use embermq::clock::TokioClock;
 use embermq::codec::{Properties, PropertyFields, QoS, Subscription, SubscriptionOptions};
 use embermq::session::{OutgoingMessage, OverflowPolicy, ProtocolChoice, SessionConfig};
 use embermq::telemetry::{Command, CommandReply, decode_command, encode_reply};
-use embermq_examples::{Broker, DEFAULT_BROKER, WsBuffers, drive};
+use embermq_examples::{DEFAULT_BROKER, connector, drive, parse_broker};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use tokio::sync::mpsc;
@@ -96,12 +96,11 @@ fn subscription(filter: &str) -> [Subscription<'_>; 1] {
 
 /// The device: answers every command on the request's Response Topic.
 async fn respond(args: &Args) -> Result<(), String> {
-    let broker = Broker::parse(&args.broker)?;
+    let broker = parse_broker(&args.broker)?;
     let mut outbox = [0u8; 8192];
     let state: State<'_> = ClientState::new(session_config(&args.device), &mut outbox);
     let client = state.client();
-    let mut ws_buffers = WsBuffers::default();
-    let connector = broker.connector(&mut ws_buffers, StdRng::from_entropy());
+    let connector = connector(&broker)?;
     let (mut rx, mut tx) = ([0u8; 2048], [0u8; 2048]);
     let commands = format!("devices/{}/commands", args.device);
     let fallback_replies = format!("devices/{}/replies", args.device);
@@ -196,13 +195,12 @@ async fn respond(args: &Args) -> Result<(), String> {
 
 /// The caller: one request, one matching reply.
 async fn ask(args: &Args, json: &str) -> Result<(), String> {
-    let broker = Broker::parse(&args.broker)?;
+    let broker = parse_broker(&args.broker)?;
     let client_id = format!("{}-caller-{}", args.device, std::process::id());
     let mut outbox = [0u8; 8192];
     let state: State<'_> = ClientState::new(session_config(&client_id), &mut outbox);
     let client = state.client();
-    let mut ws_buffers = WsBuffers::default();
-    let connector = broker.connector(&mut ws_buffers, StdRng::from_entropy());
+    let connector = connector(&broker)?;
     let (mut rx, mut tx) = ([0u8; 2048], [0u8; 2048]);
     let reply_topic = format!("callers/{client_id}/replies");
     let mut correlation = [0u8; 8];

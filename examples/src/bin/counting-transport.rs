@@ -33,9 +33,10 @@ use embermq::client::{ClientConfig, ClientState, Connection, Event, NoopRawMutex
 use embermq::clock::TokioClock;
 use embermq::codec::{QoS, Subscription, SubscriptionOptions};
 use embermq::session::{OutgoingMessage, ProtocolChoice, SessionConfig};
+use embermq::transport::WsConnector;
 use embermq::transport::{Connector, TokioTcpConnector};
-use embermq_examples::{Broker, DEFAULT_BROKER};
-use embermq_ws::{Buffers, WsConnector};
+use embermq_examples::{DEFAULT_BROKER, parse_broker};
+use embermq_ws::Buffers;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -136,20 +137,23 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     let counts = Arc::new(ByteCounts::default());
-    let outcome = match Broker::parse(&args.broker) {
+    let outcome = match parse_broker(&args.broker) {
         Err(e) => Err(e),
+        Ok(broker) if broker.scheme.is_tls() => Err(format!(
+            "{broker}: this example counts plain bytes; use mqtt:// or ws://"
+        )),
         Ok(broker) => {
             let tcp = Counting::new(
                 TokioTcpConnector::new(broker.host.clone(), broker.port),
                 counts.clone(),
             );
-            match &broker.ws_path {
+            match broker.scheme.is_websocket().then_some(&broker.path) {
                 None => round_trip(&args, tcp).await,
                 Some(path) => {
                     let (mut rx, mut tx) = (vec![0u8; 8192], vec![0u8; 8192]);
                     let ws = WsConnector::new(
                         tcp,
-                        &broker.host,
+                        &broker.host_header,
                         Some(broker.port),
                         path,
                         Buffers {

@@ -32,7 +32,7 @@ use embermq::codec::QoS;
 use embermq::session::{ProtocolChoice, SessionConfig};
 use embermq::store::FileStore;
 use embermq::telemetry::Readings;
-use embermq_examples::{Broker, DEFAULT_BROKER, WsBuffers, drive};
+use embermq_examples::{DEFAULT_BROKER, connector, drive, parse_broker};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -66,7 +66,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: &Args) -> Result<(), String> {
-    let broker = Broker::parse(&args.broker)?;
+    let broker = parse_broker(&args.broker)?;
     let store = FileStore::open(&args.store)
         .map_err(|e| format!("cannot open {}: {e}", args.store.display()))?;
     let mut config = SessionConfig::new(&args.device);
@@ -77,8 +77,7 @@ async fn run(args: &Args) -> Result<(), String> {
     let state: ClientState<'_, NoopRawMutex, 8, 2, 128, 0, FileStore> =
         ClientState::with_store(config, &mut outbox, store);
     let client = state.client();
-    let mut ws_buffers = WsBuffers::default();
-    let connector = broker.connector(&mut ws_buffers, StdRng::from_entropy());
+    let connector = connector(&broker)?;
     let (mut rx, mut tx) = ([0u8; 2048], [0u8; 2048]);
     let connected = Cell::new(false);
     let client_config = ClientConfig {

@@ -8,10 +8,9 @@
 //! cargo run -p embermq-examples --bin telemetry-publisher -- --broker mqtt://127.0.0.1:1883
 //! ```
 //!
-//! The shape of every embermq program: a [`ClientState`] (session and
-//! outbox, on the stack here), a [`Connection`] that drives the link and
-//! hands events to a closure, and the application's work beside it using
-//! the `Copy` [`Client`](embermq::client::Client) handle. Exits 0 when all
+//! Written on the host layer: `embermq::host::connect(url)` gives a
+//! `Clone + Send` handle and a stream of owned events; each `publish`
+//! returns a token that completes with the PUBACK. Exits 0 when all
 //! readings were acknowledged, 1 with one line on stderr otherwise.
 
 use core::time::Duration;
@@ -19,14 +18,10 @@ use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use embermq::client::{ClientConfig, ClientState, Connection, Event, NoopRawMutex};
-use embermq::clock::TokioClock;
-use embermq::codec::QoS;
-use embermq::session::{OutgoingMessage, ProtocolChoice, SessionConfig};
+use embermq::client::Backoff;
+use embermq::host::{self, Event, Options, QoS};
 use embermq::telemetry::{Readings, encode_readings};
-use embermq_examples::{Broker, DEFAULT_BROKER, WsBuffers, drive};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
+use embermq_examples::DEFAULT_BROKER;
 
 /// Publish JSON telemetry readings.
 #[derive(Parser, Debug)]
@@ -58,34 +53,28 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: &Args) -> Result<(), String> {
-    let broker = Broker::parse(&args.broker)?;
-    let mut config = SessionConfig::new(&args.device);
-    // 5.0 where the broker has it, else 3.1.1 (the demo's rumqttd).
-    config.protocol = ProtocolChoice::V5WithFallback;
-    config.max_incoming_packet_size = 2048;
-    // INFLIGHT = 8 messages, SUBS = 2 subscriptions.
-    let mut outbox = [0u8; 4096];
-    let state: ClientState<'_, NoopRawMutex, 8, 2> = ClientState::new(config, &mut outbox);
-    let client = state.client();
-    let mut ws_buffers = WsBuffers::default();
-    let connector = broker.connector(&mut ws_buffers, StdRng::from_entropy());
-    let (mut rx, mut tx) = ([0u8; 2048], [0u8; 2048]);
-    let mut client_config = ClientConfig::DEFAULT;
-    // Give up after a few failed attempts instead of retrying for ever.
-    client_config.backoff.max_attempts = Some(3);
-    let driver = Connection::new(
-        &state,
-        connector,
-        TokioClock::new(),
-        StdRng::from_entropy(),
-        &mut rx,
-        &mut tx,
-        client_config,
-    )
-    .run(|event: Event<'_>| {
-        if let Event::Connected { version, .. } = event {
-            eprintln!("connected to {broker} ({version:?})");
+    let options = Options::new(&args.broker)
+        .map_err(|e| e.to_string())?
+        .client_id(&args.device)
+        // Give up after a few failed attempts instead of retrying for ever.
+        .backoff(Backoff {
+            max_attempts: Some(3),
+            ..Backoff::DEFAULT
+        });
+    let broker = options.url().clone();
+    let (client, mut events) = host::connect(options).map_err(|e| e.to_string())?;
+    // Events in a task of their own; the last one says why the client ended.
+    let watcher = tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            match event {
+                Event::Connected { version, .. } => {
+                    eprintln!("connected to {broker} ({version:?})")
+                }
+                Event::Stopped { error: Some(e) } => return Err(format!("{broker}: {e}")),
+                _ => {}
+            }
         }
+        Ok(())
     });
 
     let topic = format!("devices/{}/telemetry", args.device);
@@ -109,18 +98,20 @@ async fn run(args: &Args) -> Result<(), String> {
             };
             let mut json = [0u8; 256];
             let len = encode_readings(&readings, &mut json).map_err(|e| e.to_string())?;
-            let payload = json.get(..len).unwrap_or_default();
+            let payload = json.get(..len).unwrap_or_default().to_vec();
             let token = client
-                .publish(&OutgoingMessage::new(&topic, payload, QoS::AtLeastOnce))
+                .publish(&topic, payload.clone(), QoS::AtLeastOnce)
                 .await
                 .map_err(|e| e.to_string())?;
             // PUBACK received: the broker has it.
-            client.completion(token).await.map_err(|e| e.to_string())?;
-            println!("{topic} {}", String::from_utf8_lossy(payload));
+            token.await.map_err(|e| e.to_string())?;
+            println!("{topic} {}", String::from_utf8_lossy(&payload));
         }
-        client.stop();
         Ok::<(), String>(())
     };
-
-    drive(&broker, driver, work).await
+    let done = work.await;
+    client.disconnect().await.map_err(|e| e.to_string())?;
+    // The client's own failure explains a publish that could not finish.
+    watcher.await.map_err(|e| e.to_string())??;
+    done
 }

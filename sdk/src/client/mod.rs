@@ -79,7 +79,7 @@
 //! (MQTT 3.1.1 and 5.0 §3.1.2.10), closing the network connection when
 //! the session says so (§4.13, §3.14), reconnecting so that unacknowledged
 //! messages are retried (§4.4), and MQTT over WebSocket (§6) through
-//! `embermq_ws::WsConnector`.
+//! `embermq::transport::WsConnector`.
 //!
 //! # Not here (yet)
 //!

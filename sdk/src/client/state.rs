@@ -886,6 +886,32 @@ impl<
         self.request(|session| session.unsubscribe(filters)).await
     }
 
+    /// Queues a SUBSCRIBE without waiting and without a completion slot:
+    /// its SUBACK arrives only as the event
+    /// [`Event::Session`](super::Event::Session)`(Subscribed { token, .. })`
+    /// carrying the returned token. For a driver's handler that must not
+    /// await (and for the host layer, which routes the results itself).
+    pub fn try_subscribe(
+        &self,
+        subs: &[Subscription<'_>],
+    ) -> Result<crate::session::RequestToken, ClientError> {
+        let token = self.state.with(|sh| sh.session.subscribe(subs))?;
+        self.state.work.signal(());
+        Ok(token)
+    }
+
+    /// Queues an UNSUBSCRIBE without waiting; its UNSUBACK arrives only as
+    /// [`Event::Session`](super::Event::Session)`(Unsubscribed { token, .. })`
+    /// (see [`try_subscribe`](Self::try_subscribe)).
+    pub fn try_unsubscribe(
+        &self,
+        filters: &[&str],
+    ) -> Result<crate::session::RequestToken, ClientError> {
+        let token = self.state.with(|sh| sh.session.unsubscribe(filters))?;
+        self.state.work.signal(());
+        Ok(token)
+    }
+
     /// Queues a SUBSCRIBE or UNSUBSCRIBE through `queue` once the
     /// completion table has a slot, and waits for its acknowledgement. The
     /// token is tracked as awaited from the start, so no other task's

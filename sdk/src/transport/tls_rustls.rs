@@ -925,7 +925,7 @@ impl<E: fmt::Display> fmt::Display for RustlsConnectError<E> {
 }
 
 // The inner error is shown in Display rather than `source` (no `'static`
-// bound on a connector's error type), as in `embermq_ws::ConnectError`.
+// bound on a connector's error type), as in `embermq::transport::WsConnectError`.
 impl<E: core::error::Error> core::error::Error for RustlsConnectError<E> {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {

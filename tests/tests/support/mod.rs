@@ -19,7 +19,8 @@ use embermq::session::{
 };
 use embermq::store::Store;
 use embermq::transport::TokioTcpConnector;
-use embermq_ws::{Buffers, WsConnector};
+use embermq::transport::WsConnector;
+use embermq_ws::Buffers;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};

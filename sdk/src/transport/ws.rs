@@ -1,5 +1,6 @@
-//! `WsConnector<C>`: MQTT over WebSocket as an embermq transport (MQTT §6,
-//! the seed's `CONFIG_MQTT_LIB_WEBSOCKET`).
+//! `WsConnector<C>` (feature `ws`): MQTT over WebSocket as an embermq
+//! transport (MQTT §6, the seed's `CONFIG_MQTT_LIB_WEBSOCKET`), on the
+//! RFC 6455 client of the `embermq-ws` crate.
 //!
 //! Opens the inner transport with any [`Connector`] (TCP, TLS), performs the
 //! opening handshake offering subprotocol `mqtt` and requiring it
@@ -7,28 +8,32 @@
 //! mode. The buffers and the RNG are lent once and reused for every
 //! reconnect. Deliberately not here: connect timeouts (the client bounds a
 //! connect with its own timer) and TLS (wrap the inner connector).
+//!
+//! It lives in the sdk rather than in `embermq-ws` so that the dependency
+//! runs one way (embermq → embermq-ws): the sdk's host layer builds
+//! WebSocket links from a URL, and `embermq-ws` stays a WebSocket crate
+//! that knows nothing of MQTT clients.
 
 use core::fmt;
 
-use embermq::transport::Connector;
+use embermq_ws::{
+    Buffers, ClientRole, Config, Error, HandshakeHooks, Request, WsConnection, WsStream,
+};
 
-use crate::error::Error;
-use crate::handshake::{HandshakeHooks, Request};
-use crate::message::{Buffers, ClientRole, Config, WsConnection};
-use crate::stream::WsStream;
+use super::Connector;
 
 /// Why a [`WsConnector`] connect failed.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum ConnectError<E> {
+pub enum WsConnectError<E> {
     /// The inner connector failed.
     Inner(E),
     /// The WebSocket handshake failed (transport errors reduced to their
     /// kind).
-    WebSocket(Error<embedded_io::ErrorKind>),
+    WebSocket(Error<embedded_io_async::ErrorKind>),
 }
 
-impl<E: fmt::Display> fmt::Display for ConnectError<E> {
+impl<E: fmt::Display> fmt::Display for WsConnectError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Inner(e) => write!(f, "inner connect failed: {e}"),
@@ -39,7 +44,7 @@ impl<E: fmt::Display> fmt::Display for ConnectError<E> {
 
 // The inner error is in Display rather than `source` (no `'static` bound on
 // the connector's error type).
-impl<E: core::error::Error> core::error::Error for ConnectError<E> {
+impl<E: core::error::Error> core::error::Error for WsConnectError<E> {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             Self::Inner(_) => None,
@@ -131,10 +136,10 @@ impl<'b, C: Connector, R: rand_core::RngCore + rand_core::CryptoRng, H: Handshak
     where
         Self: 'a;
 
-    type Error = ConnectError<C::Error>;
+    type Error = WsConnectError<C::Error>;
 
     async fn connect(&mut self) -> Result<Self::Transport<'_>, Self::Error> {
-        let io = self.inner.connect().await.map_err(ConnectError::Inner)?;
+        let io = self.inner.connect().await.map_err(WsConnectError::Inner)?;
         let buffers = Buffers {
             rx: &mut *self.rx,
             tx: &mut *self.tx,
@@ -148,7 +153,7 @@ impl<'b, C: Connector, R: rand_core::RngCore + rand_core::CryptoRng, H: Handshak
             &mut self.hooks,
         )
         .await
-        .map_err(|e| ConnectError::WebSocket(e.into_kind()))?;
+        .map_err(|e| WsConnectError::WebSocket(e.into_kind()))?;
         Ok(WsStream::new(conn))
     }
 }
@@ -157,8 +162,8 @@ impl<'b, C: Connector, R: rand_core::RngCore + rand_core::CryptoRng, H: Handshak
 /// the link: Close 1000, then the peer's Close is awaited (data frames
 /// discarded). The driver bounds it with its close timeout, so a peer that
 /// never echoes costs only that long.
-impl<T: embedded_io_async::Read + embedded_io_async::Write, M: crate::message::Role>
-    embermq::transport::Transport for WsStream<'_, T, M>
+impl<T: embedded_io_async::Read + embedded_io_async::Write, M: embermq_ws::Role> super::Transport
+    for WsStream<'_, T, M>
 {
     async fn close(&mut self) {
         let _ = WsStream::close(self, 1000, "").await;

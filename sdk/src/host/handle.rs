@@ -1,0 +1,261 @@
+//! The application's handle: [`Client`], `Clone + Send + Sync + 'static`,
+//! for any number of tasks on any runtime flavour. Every call queues a
+//! request for the driver task (so calls made before the first connect
+//! wait in the outbox and go out once connected) and never does I/O.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Error, MessageProperties};
+use crate::codec::{QoS, SubscriptionOptions};
+use crate::session::FilterResults;
+use crate::topic;
+
+/// A message to publish (or the Will), owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish {
+    /// Topic name (no wildcards).
+    pub topic: String,
+    /// Payload.
+    pub payload: Bytes,
+    /// QoS.
+    pub qos: QoS,
+    /// Retained.
+    pub retain: bool,
+    /// 5.0 properties (Response Topic, Correlation Data, User Properties,
+    /// Content Type, Message Expiry, Payload Format); dropped on a 3.1.1
+    /// link. `subscription_ids` is not sent (a client may not
+    /// [MQTT-3.3.4-6]). Not sent with a Will.
+    pub properties: MessageProperties,
+}
+
+impl Publish {
+    /// A message for `topic` with `payload` at `qos`, not retained.
+    pub fn new(topic: impl Into<String>, payload: impl Into<Bytes>, qos: QoS) -> Self {
+        Self {
+            topic: topic.into(),
+            payload: payload.into(),
+            qos,
+            retain: false,
+            properties: MessageProperties::default(),
+        }
+    }
+
+    /// The same message with these 5.0 properties.
+    pub fn with_properties(mut self, properties: MessageProperties) -> Self {
+        self.properties = properties;
+        self
+    }
+
+    /// The same message, retained.
+    pub fn retained(mut self) -> Self {
+        self.retain = true;
+        self
+    }
+}
+
+/// What a [`Client`] asks of the driver task.
+pub(crate) enum Request {
+    Publish {
+        msg: Publish,
+        /// `true`: never wait for outbox room ([`Client::try_publish`]).
+        now: bool,
+        done: oneshot::Sender<Result<(), Error>>,
+    },
+    Subscribe {
+        filters: Vec<(String, SubscriptionOptions)>,
+        done: oneshot::Sender<Result<FilterResults, Error>>,
+    },
+    Unsubscribe {
+        filters: Vec<String>,
+        done: oneshot::Sender<Result<FilterResults, Error>>,
+    },
+    Disconnect {
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// The outcome of one publish: await it for the PUBACK (QoS 1), the
+/// PUBCOMP (QoS 2) or the write (QoS 0), or drop it (the message is sent
+/// all the same).
+#[derive(Debug)]
+#[must_use = "a publish token does nothing unless awaited; dropping it is fine"]
+pub struct Token {
+    rx: oneshot::Receiver<Result<(), Error>>,
+}
+
+impl Future for Token {
+    type Output = Result<(), Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(Error::Stopped)))
+    }
+}
+
+/// The handle. Clone it into every task that publishes or subscribes.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub(crate) requests: mpsc::Sender<Request>,
+    /// The largest packet, to refuse an impossible publish at once.
+    pub(crate) max_packet_size: u32,
+}
+
+impl Client {
+    /// Publishes `payload` on `topic` at `qos`. Waits only while the
+    /// request buffer is full; the returned [`Token`] completes with the
+    /// PUBACK / PUBCOMP (or the write, for QoS 0), or with why not. A
+    /// message that can never be sent (bad topic, larger than
+    /// [`Options::max_packet_size`](super::Options::max_packet_size)) is
+    /// refused at once.
+    pub async fn publish(
+        &self,
+        topic: impl Into<String>,
+        payload: impl Into<Bytes>,
+        qos: QoS,
+    ) -> Result<Token, Error> {
+        self.send(Publish::new(topic, payload, qos)).await
+    }
+
+    /// Publishes `msg` (retained, ...) as [`publish`](Self::publish) does.
+    pub async fn send(&self, msg: Publish) -> Result<Token, Error> {
+        self.check(&msg)?;
+        let (done, rx) = oneshot::channel();
+        let request = Request::Publish {
+            msg,
+            now: false,
+            done,
+        };
+        self.requests
+            .send(request)
+            .await
+            .map_err(|_| Error::Stopped)?;
+        Ok(Token { rx })
+    }
+
+    /// Publishes without ever waiting: a full request buffer is
+    /// [`Error::RequestBufferFull`]; a full outbox is handled by the
+    /// [`Options::overflow_policy`](super::Options::overflow_policy) (the
+    /// refusal or [`PublishFailure::Dropped`](crate::session::PublishFailure::Dropped)
+    /// comes through the token).
+    pub fn try_publish(
+        &self,
+        topic: impl Into<String>,
+        payload: impl Into<Bytes>,
+        qos: QoS,
+    ) -> Result<Token, Error> {
+        let msg = Publish::new(topic, payload, qos);
+        self.check(&msg)?;
+        let (done, rx) = oneshot::channel();
+        let request = Request::Publish {
+            msg,
+            now: true,
+            done,
+        };
+        self.requests.try_send(request).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => Error::RequestBufferFull,
+            mpsc::error::TrySendError::Closed(_) => Error::Stopped,
+        })?;
+        Ok(Token { rx })
+    }
+
+    /// Subscribes to `filter` at `qos` and waits for the SUBACK. A refused
+    /// filter is [`Error::Refused`] with the reason code. The subscription
+    /// is restored by the client whenever a broker lost the session.
+    pub async fn subscribe(&self, filter: impl Into<String>, qos: QoS) -> Result<(), Error> {
+        self.subscribe_many([(filter.into(), SubscriptionOptions::qos(qos))])
+            .await
+            .map(drop)
+    }
+
+    /// Subscribes to up to 8 filters, each with its options (5.0 No Local,
+    /// Retain As Published, Retain Handling), in one SUBSCRIBE: one reason
+    /// code per filter. Any refused filter is [`Error::Refused`], which
+    /// carries all the codes.
+    pub async fn subscribe_many(
+        &self,
+        filters: impl IntoIterator<Item = (String, SubscriptionOptions)>,
+    ) -> Result<FilterResults, Error> {
+        let filters: Vec<_> = filters.into_iter().collect();
+        for (filter, _) in &filters {
+            topic::validate_filter(filter).map_err(Error::Topic)?;
+        }
+        let (done, rx) = oneshot::channel();
+        self.request(Request::Subscribe { filters, done }, rx).await
+    }
+
+    /// Unsubscribes from `filters` and waits for the UNSUBACK (5.0: a
+    /// reason code per filter, any failure is [`Error::Refused`]).
+    pub async fn unsubscribe<S: Into<String>>(
+        &self,
+        filters: impl IntoIterator<Item = S>,
+    ) -> Result<FilterResults, Error> {
+        let filters: Vec<String> = filters.into_iter().map(Into::into).collect();
+        for filter in &filters {
+            topic::validate_filter(filter).map_err(Error::Topic)?;
+        }
+        let (done, rx) = oneshot::channel();
+        self.request(Request::Unsubscribe { filters, done }, rx)
+            .await
+    }
+
+    /// Ends the client: a DISCONNECT when the link is up (so the broker
+    /// drops the Will), then the driver task ends and the event stream
+    /// ends with [`Event::Stopped`](super::Event::Stopped). Waits until it
+    /// has. Messages still in the outbox are lost unless a
+    /// [`file_store`](super::Options::file_store) keeps them; their tokens
+    /// complete with [`Error::Stopped`].
+    pub async fn disconnect(&self) -> Result<(), Error> {
+        let (done, rx) = oneshot::channel();
+        if self
+            .requests
+            .send(Request::Disconnect { done })
+            .await
+            .is_err()
+        {
+            // Already ended.
+            return Ok(());
+        }
+        // The task drops `done` when it ends in any way.
+        let _ = rx.await;
+        Ok(())
+    }
+
+    async fn request(
+        &self,
+        request: Request,
+        rx: oneshot::Receiver<Result<FilterResults, Error>>,
+    ) -> Result<FilterResults, Error> {
+        self.requests
+            .send(request)
+            .await
+            .map_err(|_| Error::Stopped)?;
+        let results = rx.await.unwrap_or(Err(Error::Stopped))?;
+        if results.all_succeeded() {
+            Ok(results)
+        } else {
+            Err(Error::Refused(results))
+        }
+    }
+
+    fn check(&self, msg: &Publish) -> Result<(), Error> {
+        topic::validate_name(&msg.topic).map_err(Error::Topic)?;
+        // The smallest PUBLISH carrying them: fixed header (2), topic
+        // length (2), topic, payload. Larger can never be sent.
+        let size = msg.topic.len() + msg.payload.len() + 4;
+        if size > self.max_packet_size as usize {
+            return Err(Error::TooLarge {
+                size,
+                max: self.max_packet_size,
+            });
+        }
+        Ok(())
+    }
+}
