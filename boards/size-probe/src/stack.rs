@@ -16,6 +16,7 @@ use embermq::time::Instant;
 use embermq::transport::Connector;
 #[cfg(feature = "stack")]
 use embermq::transport::WsConnector;
+#[cfg(feature = "stack")]
 use embermq_ws::Buffers;
 
 use crate::{DummyIo, Lent, block_on, halt};
