@@ -648,6 +648,10 @@ async fn monitor(socket: &std::path::Path, command: &str) {
     .await;
 }
 
+/// Not in scripts/test yet: in about one run in three the device does not
+/// notice the cable pull (no `mqtt link ended` follows `set_link net0
+/// off`; the readings go on being queued), a fault not traced yet, in the
+/// driver's PHY interrupt path or in how QEMU's monitor takes the command.
 #[tokio::test(flavor = "current_thread")]
 #[ignore = "needs boards/qemu-mps2 built and qemu-system-arm; scripts/test runs it with --ignored"]
 async fn lan9118_link_down_ends_the_mqtt_link_and_link_up_brings_it_back() {
