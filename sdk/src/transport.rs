@@ -86,7 +86,7 @@ pub mod tokio_tcp;
 pub mod ws;
 
 #[cfg(feature = "embassy-net")]
-pub use embassy_tcp::{EmbassyTcpConnector, EmbassyTcpError};
+pub use embassy_tcp::{EmbassyTcpConnector, EmbassyTcpError, EmbassyTcpStream};
 #[cfg(feature = "embedded-tls")]
 pub use embedded_tls::{
     EmbeddedTlsBuffers, EmbeddedTlsConnectError, EmbeddedTlsConnector, EmbeddedTlsError,

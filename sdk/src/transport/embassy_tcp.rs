@@ -9,12 +9,22 @@
 //! TCP keep-alive and an inactivity timeout (which also bounds the SYN
 //! retries of a connect), both configurable.
 //!
+//!
+//! The connection it hands out, [`EmbassyTcpStream`], also watches the
+//! stack's link: when the link goes down (a cable pulled, Wi-Fi or LTE
+//! lost), a pending read fails at once with `ConnectionReset` and the
+//! socket is aborted, so the client ends the MQTT link and reconnects
+//! when the network is back, instead of noticing only when the MQTT
+//! keepalive runs out (a TCP connection whose peer is unreachable sends
+//! into its buffer without an error for as long as the buffer has room).
+//!
 //! It deliberately does no TLS (a TLS connector wraps this one) and no IPv6
 //! look-up (only A records are asked for). Bringing the network up (link,
 //! DHCP, Wi-Fi join, LTE attach) is the board's job, not this module's.
 
 use core::fmt;
 
+use embassy_futures::select::{Either, select};
 use embassy_net::dns::{self, DnsQueryType};
 use embassy_net::tcp::{ConnectError, TcpSocket};
 use embassy_net::{IpEndpoint, Stack};
@@ -98,12 +108,12 @@ fn to_embassy(d: Duration) -> embassy_time::Duration {
 
 impl Connector for EmbassyTcpConnector<'_> {
     type Transport<'a>
-        = TcpSocket<'a>
+        = EmbassyTcpStream<'a>
     where
         Self: 'a;
     type Error = EmbassyTcpError;
 
-    async fn connect(&mut self) -> Result<TcpSocket<'_>, EmbassyTcpError> {
+    async fn connect(&mut self) -> Result<EmbassyTcpStream<'_>, EmbassyTcpError> {
         self.stack.wait_config_up().await;
         let addresses = self
             .stack
@@ -122,7 +132,10 @@ impl Connector for EmbassyTcpConnector<'_> {
             match socket.connect(remote).await {
                 Ok(()) => {
                     debug!("tcp connected to {}", remote);
-                    return Ok(socket);
+                    return Ok(EmbassyTcpStream {
+                        socket,
+                        stack: self.stack,
+                    });
                 }
                 Err(error) => {
                     debug!("tcp connect to {} failed: {:?}", remote, error);
@@ -194,12 +207,54 @@ impl defmt::Format for EmbassyTcpError {
     }
 }
 
+/// A TCP connection of an [`EmbassyTcpConnector`]: the socket, and the
+/// stack whose link it watches (see the module documentation).
+pub struct EmbassyTcpStream<'a> {
+    socket: TcpSocket<'a>,
+    stack: Stack<'a>,
+}
+
+impl<'a> EmbassyTcpStream<'a> {
+    /// The socket (its state, addresses, or settings).
+    pub fn socket(&mut self) -> &mut TcpSocket<'a> {
+        &mut self.socket
+    }
+}
+
+impl embedded_io_async::ErrorType for EmbassyTcpStream<'_> {
+    type Error = embassy_net::tcp::Error;
+}
+
+/// Cancel-safe, as the socket's read and the link wait both are.
+impl embedded_io_async::Read for EmbassyTcpStream<'_> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        match select(self.socket.read(buf), self.stack.wait_link_down()).await {
+            Either::First(result) => result,
+            Either::Second(()) => {
+                debug!("network link down: tcp connection aborted");
+                self.socket.abort();
+                Err(embassy_net::tcp::Error::ConnectionReset)
+            }
+        }
+    }
+}
+
+impl embedded_io_async::Write for EmbassyTcpStream<'_> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        self.socket.write(buf).await
+    }
+
+    async fn flush(&mut self) -> Result<(), Self::Error> {
+        self.socket.flush().await
+    }
+}
+
 /// A graceful TCP close: FIN once the data written so far is out (the
 /// driver bounds the wait).
-impl super::Transport for TcpSocket<'_> {
+impl super::Transport for EmbassyTcpStream<'_> {
     async fn close(&mut self) {
-        TcpSocket::close(self);
-        let _ = embedded_io_async::Write::flush(self).await;
+        self.socket.close();
+        let _ = self.socket.flush().await;
     }
 }
 
@@ -227,6 +282,19 @@ mod tests {
     struct Wire {
         frames: [VecDeque<Vec<u8>>; 2],
         wakers: [Option<Waker>; 2],
+        /// The link of each end is down (the cable pulled there).
+        unplugged: [bool; 2],
+        link_wakers: [Option<Waker>; 2],
+    }
+
+    impl Wire {
+        /// Pulls (or puts back) the cable at `end`.
+        fn set_unplugged(&mut self, end: usize, unplugged: bool) {
+            self.unplugged[end] = unplugged;
+            if let Some(waker) = self.link_wakers[end].take() {
+                waker.wake();
+            }
+        }
     }
 
     /// One end of the wire: receives `frames[end]`, sends to the other end.
@@ -280,8 +348,14 @@ mod tests {
             Some(self.sender())
         }
 
-        fn link_state(&mut self, _cx: &mut Context<'_>) -> LinkState {
-            LinkState::Up
+        fn link_state(&mut self, cx: &mut Context<'_>) -> LinkState {
+            let mut wire = self.wire.borrow_mut();
+            wire.link_wakers[self.end] = Some(cx.waker().clone());
+            if wire.unplugged[self.end] {
+                LinkState::Down
+            } else {
+                LinkState::Up
+            }
         }
 
         fn capabilities(&self) -> Capabilities {
@@ -361,8 +435,7 @@ mod tests {
                 let mut reply = [0u8; 4];
                 transport.read_exact(&mut reply).await.unwrap();
                 assert_eq!(&reply, expected);
-                transport.close();
-                transport.flush().await.unwrap();
+                crate::transport::Transport::close(&mut transport).await;
             }
 
             // Nobody listens on 1884: the server's smoltcp answers RST.
@@ -398,6 +471,72 @@ mod tests {
         })
         .await;
         assert!(finished.is_ok(), "the exchange did not finish within 20 s");
+    }
+
+    #[tokio::test]
+    async fn a_read_fails_with_connection_reset_as_soon_as_the_link_goes_down() {
+        let wire = Rc::new(RefCell::new(Wire::default()));
+        let mut client_resources = StackResources::<3>::new();
+        let mut server_resources = StackResources::<3>::new();
+        let (client_stack, mut client_runner) = embassy_net::new(
+            WireEnd {
+                wire: wire.clone(),
+                end: 0,
+            },
+            config(1),
+            &mut client_resources,
+            1,
+        );
+        let (server_stack, mut server_runner) = embassy_net::new(
+            WireEnd {
+                wire: wire.clone(),
+                end: 1,
+            },
+            config(2),
+            &mut server_resources,
+            2,
+        );
+        let (mut rx, mut tx) = ([0u8; 1024], [0u8; 1024]);
+        let mut connector =
+            EmbassyTcpConnector::new(client_stack, "10.0.0.2", 1883, &mut rx, &mut tx);
+        let server = async {
+            let (mut rx, mut tx) = ([0u8; 1024], [0u8; 1024]);
+            let mut socket = TcpSocket::new(server_stack, &mut rx, &mut tx);
+            socket.accept(1883).await.unwrap();
+            // Silent from here: the client's read waits.
+            core::future::pending::<()>().await;
+        };
+        let client = async {
+            let mut transport = connector.connect().await.unwrap();
+            let mut buf = [0u8; 16];
+            let read = transport.read(&mut buf);
+            let unplug = async {
+                tokio::time::sleep(core::time::Duration::from_millis(50)).await;
+                wire.borrow_mut().set_unplugged(0, true);
+                core::future::pending::<()>().await
+            };
+            let result = tokio::select! {
+                r = read => r,
+                () = unplug => unreachable!(),
+            };
+            assert_eq!(result, Err(embassy_net::tcp::Error::ConnectionReset));
+            // A peer that is unreachable otherwise shows only when the
+            // keepalive runs out; here the next connect waits for the link.
+            wire.borrow_mut().set_unplugged(0, false);
+        };
+        let finished = tokio::time::timeout(core::time::Duration::from_secs(10), async {
+            tokio::select! {
+                _ = client_runner.run() => unreachable!(),
+                _ = server_runner.run() => unreachable!(),
+                _ = server => unreachable!(),
+                () = client => {}
+            }
+        })
+        .await;
+        assert!(
+            finished.is_ok(),
+            "the read did not fail within 10 s of the unplug"
+        );
     }
 
     #[test]
