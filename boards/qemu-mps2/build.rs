@@ -14,6 +14,11 @@ fn main() {
              --features an505 --target thumbv8m.main-none-eabihf"
         ),
     };
+    if env::var_os("CARGO_FEATURE_BASELINE").is_some()
+        && env::var_os("CARGO_FEATURE_PROBE").is_some()
+    {
+        panic!("`baseline` and `probe` are two different footprint builds: choose one");
+    }
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     fs::copy(memory, out.join("memory.x")).expect("memory.x copied");
     println!("cargo:rustc-link-search={}", out.display());

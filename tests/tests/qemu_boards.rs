@@ -116,6 +116,18 @@ impl Device {
         extra: &[&str],
         more_args: &str,
     ) -> Self {
+        Self::boot_elf(machine, machine.elf(), ws_port, device_id, extra, more_args)
+    }
+
+    /// [`Device::boot_with`] with another firmware ELF for `machine`.
+    fn boot_elf(
+        machine: &Machine,
+        elf: PathBuf,
+        ws_port: u16,
+        device_id: &str,
+        extra: &[&str],
+        more_args: &str,
+    ) -> Self {
         let seed: u64 = rand::random();
         let mut child = tokio::process::Command::new("qemu-system-arm")
             .args(["-M", machine.qemu_name, "-cpu", machine.cpu])
@@ -133,7 +145,7 @@ impl Device {
                  arg=device_id={device_id},arg=telemetry_secs=1,arg=seed={seed}{more_args}"
             ))
             .arg("-kernel")
-            .arg(machine.elf())
+            .arg(elf)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -720,4 +732,55 @@ async fn firmware_on_cortex_m4f_mps2_an386_talks_mqtt5_over_websocket_to_mosquit
 #[ignore = "needs boards/qemu-mps2 built and qemu-system-arm; scripts/test runs it with --ignored"]
 async fn firmware_on_cortex_m33_mps2_an505_talks_mqtt5_over_websocket_to_mosquitto() {
     device_on(&AN505).await;
+}
+
+/// A footprint build of the an386 firmware (`scripts/footprint` builds
+/// them, opt-level "z"): `probe` (the whole stack and a minimal
+/// application in place of the board app) or `probe-v311` (the same with
+/// the sdk built without its `v5` feature).
+fn footprint_elf(variant: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../boards/qemu-mps2/target/footprint")
+        .join(format!("embermq-qemu-mps2-{variant}"));
+    assert!(
+        path.is_file(),
+        "{} missing: scripts/footprint builds it",
+        path.display()
+    );
+    path
+}
+
+/// Boots a footprint probe against mosquitto's WebSocket listener: it
+/// connects at protocol level `level`, subscribes to its echo topic,
+/// publishes 5 messages at each of QoS 0, 1 and 2 there, and exits 0 once
+/// every publish completed and every message came back.
+async fn probe_round_trips(variant: &str, level: u8) {
+    let broker = RestartableMosquitto::start().expect("mosquitto started");
+    let id = format!("{variant}-{}", std::process::id());
+    let mut device = Device::boot_elf(&AN386, footprint_elf(variant), broker.ws_port, &id, &[], "");
+    let run = async {
+        device
+            .expect(&format!("probe: connected, MQTT level {level}"))
+            .await;
+        device.expect("probe: 15/15 completed, 15/15 echoed").await;
+        println!("{}", device.expect("stack: ").await);
+        device.exit_code().await
+    };
+    let code = timeout(WHOLE, run)
+        .await
+        .expect("the probe finished in time");
+    assert_eq!(code, 0, "the probe's exit code");
+}
+
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "needs scripts/footprint's probe builds and qemu-system-arm; scripts/test runs it with --ignored"]
+async fn mqtt_3_1_1_only_build_without_v5_round_trips_qos_0_1_2_over_websocket_on_the_emulated_board()
+ {
+    probe_round_trips("probe-v311", 4).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "needs scripts/footprint's probe builds and qemu-system-arm; scripts/test runs it with --ignored"]
+async fn footprint_probe_with_v5_round_trips_qos_0_1_2_over_websocket_on_the_emulated_board() {
+    probe_round_trips("probe", 5).await;
 }

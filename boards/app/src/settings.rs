@@ -169,12 +169,19 @@ impl<'a> Settings<'a> {
     }
 
     /// The session configuration the boards use: MQTT 5.0 with a fall-back
-    /// to 3.1.1, a clean start at boot then resuming the session (kept one
+    /// to 3.1.1 (3.1.1 without the `v5` feature), a clean start at boot then resuming the session (kept one
     /// hour by the broker) on every reconnect, 60 s keepalive, and incoming
     /// packets bounded by the receive buffer of `rx_len` bytes.
     pub fn session_config(&self, rx_len: usize) -> SessionConfig<'a> {
         let mut config = SessionConfig::new(self.device_id);
-        config.protocol = ProtocolChoice::V5WithFallback;
+        #[cfg(feature = "v5")]
+        {
+            config.protocol = ProtocolChoice::V5WithFallback;
+        }
+        #[cfg(not(feature = "v5"))]
+        {
+            config.protocol = ProtocolChoice::V311;
+        }
         config.clean_start = true;
         config.resume_on_reconnect = true;
         config.session_expiry_secs = Some(3600);
@@ -231,7 +238,10 @@ mod tests {
         let s = Settings::new("dev", 10).unwrap();
         let c = s.session_config(1024);
         assert_eq!(c.client_id, "dev");
+        #[cfg(feature = "v5")]
         assert_eq!(c.protocol, ProtocolChoice::V5WithFallback);
+        #[cfg(not(feature = "v5"))]
+        assert_eq!(c.protocol, ProtocolChoice::V311);
         assert!(c.resume_on_reconnect);
         assert_eq!(c.max_incoming_packet_size, 1024);
     }

@@ -27,12 +27,14 @@
 //! seed=N`), so one ELF serves any broker port a test picks.
 #![no_std]
 #![no_main]
-// The `baseline` footprint build leaves the application out.
-#![cfg_attr(feature = "baseline", allow(dead_code))]
+// The `baseline` and `probe` footprint builds leave the application out.
+#![cfg_attr(any(feature = "baseline", feature = "probe"), allow(dead_code))]
 
 mod console;
 mod machine;
 mod nvram;
+#[cfg(feature = "probe")]
+mod probe;
 mod semihost;
 mod stack;
 mod time_driver;
@@ -47,13 +49,14 @@ use embassy_executor::Spawner;
 use embassy_net::{Stack, StackResources};
 use embassy_net_lan9118::{InterruptState, State};
 use embermq_board_app::{AppEvent, Board, Broker, Settings, secs_from_env};
-#[cfg(not(feature = "baseline"))]
+#[cfg(not(any(feature = "baseline", feature = "probe")))]
 use embermq_board_app::{Link, LinkMemory};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use static_cell::{ConstStaticCell, StaticCell};
 
 use machine::{Irq, MACHINE};
+#[cfg(not(feature = "probe"))]
 use nvram::NvramFlash;
 
 /// The broker (build-time `BROKER_HOST`, `BROKER_PORT`, `BROKER_PATH`).
@@ -284,12 +287,18 @@ async fn main(spawner: Spawner) -> ! {
 
     #[cfg(feature = "baseline")]
     baseline(stack, broker, flash, &settings).await;
-    #[cfg(not(feature = "baseline"))]
+    #[cfg(feature = "probe")]
+    {
+        let _ = flash;
+        static SETTINGS: StaticCell<Settings<'static>> = StaticCell::new();
+        probe::run(stack, broker, rng, SETTINGS.init(settings)).await
+    }
+    #[cfg(not(any(feature = "baseline", feature = "probe")))]
     run_link(stack, broker, flash, rng, &settings).await
 }
 
 /// The application on the embermq client, for ever.
-#[cfg(not(feature = "baseline"))]
+#[cfg(not(any(feature = "baseline", feature = "probe")))]
 async fn run_link(
     stack: Stack<'static>,
     broker: Broker,
@@ -344,11 +353,19 @@ async fn baseline(
     static BUFFERS: ConstStaticCell<[u8; 4096]> = ConstStaticCell::new([0; 4096]);
     let (rx, tx) = BUFFERS.take().split_at_mut(2048);
     let mut socket = TcpSocket::new(stack, rx, tx);
-    let address = match broker.host.parse::<embassy_net::Ipv4Address>() {
-        Ok(address) => address,
-        Err(_) => fail(
+    // Resolved as `EmbassyTcpConnector` does (embassy-net's DNS; a
+    // literal address is answered without a query), so that DNS is in
+    // both builds and not charged to the stack.
+    let address = match stack
+        .dns_query(broker.host, embassy_net::dns::DnsQueryType::A)
+        .await
+        .ok()
+        .and_then(|found| found.first().copied())
+    {
+        Some(address) => address,
+        None => fail(
             semihost::code::SETUP,
-            format_args!("baseline: an IPv4 broker_host"),
+            format_args!("baseline: broker_host not resolved"),
         ),
     };
     match socket.connect((address, broker.port)).await {

@@ -11,7 +11,9 @@
 //!   the same dummy transport: the embermq client (MQTT 5.0 with the 3.1.1
 //!   fall-back chosen at run time, QoS 0/1/2, subscribe, reconnect with
 //!   backoff, the outbox) over `embermq::transport::WsConnector`;
-//! - `--features mqtt`: the client alone, straight over the dummy
+//! - `--features stack-v311`: the same without MQTT 5.0 (the sdk built
+//!   without its `v5` feature: 3.1.1 only);
+//! - `--features mqtt,v5`: the client alone, straight over the dummy
 //!   transport (no WebSocket; informational, closest to coreMQTT's figure);
 //! - `--features durable`: the same with the outbox also kept in flash
 //!   (`embermq_board_app::FlashStore`, sequential-storage) on a stand-in

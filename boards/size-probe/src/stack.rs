@@ -14,9 +14,9 @@ use embermq::codec::{QoS, Subscription, SubscriptionOptions};
 use embermq::session::{OutgoingMessage, OverflowPolicy, ProtocolChoice, SessionConfig};
 use embermq::time::Instant;
 use embermq::transport::Connector;
-#[cfg(feature = "stack")]
+#[cfg(feature = "ws")]
 use embermq::transport::WsConnector;
-#[cfg(feature = "stack")]
+#[cfg(feature = "ws")]
 use embermq_ws::Buffers;
 
 use crate::{DummyIo, Lent, block_on, halt};
@@ -152,11 +152,18 @@ pub(crate) fn run(lent: Lent) -> ! {
     } = lent;
     let mut config = SessionConfig::new("probe");
     // Chosen at run time: both protocol versions stay in the image.
-    config.protocol = if black_box(true) {
-        ProtocolChoice::V5WithFallback
-    } else {
-        ProtocolChoice::V311
-    };
+    #[cfg(feature = "v5")]
+    {
+        config.protocol = if black_box(true) {
+            ProtocolChoice::V5WithFallback
+        } else {
+            ProtocolChoice::V311
+        };
+    }
+    #[cfg(not(feature = "v5"))]
+    {
+        config.protocol = ProtocolChoice::V311;
+    }
     config.resume_on_reconnect = true;
     config.session_expiry_secs = Some(3600);
     #[cfg(not(feature = "durable"))]
@@ -174,7 +181,7 @@ pub(crate) fn run(lent: Lent) -> ! {
         halt()
     };
     let state: &'static State = state;
-    #[cfg(feature = "stack")]
+    #[cfg(feature = "ws")]
     let connector = WsConnector::new(
         DummyConnector,
         "broker.example",
@@ -186,7 +193,7 @@ pub(crate) fn run(lent: Lent) -> ! {
         },
         ProbeRng(black_box(7)),
     );
-    #[cfg(not(feature = "stack"))]
+    #[cfg(not(feature = "ws"))]
     let connector = {
         // The WebSocket buffers stay lent, unused: the same RAM as the
         // baseline.

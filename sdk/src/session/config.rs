@@ -12,12 +12,14 @@ use crate::time::Duration;
 pub enum ProtocolChoice {
     /// MQTT 3.1.1 only.
     V311,
-    /// MQTT 5.0 only.
+    /// MQTT 5.0 only (feature `v5`).
+    #[cfg(feature = "v5")]
     V5,
     /// MQTT 5.0, falling back to 3.1.1 for the following connects when a
     /// broker refuses 5.0 with Unsupported Protocol Version (0x84, or the
     /// 3.1.1 return code 1). A link lost before CONNACK keeps 5.0: it says
-    /// nothing about the broker's version.
+    /// nothing about the broker's version. Feature `v5`.
+    #[cfg(feature = "v5")]
     V5WithFallback,
 }
 
@@ -25,7 +27,20 @@ impl ProtocolChoice {
     pub(crate) const fn first(self) -> ProtocolVersion {
         match self {
             Self::V311 => ProtocolVersion::V311,
+            #[cfg(feature = "v5")]
             Self::V5 | Self::V5WithFallback => ProtocolVersion::V5,
+        }
+    }
+
+    /// Whether a refusal of 5.0 makes the next connects use 3.1.1.
+    pub(crate) const fn falls_back(self) -> bool {
+        #[cfg(feature = "v5")]
+        {
+            matches!(self, Self::V5WithFallback)
+        }
+        #[cfg(not(feature = "v5"))]
+        {
+            false
         }
     }
 }
@@ -137,13 +152,16 @@ impl fmt::Debug for Redacted {
 
 impl<'b> SessionConfig<'b> {
     /// A configuration with the given client identifier and defaults:
-    /// 5.0, clean start, 60 s keepalive, 10 s connect timeout, no
+    /// 5.0 (3.1.1 without the `v5` feature), clean start, 60 s keepalive, 10 s connect timeout, no
     /// credentials, no will, 64 KiB incoming packets, QoS 2 republished
     /// after a session loss.
     pub const fn new(client_id: &'b str) -> Self {
         Self {
             client_id,
+            #[cfg(feature = "v5")]
             protocol: ProtocolChoice::V5,
+            #[cfg(not(feature = "v5"))]
+            protocol: ProtocolChoice::V311,
             clean_start: true,
             resume_on_reconnect: false,
             keep_alive_secs: 60,

@@ -16,7 +16,7 @@ mod outbound;
 mod oversized;
 mod requests;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "v5"))]
 pub(crate) use outbound::stored_packet_id;
 
 use heapless::{Deque, String, Vec};
@@ -392,9 +392,26 @@ impl<
 
     // ----------------------------------------------------------------- state
 
-    /// The protocol version of the current (or next) connection.
+    /// The protocol version of the current (or next) connection. Without
+    /// the `v5` feature it is 3.1.1, a constant the compiler folds into
+    /// every codec call so that the 5.0 paths drop out of the image.
+    #[inline(always)]
     pub fn version(&self) -> ProtocolVersion {
-        self.version
+        #[cfg(feature = "v5")]
+        {
+            self.version
+        }
+        #[cfg(not(feature = "v5"))]
+        {
+            ProtocolVersion::V311
+        }
+    }
+
+    /// Whether the current (or next) connection speaks 5.0: always false
+    /// without the `v5` feature.
+    #[inline(always)]
+    pub(crate) fn is_v5(&self) -> bool {
+        self.version() == ProtocolVersion::V5
     }
 
     /// Whether CONNACK accepted the current link.
@@ -430,13 +447,13 @@ impl<
 
     /// Record headers the outbox has read so far (the tests' measure of
     /// lookup cost).
-    #[cfg(test)]
+    #[cfg(all(test, feature = "v5"))]
     pub(crate) fn outbox_reads(&self) -> u64 {
         self.outbox.reads.get()
     }
 
     /// Bytes the outbox has moved so far (compaction, removals).
-    #[cfg(test)]
+    #[cfg(all(test, feature = "v5"))]
     pub(crate) fn outbox_moved(&self) -> u64 {
         self.outbox.moved
     }
@@ -460,7 +477,7 @@ impl<
     }
 
     /// Every packet identifier the session holds (outbox and requests).
-    #[cfg(test)]
+    #[cfg(all(test, feature = "v5"))]
     pub(crate) fn packet_ids_in_use(&self) -> impl Iterator<Item = u16> + '_ {
         let publishes = self
             .outbox
@@ -489,7 +506,7 @@ impl<
     }
 
     fn decode_options(&self) -> DecodeOptions {
-        DecodeOptions::new(self.version).with_max_packet_size(self.max_incoming_packet_size())
+        DecodeOptions::new(self.version()).with_max_packet_size(self.max_incoming_packet_size())
     }
 
     pub(super) fn push_event(&mut self, event: Event) {
@@ -555,7 +572,7 @@ impl<
 
     /// Closes the link because the broker broke the protocol; 5.0 says why.
     fn fail(&mut self, code: ReasonCode) {
-        if self.version == ProtocolVersion::V5 && matches!(self.link, Link::Up) {
+        if self.is_v5() && matches!(self.link, Link::Up) {
             self.pending_disconnect = Some(code);
         }
         self.close(CloseReason::ProtocolError(code));
@@ -619,7 +636,7 @@ impl<
         self.in_aliases.clear();
         self.auth_pending = None;
         self.reauthenticating = false;
-        self.auth_data = if self.version == ProtocolVersion::V5 {
+        self.auth_data = if self.is_v5() {
             self.auth_step(None, true)
         } else {
             None
@@ -707,7 +724,7 @@ impl<
         let mut opts = self.decode_options();
         // A 3.1.1 broker answers a 5.0 CONNECT with a 3.1.1 CONNACK (two
         // bytes, return code 1): decode that one as 3.1.1.
-        if self.version == ProtocolVersion::V5
+        if self.is_v5()
             && matches!(self.link, Link::AwaitConnack(_))
             && let Ok(Decoded::Complete { value: h, .. }) = FixedHeader::decode(bytes, &opts)
             && h.packet_type == PacketType::Connack
@@ -815,7 +832,7 @@ impl<
             }
             Packet::Unsuback(u) if up => {
                 let mut results = FilterResults::EMPTY;
-                let count = if self.version == ProtocolVersion::V5 {
+                let count = if self.is_v5() {
                     for code in u.reason_codes.iter() {
                         results.push(code);
                     }
@@ -836,14 +853,14 @@ impl<
                 Ok((None, Properties::NONE))
             }
             Packet::Auth(a)
-                if self.version == ProtocolVersion::V5
+                if self.is_v5()
                     && self.authenticator.is_some()
                     && (matches!(self.link, Link::AwaitConnack(_)) || self.reauthenticating) =>
             {
                 self.handle_auth(&a)?;
                 Ok((None, a.properties))
             }
-            Packet::Disconnect(d) if self.version == ProtocolVersion::V5 => {
+            Packet::Disconnect(d) if self.is_v5() => {
                 self.close(CloseReason::ServerDisconnect(d.reason_code));
                 Ok((None, d.properties))
             }
@@ -965,7 +982,7 @@ impl<
                         reason_code,
                         properties: Properties::NONE,
                     };
-                    let len = codec::encode_disconnect(&d, buf, self.version)?;
+                    let len = codec::encode_disconnect(&d, buf, self.version())?;
                     self.pending_disconnect = None;
                     Some(len)
                 }
@@ -1024,7 +1041,7 @@ impl<
         if let Some(len) = self.transmit_auth(buf)? {
             return Ok(Some(len));
         }
-        let version = self.version;
+        let version = self.version();
         if let Some(&control) = self.control.front() {
             let (packet_type, ack) = match control {
                 Control::Puback(id) => (PacketType::Puback, PubAck::new(id)),

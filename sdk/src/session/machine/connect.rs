@@ -12,7 +12,6 @@ use crate::codec::{
     ProtocolVersion, QoS, ReasonCode, Will,
 };
 use crate::session::auth::{Authenticator, MAX_AUTH_DATA};
-use crate::session::config::ProtocolChoice;
 use crate::session::error::{ProtocolViolation, SessionError};
 use crate::session::event::{CloseReason, Event, MAX_FILTERS_PER_REQUEST};
 use crate::session::outbox::RecordState;
@@ -41,7 +40,7 @@ impl<
     /// success, a failed one ends with the broker's DISCONNECT.
     pub fn reauthenticate(&mut self) -> Result<(), SessionError> {
         if self.link != Link::Up
-            || self.version != ProtocolVersion::V5
+            || !self.is_v5()
             || self.authenticator.is_none()
             || self.reauthenticating
         {
@@ -116,8 +115,8 @@ impl<
         now: Instant,
     ) {
         if c.reason_code != ReasonCode::SUCCESS {
-            let fallback = self.config.protocol == ProtocolChoice::V5WithFallback
-                && self.version == ProtocolVersion::V5
+            let fallback = self.is_v5()
+                && self.config.protocol.falls_back()
                 && (c.reason_code == ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
                     || decoded_as == ProtocolVersion::V311);
             if fallback {
@@ -195,7 +194,7 @@ impl<
         }
         self.push_event(Event::Connected {
             session_present: c.session_present,
-            version: self.version,
+            version: self.version(),
         });
     }
 
@@ -237,7 +236,7 @@ impl<
     }
 
     pub(super) fn encode_connect(&self, buf: &mut [u8]) -> Result<usize, SessionError> {
-        let v5 = self.version == ProtocolVersion::V5;
+        let v5 = self.is_v5();
         let fields = PropertyFields {
             session_expiry_interval: self.config.session_expiry_secs,
             receive_maximum: u16::try_from(INFLIGHT)
@@ -260,7 +259,7 @@ impl<
             }
         });
         let connect = Connect {
-            protocol_version: self.version,
+            protocol_version: self.version(),
             clean_start: self.clean_start_flag(),
             keep_alive: self.config.keep_alive_secs,
             client_id: self.assigned_client_id().unwrap_or(self.config.client_id),
@@ -284,7 +283,7 @@ impl<
 
     /// Sends the pending AUTH (5.0 §3.15), if any.
     pub(super) fn transmit_auth(&mut self, buf: &mut [u8]) -> Result<Option<usize>, SessionError> {
-        let Some(reason_code) = self.auth_pending else {
+        let Some(reason_code) = self.auth_pending.filter(|_| self.is_v5()) else {
             return Ok(None);
         };
         let fields = PropertyFields {
@@ -296,7 +295,7 @@ impl<
             reason_code,
             properties: Properties::from_fields(&fields),
         };
-        let len = codec::encode_auth(&auth, buf, self.version)?;
+        let len = codec::encode_auth(&auth, buf, self.version())?;
         self.auth_pending = None;
         Ok(Some(len))
     }

@@ -7,7 +7,7 @@ use heapless::String;
 
 use super::held::HeldQos2;
 use super::{Control, Session};
-use crate::codec::{ProtocolVersion, Publish, QoS, ReasonCode};
+use crate::codec::{Publish, QoS, ReasonCode};
 use crate::session::error::ProtocolViolation;
 use crate::session::event::Message;
 
@@ -104,7 +104,7 @@ impl<
         if self.inbound_qos2.push(held).is_ok() {
             return Ok(());
         }
-        if self.version == ProtocolVersion::V5 {
+        if self.is_v5() {
             return Err(ProtocolViolation::ReceiveMaximumExceeded);
         }
         if self.inbound_qos2_runs.insert(id) {

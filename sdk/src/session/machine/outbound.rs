@@ -281,7 +281,12 @@ impl<
             topic: msg.topic,
             // A placeholder: the real identifier is chosen at transmit.
             packet_id: (msg.qos != QoS::AtMostOnce).then_some(u16::MAX),
-            properties: msg.properties,
+            // A 3.1.1-only build sends no properties, so it keeps none.
+            properties: if cfg!(feature = "v5") {
+                msg.properties
+            } else {
+                Properties::NONE
+            },
             payload: msg.payload,
         })
     }
@@ -290,7 +295,7 @@ impl<
     /// version's encoding) than the transmit buffer or the broker's last
     /// Maximum Packet Size.
     fn check_size(&self, publish: &Publish<'_>) -> Result<(), SessionError> {
-        let size = if self.version == ProtocolVersion::V5 {
+        let size = if self.is_v5() {
             publish.encoded_len(ProtocolVersion::V5)
         } else {
             let plain = Publish {
@@ -597,7 +602,7 @@ impl<
             // Reports first, then the republished messages.
             return Ok(None);
         }
-        let version = self.version;
+        let version = self.version();
         let mut inflight = self.inflight();
         let window = self.window();
         let mut off = 0;
@@ -681,7 +686,7 @@ impl<
         now: Instant,
         buf: &mut [u8],
     ) -> Result<RecordOutcome, SessionError> {
-        let version = self.version;
+        let version = self.version();
         let max = self.broker.maximum_packet_size;
         let capacity = buf.len();
         let fits = |size: usize| u32::try_from(size).is_ok_and(|s| s <= max) && size <= capacity;

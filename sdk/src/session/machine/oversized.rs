@@ -117,7 +117,9 @@ mod tests {
     extern crate alloc;
     use alloc::boxed::Box;
 
-    use crate::codec::{DecodeOptions, Decoded, Packet, ProtocolVersion, QoS, ReasonCode};
+    use crate::codec::QoS;
+    #[cfg(feature = "v5")]
+    use crate::codec::{DecodeOptions, Decoded, Packet, ProtocolVersion, ReasonCode};
     use crate::session::{Incoming, ProtocolChoice, Session, SessionConfig};
     use crate::time::Instant;
 
@@ -226,6 +228,7 @@ mod tests {
         assert!(s.wants_close());
     }
 
+    #[cfg(feature = "v5")]
     #[test]
     fn mqtt5_3_1_2_11_4_connect_announces_the_receive_buffer_and_a_larger_packet_is_a_protocol_error()
      {

@@ -247,7 +247,7 @@ impl<
                     properties: Properties::NONE,
                     subscriptions: Subscriptions::from_slice(&list),
                 };
-                codec::encode_subscribe(&packet, buf, self.version)?
+                codec::encode_subscribe(&packet, buf, self.version())?
             }
             RequestKind::Unsubscribe => {
                 let mut list: Vec<&str, MAX_FILTERS_PER_REQUEST> = Vec::new();
@@ -259,7 +259,7 @@ impl<
                     properties: Properties::NONE,
                     filters: TopicFilters::from_slice(&list),
                 };
-                codec::encode_unsubscribe(&packet, buf, self.version)?
+                codec::encode_unsubscribe(&packet, buf, self.version())?
             }
         };
         if let Some(r) = self.requests.get_mut(index) {
