@@ -966,10 +966,16 @@ impl<'a> Properties<'a> {
     }
 
     /// Reads a property block (length prefix included) and validates it for
-    /// `ctx`.
+    /// `ctx`. Without the `v5` feature the block is skipped unread and the
+    /// result is [`Properties::NONE`]: a 3.1.1-only build frames 5.0
+    /// packets (its outbox records use the 5.0 layout) but reads no
+    /// properties.
     pub(crate) fn decode(r: &mut Reader<'a>, ctx: PropertyContext) -> Result<Self, Violation> {
         let len = r.varint()?;
         let block = r.take(len as usize)?;
+        if !cfg!(feature = "v5") {
+            return Ok(Self::NONE);
+        }
         let mut seen = 0u64;
         let mut inner = Reader::new(block);
         while !inner.is_empty() {
@@ -1086,6 +1092,17 @@ impl<'a> Properties<'a> {
         w: &mut Writer<'_>,
         ctx: PropertyContext,
     ) -> Result<(), EncodeError> {
+        if !cfg!(feature = "v5") {
+            // A 3.1.1-only build writes the empty block of the 5.0 layout
+            // and refuses anything else.
+            if !self.is_empty() {
+                return Err(EncodeError::NotInVersion {
+                    what: "properties (this build has no `v5` feature)",
+                    version: super::packet::ProtocolVersion::V5,
+                });
+            }
+            return w.varint(0);
+        }
         let mut seen = 0u64;
         for p in self.iter() {
             let id = p.id();
@@ -1169,7 +1186,8 @@ impl<'a> Iterator for PropertyIter<'a> {
     fn next(&mut self) -> Option<Property<'a>> {
         match &mut self.inner {
             IterRepr::Raw(r) => {
-                if r.is_empty() {
+                // Without `v5` every decoded block is empty (see `decode`).
+                if r.is_empty() || !cfg!(feature = "v5") {
                     return None;
                 }
                 // The block was validated at decode; a failure here cannot
@@ -1205,7 +1223,9 @@ impl<'a> Iterator for PropertyIter<'a> {
     }
 }
 
-#[cfg(test)]
+// Every case here is a 5.0 property block: without `v5` they are skipped
+// unread (see `Properties::decode`).
+#[cfg(all(test, feature = "v5"))]
 mod tests {
     extern crate alloc;
 

@@ -115,6 +115,7 @@ fn mqtt_3_1_2_10_connect_example_v311() {
 
 /// 5.0 §3.1.2.11 example: level 5, flags 0xC2, keep alive 10, properties
 /// of length 5 holding Session Expiry Interval 10.
+#[cfg(feature = "v5")]
 #[test]
 fn mqtt5_3_1_2_11_connect_example_v5() {
     let bytes = [
@@ -301,6 +302,7 @@ fn mqtt_3_2_2_3_connack_return_code_above_5_rejected() {
     ));
 }
 
+#[cfg(feature = "v5")]
 #[test]
 fn mqtt5_3_2_2_connack_with_properties() {
     let fields = PropertyFields {
@@ -384,6 +386,7 @@ fn mqtt_3_3_publish_qos1_v311() {
     );
 }
 
+#[cfg(feature = "v5")]
 #[test]
 fn mqtt5_3_3_publish_qos2_dup_retain_with_topic_alias() {
     let fields = PropertyFields {
@@ -407,6 +410,7 @@ fn mqtt5_3_3_publish_qos2_dup_retain_with_topic_alias() {
     );
 }
 
+#[cfg(feature = "v5")]
 #[test]
 fn mqtt5_3_3_2_3_4_empty_topic_with_alias_accepted() {
     let p = decode(&[0x30, 0x06, 0x00, 0x00, 0x03, 0x23, 0x00, 0x07], V5).unwrap();
@@ -554,6 +558,7 @@ fn mqtt_2_2_3_string_past_remaining_length_rejected() {
     );
 }
 
+#[cfg(feature = "v5")]
 #[test]
 fn mqtt5_3_3_2_3_property_not_allowed_in_publish_rejected() {
     // Session Expiry Interval in a PUBLISH.
@@ -610,6 +615,7 @@ fn mqtt_3_4_to_3_7_acks_v311() {
     );
 }
 
+#[cfg(feature = "v5")]
 #[test]
 fn mqtt5_3_4_2_1_ack_short_forms() {
     check_canonical(
@@ -718,6 +724,7 @@ fn mqtt_3_8_3_subscribe_example_v311() {
     assert_eq!(s.subscriptions.len(), 2);
 }
 
+#[cfg(feature = "v5")]
 #[test]
 fn mqtt5_3_8_3_1_subscribe_options_v5() {
     let subs = [Subscription {
@@ -817,6 +824,7 @@ fn mqtt_4_7_1_2_invalid_filter_in_subscribe_rejected() {
     );
 }
 
+#[cfg(feature = "v5")]
 #[test]
 fn mqtt5_3_8_2_1_two_subscription_identifiers_rejected() {
     assert_eq!(
@@ -883,6 +891,7 @@ fn mqtt_3_9_3_1_suback_without_codes_rejected() {
 
 // -------------------------------------------------- UNSUBSCRIBE UNSUBACK
 
+#[cfg(feature = "v5")]
 #[test]
 fn mqtt_3_10_unsubscribe_v311_and_v5() {
     let filters = ["a/b", "#"];
@@ -982,6 +991,7 @@ fn mqtt_3_12_3_13_ping() {
     assert_eq!(invalid(&[0xc0, 0x01, 0x00], V3), Violation::TrailingBytes);
 }
 
+#[cfg(feature = "v5")]
 #[test]
 fn mqtt_3_14_disconnect_v311_and_v5() {
     check_canonical(&[0xe0, 0x00], V3, Packet::Disconnect(Disconnect::NORMAL));
@@ -1017,6 +1027,7 @@ fn mqtt_3_14_disconnect_v311_and_v5() {
     );
 }
 
+#[cfg(feature = "v5")]
 #[test]
 fn mqtt5_3_15_auth() {
     check_canonical(
@@ -1179,6 +1190,7 @@ proptest! {
         round_trip(&p, V3)?;
     }
 
+    #[cfg(feature = "v5")]
     #[test]
     fn prop_v5_emit_then_decode_round_trips(p in strategies::packet(V5)) {
         round_trip(&p, V5)?;
@@ -1208,6 +1220,7 @@ proptest! {
         decoded_is_encodable(&bytes, V5)?;
     }
 
+    #[cfg(feature = "v5")]
     #[test]
     fn prop_decode_of_mutated_packets_never_panics(
         p in strategies::packet(V5),
@@ -1227,6 +1240,7 @@ proptest! {
 
 /// 5.0 CONNECT with a Will carrying properties (Will Delay Interval, Content
 /// Type) between client id and Will Topic (§3.1.3.2).
+#[cfg(feature = "v5")]
 #[test]
 fn mqtt5_3_1_3_2_connect_with_will_properties() {
     let bytes = [
@@ -1278,6 +1292,7 @@ fn mqtt5_2_2_2_1_property_length_past_packet_rejected() {
     );
 }
 
+#[cfg(feature = "v5")]
 #[test]
 fn mqtt5_2_2_2_2_property_not_allowed_refused_on_emit() {
     let fields = PropertyFields {
@@ -1440,6 +1455,7 @@ fn mqtt_3_2_2_3_v311_connack_return_codes_map_to_v5_codes() {
 /// 5.0 §2.2.2: decoded properties turned into fields (no allocation: user
 /// properties and subscription identifiers stay a view) compare equal,
 /// encode to the same block, and can be changed and re-encoded.
+#[cfg(feature = "v5")]
 #[test]
 fn mqtt5_2_2_2_decoded_properties_to_fields_and_back() {
     // PUBLISH QoS 0 "a", properties: Topic Alias 5, Subscription Identifier
@@ -1516,6 +1532,7 @@ fn mqtt5_2_2_2_decoded_properties_to_fields_and_back() {
 
 /// 5.0 §2.2.2.1: a property block encoded on its own is its length (a VBI)
 /// and the properties; a decoded block encodes to the same bytes.
+#[cfg(feature = "v5")]
 #[test]
 fn mqtt5_2_2_2_1_property_block_encoded_alone() {
     let users = [UserProperty {
@@ -1556,6 +1573,7 @@ fn mqtt5_2_2_2_1_property_block_encoded_alone() {
 
 /// 5.0 §3.3.2.3.4 and §3.1.2.11.10: the packet-independent checks still
 /// apply to a block encoded alone.
+#[cfg(feature = "v5")]
 #[test]
 fn mqtt5_2_2_2_property_block_alone_still_checked() {
     let mut buf = [0u8; 32];
@@ -1594,6 +1612,7 @@ fn mqtt5_2_2_2_property_block_alone_still_checked() {
 }
 
 /// The properties a packet carries (its own block, not a Will's).
+#[cfg(feature = "v5")]
 fn properties_of<'a>(p: &Packet<'a>) -> Properties<'a> {
     match p {
         Packet::Connect(p) => p.properties,
@@ -1618,6 +1637,7 @@ proptest! {
     /// 5.0 §2.2.2: for every generated packet, its decoded properties turned
     /// into fields are the same properties, encode alone to the same length,
     /// and the packet rebuilt from them decodes equal.
+    #[cfg(feature = "v5")]
     #[test]
     fn prop_v5_decoded_properties_to_fields_round_trip(p in strategies::packet(V5)) {
         let bytes = encode(&p, V5).unwrap();
@@ -1643,4 +1663,43 @@ proptest! {
         let wire = encode(&again, V5).unwrap();
         prop_assert_eq!(decode(&wire, V5).unwrap(), decoded);
     }
+}
+
+/// A 3.1.1-only build (no `v5`) still frames a 5.0 PUBLISH, as its outbox
+/// records and a store written by a 5.0 build hold them: the property
+/// block is skipped unread, the payload is intact; and properties are
+/// refused on emit rather than silently dropped.
+#[cfg(not(feature = "v5"))]
+#[test]
+fn without_v5_a_property_block_is_skipped_on_decode_and_refused_on_emit() {
+    // QoS 1, topic "t", id 1, Message Expiry Interval 60, payload "x".
+    let bytes = [0x32, 12, 0, 1, b't', 0, 1, 5, 0x02, 0, 0, 0, 60, b'x'];
+    let Packet::Publish(p) = decode(&bytes, V5).unwrap() else {
+        panic!("a PUBLISH");
+    };
+    assert_eq!((p.topic, p.packet_id, p.payload), ("t", Some(1), &b"x"[..]));
+    assert!(p.properties.is_empty());
+    assert_eq!(p.properties.message_expiry_interval(), None);
+
+    // Without properties the 5.0 layout is written (an empty block).
+    let plain = Publish {
+        properties: Properties::NONE,
+        ..p
+    };
+    assert_eq!(
+        encode(&Packet::Publish(plain), V5).unwrap(),
+        [0x32, 7, 0, 1, b't', 0, 1, 0, b'x']
+    );
+    let fields = PropertyFields {
+        message_expiry_interval: Some(60),
+        ..PropertyFields::default()
+    };
+    let with = Publish {
+        properties: Properties::from(&fields),
+        ..p
+    };
+    assert!(matches!(
+        encode_err(&Packet::Publish(with), V5),
+        EncodeError::NotInVersion { .. }
+    ));
 }
