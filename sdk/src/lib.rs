@@ -40,6 +40,11 @@
 //!   [`codec::Packet::encode`] writes into a buffer the caller lends. Strict
 //!   validation, each rule tied to its spec statement; bad input is an error
 //!   value, never a panic.
+//! - MQTT 5.0 is the feature `v5`, on by default. A device that speaks
+//!   3.1.1 only builds with `default-features = false` and without `v5`:
+//!   the session then has no 5.0 choice, its 5.0 paths fold away, and the
+//!   codec skips property blocks unread and refuses properties on emit
+//!   (about 4.6 KB less flash, docs/footprint.md).
 //! - [`topic`]: topic name and filter validation and matching, shared
 //!   subscriptions included.
 //! - [`time`]: the millisecond [`time::Instant`] and [`time::Duration`] the
