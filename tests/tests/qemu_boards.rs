@@ -634,28 +634,51 @@ async fn instructions_per_message(machine: &Machine) {
     .expect("the measurement exceeded its time limit");
 }
 
-/// QEMU's monitor on a Unix socket: one command.
+/// QEMU's monitor on a Unix socket: one command, run before this returns.
+/// The command is written only once the monitor's first prompt is in, and
+/// the socket is closed only once the command's echo and the next prompt
+/// came back (QEMU runs a line when it reads its end); each wait is
+/// bounded, and a monitor that never answers fails the test.
 async fn monitor(socket: &std::path::Path, command: &str) {
     use tokio::io::AsyncReadExt;
+    const PROMPT: &str = "(qemu) ";
+    async fn read_until(
+        stream: &mut tokio::net::UnixStream,
+        seen: &mut Vec<u8>,
+        done: impl Fn(&str) -> bool,
+    ) {
+        let mut buf = [0u8; 256];
+        let waited = timeout(Duration::from_secs(10), async {
+            while !done(&String::from_utf8_lossy(seen)) {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => {
+                        panic!("QEMU's monitor closed: {}", String::from_utf8_lossy(seen))
+                    }
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        assert!(
+            waited.is_ok(),
+            "QEMU's monitor did not answer: {}",
+            String::from_utf8_lossy(seen)
+        );
+    }
     let mut stream = tokio::net::UnixStream::connect(socket)
         .await
         .expect("QEMU monitor socket");
-    let mut banner = [0u8; 256];
-    let _ = timeout(Duration::from_secs(2), stream.read(&mut banner)).await;
+    let mut seen = Vec::new();
+    read_until(&mut stream, &mut seen, |text| text.ends_with(PROMPT)).await;
+    let banner = seen.len();
     stream
         .write_all(format!("{command}\n").as_bytes())
         .await
         .expect("monitor command written");
-    // Until QEMU echoes the next prompt: the command ran.
-    let mut echo = Vec::new();
-    let _ = timeout(Duration::from_secs(2), async {
-        let mut buf = [0u8; 256];
-        while !String::from_utf8_lossy(&echo).ends_with("(qemu) ") {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => echo.extend_from_slice(&buf[..n]),
-            }
-        }
+    read_until(&mut stream, &mut seen, |text| {
+        text.get(banner..)
+            .and_then(|after| after.find(command).map(|at| &after[at..]))
+            .is_some_and(|rest| rest.contains(PROMPT))
     })
     .await;
 }
@@ -663,16 +686,12 @@ async fn monitor(socket: &std::path::Path, command: &str) {
 /// The device must notice the cable pull at once, not when the MQTT
 /// keepalive runs out: `EmbassyTcpStream` fails a pending read when the
 /// stack's link goes down, and the driver reads the PHY's link status
-/// every second besides its interrupt. Not in scripts/test yet: in about
-/// one run in four it still fails, in one of two ways. Either the device
-/// never sees the link go down: its PHY still reports the link up, so
-/// QEMU did not take `set_link net0 off` (the monitor command is written
-/// and the socket closed within about 2 s; QEMU may not have read it yet).
-/// Or the reconnect attempt that starts while the link is down hangs until
-/// the 30 s connect timeout, and the link comes back only with attempt 2.
-/// Next: wait for the monitor's echo of the command before closing the
-/// socket, and have `EmbassyTcpConnector::connect` wait for the link before
-/// it dials.
+/// every second besides its interrupt. A reconnect attempt made while the
+/// cable is out waits for the link (`EmbassyTcpConnector::connect`) instead
+/// of sending a SYN into it and hanging until the socket's timeout, so the
+/// link is back within a second of the cable. (It failed one run in four
+/// before both fixes: the monitor command written into a socket closed too
+/// soon, and that SYN.)
 #[tokio::test(flavor = "current_thread")]
 #[ignore = "needs boards/qemu-mps2 built and qemu-system-arm; scripts/test runs it with --ignored"]
 async fn lan9118_link_down_ends_the_mqtt_link_and_link_up_brings_it_back() {

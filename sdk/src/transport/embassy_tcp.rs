@@ -1,8 +1,8 @@
 //! Plain TCP to a broker from a device, on an embassy-net stack (feature
 //! `embassy-net`).
 //!
-//! [`EmbassyTcpConnector`] waits until the stack has an IPv4 configuration,
-//! resolves the broker's name through the stack's DNS client (an IPv4
+//! [`EmbassyTcpConnector`] waits until the stack's link is up and it has an
+//! IPv4 configuration, resolves the broker's name through the stack's DNS client (an IPv4
 //! literal skips the query), and connects a [`TcpSocket`] that borrows the
 //! receive and transmit buffers the caller lent to the connector once. Every
 //! reconnect reuses the same buffers; nothing is allocated. The socket gets a
@@ -17,6 +17,10 @@
 //! when the network is back, instead of noticing only when the MQTT
 //! keepalive runs out (a TCP connection whose peer is unreachable sends
 //! into its buffer without an error for as long as the buffer has room).
+//! A connect likewise waits for the link before it dials, and a dial that
+//! is under way when the link goes down fails at once
+//! ([`EmbassyTcpError::LinkDown`]): a SYN sent into a pulled cable would
+//! only be answered by the socket's timeout, after the link was long back.
 //!
 //! It deliberately does no TLS (a TLS connector wraps this one) and no IPv6
 //! look-up (only A records are asked for). Bringing the network up (link,
@@ -114,6 +118,8 @@ impl Connector for EmbassyTcpConnector<'_> {
     type Error = EmbassyTcpError;
 
     async fn connect(&mut self) -> Result<EmbassyTcpStream<'_>, EmbassyTcpError> {
+        // Bounded by the client's connect timeout, like the rest.
+        self.stack.wait_link_up().await;
         self.stack.wait_config_up().await;
         let addresses = self
             .stack
@@ -129,7 +135,15 @@ impl Connector for EmbassyTcpConnector<'_> {
         let mut last_failure = None;
         for address in addresses {
             let remote = IpEndpoint::new(address, self.port);
-            match socket.connect(remote).await {
+            let dialled = match select(socket.connect(remote), self.stack.wait_link_down()).await {
+                Either::First(result) => result,
+                Either::Second(()) => {
+                    debug!("network link down while dialling {}", remote);
+                    socket.abort();
+                    return Err(EmbassyTcpError::LinkDown);
+                }
+            };
+            match dialled {
                 Ok(()) => {
                     debug!("tcp connected to {}", remote);
                     return Ok(EmbassyTcpStream {
@@ -158,6 +172,8 @@ pub enum EmbassyTcpError {
     Dns(dns::Error),
     /// The DNS answer held no IPv4 address.
     NoAddress,
+    /// The stack's link went down while the connection was being opened.
+    LinkDown,
     /// The TCP connect failed; `remote` is the last address tried.
     Connect {
         /// The broker's address and port.
@@ -180,6 +196,7 @@ impl fmt::Display for EmbassyTcpError {
                 f.write_str("DNS look-up failed: no answer from the DNS server")
             }
             EmbassyTcpError::NoAddress => f.write_str("DNS answer held no IPv4 address"),
+            EmbassyTcpError::LinkDown => f.write_str("the network link went down while connecting"),
             EmbassyTcpError::Connect { remote, error } => match error {
                 ConnectError::ConnectionReset => write!(f, "connection refused by {remote}"),
                 ConnectError::TimedOut => write!(f, "connection to {remote} timed out"),
@@ -200,6 +217,9 @@ impl defmt::Format for EmbassyTcpError {
         match self {
             EmbassyTcpError::Dns(e) => defmt::write!(f, "DNS look-up failed: {}", e),
             EmbassyTcpError::NoAddress => defmt::write!(f, "DNS answer held no IPv4 address"),
+            EmbassyTcpError::LinkDown => {
+                defmt::write!(f, "the network link went down while connecting")
+            }
             EmbassyTcpError::Connect { remote, error } => {
                 defmt::write!(f, "cannot connect to {}: {}", remote, error)
             }
@@ -386,26 +406,79 @@ mod tests {
         })
     }
 
+    type StackAndRunner<'r> = (Stack<'r>, embassy_net::Runner<'r, WireEnd>);
+
+    /// The client's stack (10.0.0.1, end 0) and the server's (10.0.0.2,
+    /// end 1) on `wire`.
+    fn stacks<'r>(
+        wire: &Rc<RefCell<Wire>>,
+        client: &'r mut StackResources<3>,
+        server: &'r mut StackResources<3>,
+    ) -> (StackAndRunner<'r>, StackAndRunner<'r>) {
+        let end = |end| WireEnd {
+            wire: wire.clone(),
+            end,
+        };
+        (
+            embassy_net::new(end(0), config(1), client, 1),
+            embassy_net::new(end(1), config(2), server, 2),
+        )
+    }
+
+    /// A fresh wire with the client's and the server's stacks on it (see
+    /// [`stacks`]); their resources live in the caller's frame.
+    macro_rules! wired {
+        ($wire:ident, $client:ident, $client_runner:ident, $server:ident, $server_runner:ident) => {
+            let $wire = Rc::new(RefCell::new(Wire::default()));
+            let mut client_resources = StackResources::<3>::new();
+            let mut server_resources = StackResources::<3>::new();
+            #[allow(unused_mut)]
+            let (($client, mut $client_runner), ($server, mut $server_runner)) =
+                stacks(&$wire, &mut client_resources, &mut server_resources);
+        };
+    }
+
+    /// Accepts one connection on port 1883 and says nothing on it, for ever.
+    async fn silent_server(stack: Stack<'_>) {
+        let (mut rx, mut tx) = ([0u8; 1024], [0u8; 1024]);
+        let mut socket = TcpSocket::new(stack, &mut rx, &mut tx);
+        socket.accept(1883).await.unwrap();
+        core::future::pending::<()>().await;
+    }
+
+    /// Pulls the client's cable after `ms` milliseconds, then waits for ever.
+    async fn unplug_after(wire: &RefCell<Wire>, ms: u64) {
+        tokio::time::sleep(core::time::Duration::from_millis(ms)).await;
+        wire.borrow_mut().set_unplugged(0, true);
+        core::future::pending::<()>().await
+    }
+
+    /// Runs both stacks and the server until `client` is done: false when
+    /// that takes over 10 s.
+    async fn until_the_client_is_done(
+        (client_runner, server_runner): (
+            &mut embassy_net::Runner<'_, WireEnd>,
+            &mut embassy_net::Runner<'_, WireEnd>,
+        ),
+        server: impl Future<Output = ()>,
+        client: impl Future<Output = ()>,
+    ) -> bool {
+        let run = async {
+            tokio::select! {
+                _ = client_runner.run() => unreachable!(),
+                _ = server_runner.run() => unreachable!(),
+                _ = server => unreachable!(),
+                () = client => {}
+            }
+        };
+        tokio::time::timeout(core::time::Duration::from_secs(10), run)
+            .await
+            .is_ok()
+    }
+
     #[tokio::test]
     async fn connects_carries_bytes_both_ways_reconnects_and_reports_refusal_and_bad_names() {
-        let wire = Rc::new(RefCell::new(Wire::default()));
-        let mut client_resources = StackResources::<3>::new();
-        let mut server_resources = StackResources::<3>::new();
-        let (client_stack, mut client_runner) = embassy_net::new(
-            WireEnd {
-                wire: wire.clone(),
-                end: 0,
-            },
-            config(1),
-            &mut client_resources,
-            1,
-        );
-        let (server_stack, mut server_runner) = embassy_net::new(
-            WireEnd { wire, end: 1 },
-            config(2),
-            &mut server_resources,
-            2,
-        );
+        wired! { wire, client_stack, client_runner, server_stack, server_runner }
 
         let (mut rx, mut tx) = ([0u8; 1024], [0u8; 1024]);
         let mut connector =
@@ -475,46 +548,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_read_fails_with_connection_reset_as_soon_as_the_link_goes_down() {
-        let wire = Rc::new(RefCell::new(Wire::default()));
-        let mut client_resources = StackResources::<3>::new();
-        let mut server_resources = StackResources::<3>::new();
-        let (client_stack, mut client_runner) = embassy_net::new(
-            WireEnd {
-                wire: wire.clone(),
-                end: 0,
-            },
-            config(1),
-            &mut client_resources,
-            1,
-        );
-        let (server_stack, mut server_runner) = embassy_net::new(
-            WireEnd {
-                wire: wire.clone(),
-                end: 1,
-            },
-            config(2),
-            &mut server_resources,
-            2,
-        );
+        wired! { wire, client_stack, client_runner, server_stack, server_runner }
         let (mut rx, mut tx) = ([0u8; 1024], [0u8; 1024]);
         let mut connector =
             EmbassyTcpConnector::new(client_stack, "10.0.0.2", 1883, &mut rx, &mut tx);
-        let server = async {
-            let (mut rx, mut tx) = ([0u8; 1024], [0u8; 1024]);
-            let mut socket = TcpSocket::new(server_stack, &mut rx, &mut tx);
-            socket.accept(1883).await.unwrap();
-            // Silent from here: the client's read waits.
-            core::future::pending::<()>().await;
-        };
+        let server = silent_server(server_stack);
         let client = async {
             let mut transport = connector.connect().await.unwrap();
             let mut buf = [0u8; 16];
             let read = transport.read(&mut buf);
-            let unplug = async {
-                tokio::time::sleep(core::time::Duration::from_millis(50)).await;
-                wire.borrow_mut().set_unplugged(0, true);
-                core::future::pending::<()>().await
-            };
+            let unplug = unplug_after(&wire, 50);
             let result = tokio::select! {
                 r = read => r,
                 () = unplug => unreachable!(),
@@ -524,19 +567,62 @@ mod tests {
             // keepalive runs out; here the next connect waits for the link.
             wire.borrow_mut().set_unplugged(0, false);
         };
-        let finished = tokio::time::timeout(core::time::Duration::from_secs(10), async {
-            tokio::select! {
-                _ = client_runner.run() => unreachable!(),
-                _ = server_runner.run() => unreachable!(),
-                _ = server => unreachable!(),
-                () = client => {}
+        let finished =
+            until_the_client_is_done((&mut client_runner, &mut server_runner), server, client)
+                .await;
+        assert!(finished, "the read did not fail within 10 s of the unplug");
+    }
+
+    #[tokio::test]
+    async fn a_connect_waits_for_the_link_and_a_dial_ends_as_soon_as_the_link_goes_down() {
+        wired! { wire, client_stack, client_runner, server_stack, server_runner }
+        let server = silent_server(server_stack);
+        let client = async {
+            let millis = core::time::Duration::from_millis;
+            // The cable is out before the first connect: nothing is dialled
+            // until it is back, then the connect goes through at once.
+            wire.borrow_mut().set_unplugged(0, true);
+            let (mut rx, mut tx) = ([0u8; 1024], [0u8; 1024]);
+            let mut connector =
+                EmbassyTcpConnector::new(client_stack, "10.0.0.2", 1883, &mut rx, &mut tx);
+            {
+                let connect = connector.connect();
+                let mut connect = core::pin::pin!(connect);
+                assert!(
+                    tokio::time::timeout(millis(300), connect.as_mut())
+                        .await
+                        .is_err(),
+                    "a connect with the link down must wait for it"
+                );
+                assert!(
+                    wire.borrow().frames[1].is_empty(),
+                    "nothing was sent while the link was down"
+                );
+                wire.borrow_mut().set_unplugged(0, false);
+                let connected = tokio::time::timeout(millis(2_000), connect).await;
+                assert!(
+                    matches!(connected, Ok(Ok(_))),
+                    "connected once the link was up"
+                );
             }
-        })
-        .await;
-        assert!(
-            finished.is_ok(),
-            "the read did not fail within 10 s of the unplug"
-        );
+            // A dial to a host that never answers (no ARP reply from
+            // 10.0.0.3) is under way when the cable is pulled: it fails
+            // then, not at the socket's 20 s timeout.
+            let (mut rx, mut tx) = ([0u8; 1024], [0u8; 1024]);
+            let mut silent =
+                EmbassyTcpConnector::new(client_stack, "10.0.0.3", 1883, &mut rx, &mut tx);
+            let dial = silent.connect();
+            let unplug = unplug_after(&wire, 200);
+            let result = tokio::select! {
+                r = dial => r.map(|_| ()),
+                () = unplug => unreachable!(),
+            };
+            assert_eq!(result, Err(EmbassyTcpError::LinkDown));
+        };
+        let finished =
+            until_the_client_is_done((&mut client_runner, &mut server_runner), server, client)
+                .await;
+        assert!(finished, "the connects did not finish within 10 s");
     }
 
     #[test]
@@ -550,6 +636,10 @@ mod tests {
             (
                 EmbassyTcpError::NoAddress,
                 "DNS answer held no IPv4 address",
+            ),
+            (
+                EmbassyTcpError::LinkDown,
+                "the network link went down while connecting",
             ),
             (
                 EmbassyTcpError::Connect {
