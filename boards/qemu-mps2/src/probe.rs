@@ -105,10 +105,14 @@ pub async fn run(
         },
         ws_rng,
     );
-    let state: ClientState<'_, NoopRawMutex, INFLIGHT, SUBS> =
-        ClientState::new(settings.session_config(MQTT_RX), outbox);
+    // In a static, built in place: as a local of this task it would be
+    // built on the call stack first and then moved into the task's future.
+    static STATE: static_cell::StaticCell<ClientState<'static, NoopRawMutex, INFLIGHT, SUBS>> =
+        static_cell::StaticCell::new();
+    let state: &'static ClientState<'static, NoopRawMutex, INFLIGHT, SUBS> =
+        STATE.init_with(|| ClientState::new(settings.session_config(MQTT_RX), outbox));
     let connection = Connection::new(
-        &state,
+        state,
         ws,
         EmbassyClock::new(),
         rng,
