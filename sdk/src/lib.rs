@@ -73,9 +73,11 @@
 //!   driver that connects through a connector, runs the timers, hands
 //!   events to a handler and reconnects with backoff and full jitter. The
 //!   same code runs under embassy and tokio.
-//! - `telemetry` (feature `telemetry`): the JSON device model shared by
-//!   the examples, the simulator and the boards (readings, commands, command
-//!   replies) over serde-json-core, written into and read from lent buffers.
+//! - `json` (feature `json`): any serde type as JSON (serde-json-core)
+//!   into a lent buffer, and `Client::publish_json` straight into the
+//!   outbox. The JSON device model of the boards, the simulator and the
+//!   demo (readings, commands, replies) is not the SDK's: it lives in the
+//!   board application, `embermq-board-app::model`.
 //! - `host` (feature `host`): `connect(url)` for `mqtt://`, `mqtts://`,
 //!   `ws://` and `wss://`, a `Clone + Send + 'static` handle, owned events
 //!   on a bounded stream; the layer owns its buffers and spawns the driver.
@@ -116,10 +118,10 @@ pub mod cloud;
 pub mod codec;
 #[cfg(feature = "host")]
 pub mod host;
+#[cfg(feature = "json")]
+pub mod json;
 pub mod session;
 pub mod store;
-#[cfg(feature = "telemetry")]
-pub mod telemetry;
 pub mod time;
 pub mod topic;
 pub mod transport;

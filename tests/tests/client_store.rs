@@ -26,7 +26,7 @@ use embermq::session::{
     OutgoingMessage, PublishFailure, PublishState, SessionConfig, SessionError, SizeLimit,
 };
 use embermq::store::{FileStore, FileStoreError, Store};
-use embermq::telemetry::Readings;
+use embermq_board_app::model::Readings;
 use embermq_tests::peers::{Mosquitto, free_port};
 use rand::SeedableRng;
 use rand::rngs::StdRng;

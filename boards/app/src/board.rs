@@ -3,9 +3,9 @@
 
 use core::fmt;
 
+use crate::model::ModelError;
 use embermq::codec::ProtocolVersion;
 use embermq::session::{CloseReason, PublishFailure};
-use embermq::telemetry::TelemetryError;
 use embermq::time::Duration;
 
 /// The board under the application: an LED, optional sensors, a log.
@@ -81,7 +81,7 @@ pub enum AppEvent<'a> {
     /// A command payload was refused.
     CommandRefused {
         /// Why.
-        error: &'a TelemetryError,
+        error: &'a ModelError,
     },
     /// The reply to a command could not be queued (outbox full).
     ReplyNotQueued,

@@ -2,7 +2,7 @@
 //! refused one is answered with ([`refusal`]) and where the answer goes
 //! ([`reply_route`]).
 //!
-//! The wire forms are `embermq::telemetry`'s (`{"cmd":"led","on":true}`,
+//! The wire forms are [`crate::model`]'s (`{"cmd":"led","on":true}`,
 //! `{"cmd":"interval","secs":5}`, `{"cmd":"ping"}`, `{"cmd":"label",...}`).
 //! A reply goes to the command's MQTT 5.0 Response Topic with its
 //! Correlation Data copied (5.0 §3.3.2.3.5, §3.3.2.3.6, §4.10), else to the
@@ -11,8 +11,8 @@
 
 use core::fmt::Write as _;
 
+use crate::model::{Command, CommandReply, MAX_LABEL_LEN, ModelError};
 use embermq::session::Message;
-use embermq::telemetry::{Command, CommandReply, MAX_LABEL_LEN, TelemetryError};
 use embermq::time::Duration;
 
 use crate::board::Board;
@@ -85,7 +85,6 @@ impl Controls {
             Command::Reboot => {
                 return CommandReply::failed("reboot", "not supported on this board");
             }
-            _ => return CommandReply::failed(command.name(), "not supported on this board"),
         }
         CommandReply::ok(command)
     }
@@ -95,14 +94,14 @@ impl Controls {
 /// where the error tells it (else `"invalid"`) and the error's text,
 /// written into `text`.
 pub fn refusal<'t>(
-    error: &TelemetryError,
+    error: &ModelError,
     text: &'t mut heapless::String<REFUSAL_MAX_LEN>,
 ) -> CommandReply<'t> {
     let cmd = match error {
-        TelemetryError::MissingField { cmd, .. } => cmd,
-        TelemetryError::OutOfRange { field: "secs", .. } => "interval",
-        TelemetryError::TooLong { field: "text", .. } => "label",
-        TelemetryError::UnknownCommand => "unknown",
+        ModelError::MissingField { cmd, .. } => cmd,
+        ModelError::OutOfRange { field: "secs", .. } => "interval",
+        ModelError::TooLong { field: "text", .. } => "label",
+        ModelError::UnknownCommand => "unknown",
         _ => "invalid",
     };
     text.clear();
@@ -125,9 +124,9 @@ mod tests {
     extern crate alloc;
 
     use super::*;
+    use crate::model::decode_command;
     use alloc::vec::Vec;
     use embermq::codec::{Properties, PropertyFields, QoS};
-    use embermq::telemetry::decode_command;
 
     #[derive(Default)]
     struct Leds(Vec<bool>);

@@ -17,6 +17,7 @@
 use core::cell::{Cell, RefCell};
 use core::convert::Infallible;
 
+use crate::model::{CommandReply, Readings, decode_command, encode_readings, encode_reply};
 use embassy_futures::join::join;
 use embassy_futures::select::{Either, select};
 use embassy_sync::blocking_mutex::raw::{NoopRawMutex, RawMutex};
@@ -26,7 +27,6 @@ use embermq::clock::Clock;
 use embermq::codec::{Properties, PropertyFields, QoS, Subscription, SubscriptionOptions};
 use embermq::session::{Message, OutgoingMessage, OverflowPolicy};
 use embermq::store::Store;
-use embermq::telemetry::{CommandReply, Readings, decode_command, encode_readings, encode_reply};
 use embermq::time::{Duration, Instant};
 use embermq::transport::Connector;
 
@@ -159,7 +159,7 @@ fn answer<B: Board, M: RawMutex, St: Store, const I: usize, const S: usize>(
                 uptime,
             );
             if reply.ok {
-                if let embermq::telemetry::Command::Interval { .. } = command {
+                if let crate::model::Command::Interval { .. } = command {
                     shared.interval_changed.signal(());
                 }
                 shared.report(AppEvent::Command {

@@ -7,13 +7,13 @@
 //! test: the same WebSocket connector over tokio TCP):
 //!
 //! - **telemetry** ([`run`]): every N seconds a JSON
-//!   [`Readings`](embermq::telemetry::Readings) sample (uptime, a counter of
+//!   [`Readings`](crate::model::Readings) sample (uptime, a counter of
 //!   acknowledged samples, and what the [`Board`] measures) is published at
 //!   QoS 1 on `devices/{id}/telemetry`;
 //! - **commands** ([`command`]): `devices/{id}/commands` is subscribed; LED
 //!   on/off goes to the board, `interval` changes the period at once, `ping`
 //!   and `label` are answered too; every command gets a
-//!   [`CommandReply`](embermq::telemetry::CommandReply), sent to the MQTT 5.0
+//!   [`CommandReply`](crate::model::CommandReply), sent to the MQTT 5.0
 //!   Response Topic with the Correlation Data when the command carried them
 //!   (5.0 §4.10), else to `devices/{id}/replies`;
 //! - **reconnect**: the embermq client's own, configured by
@@ -22,6 +22,11 @@
 //! - **durable outbox** ([`FlashStore`]): the client's `Store` on NOR flash
 //!   (sequential-storage over `embedded-storage-async`), so readings the
 //!   broker had not acknowledged are sent after a reset.
+//!
+//! - **the device model** ([`model`]): the JSON readings, commands and
+//!   replies, which the simulator, the demo, the examples and the tests of
+//!   the host workspace use too (they depend on this crate by path, without
+//!   the `embassy` feature), so that there is one model.
 //!
 //! Everything the board does is behind the small [`Board`] trait (LED,
 //! sensors, logging of [`AppEvent`]s); memory is lent by the board.
@@ -52,6 +57,7 @@ mod device;
 mod flash_store;
 #[cfg(feature = "embassy")]
 mod link;
+pub mod model;
 mod rng;
 mod settings;
 

@@ -28,8 +28,8 @@ use embassy_net::Stack;
 use embedded_storage_async::nor_flash::MultiwriteNorFlash;
 use embermq::client::{ClientError, ClientState, Connection, NoopRawMutex};
 use embermq::clock::EmbassyClock;
-use embermq::transport::{Connector, EmbassyTcpConnector};
 use embermq::transport::WsConnector;
+use embermq::transport::{Connector, EmbassyTcpConnector};
 use embermq_ws::Buffers;
 use rand_core::{CryptoRng, RngCore};
 

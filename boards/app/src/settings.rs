@@ -10,9 +10,9 @@
 use core::fmt;
 use core::fmt::Write as _;
 
+use crate::model::INTERVAL_SECS;
 use embermq::client::{Backoff, ClientConfig};
 use embermq::session::{ProtocolChoice, SessionConfig};
-use embermq::telemetry::INTERVAL_SECS;
 use embermq::time::Duration;
 
 /// The longest device id (it is also the MQTT client id).

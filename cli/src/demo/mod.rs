@@ -47,7 +47,7 @@ use embermq::codec::{Properties, PropertyFields};
 use embermq::codec::{QoS, Subscription, SubscriptionOptions};
 use embermq::session::{OutgoingMessage, OverflowPolicy};
 use embermq::session::{ProtocolChoice, SessionConfig};
-use embermq::telemetry::{
+use embermq_board_app::model::{
     Command, CommandReply, Readings, decode_command, decode_readings, encode_reply,
 };
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};

@@ -37,9 +37,9 @@ use embermq::client::{Backoff, ClientConfig, ClientState, Connection, Event, Noo
 use embermq::clock::TokioClock;
 use embermq::codec::{Properties, PropertyFields, QoS, Subscription, SubscriptionOptions, Will};
 use embermq::session::{self, CloseReason, OutgoingMessage, OverflowPolicy, SessionConfig};
-use embermq::telemetry::{CommandReply, decode_command, encode_reply};
 use embermq::transport::WsConnector;
 use embermq::transport::{Connector, TokioTcpConnector};
+use embermq_board_app::model::{CommandReply, decode_command, encode_reply};
 use embermq_ws::Buffers;
 use hdrhistogram::Histogram;
 use tokio::time::Instant;

@@ -1,4 +1,5 @@
-//! MQTT 5 request/response with the sdk's command model.
+//! MQTT 5 request/response with the boards' command model
+//! (`embermq_board_app::model`).
 //!
 //! Device side (default): subscribes to `devices/<device>/commands`; every
 //! command (`{"cmd":"ping"}`, `{"cmd":"led","on":true}`, ...) is decoded
@@ -35,7 +36,7 @@ use embermq::client::{ClientConfig, ClientState, Connection, Event, NoopRawMutex
 use embermq::clock::TokioClock;
 use embermq::codec::{Properties, PropertyFields, QoS, Subscription, SubscriptionOptions};
 use embermq::session::{OutgoingMessage, OverflowPolicy, ProtocolChoice, SessionConfig};
-use embermq::telemetry::{Command, CommandReply, decode_command, encode_reply};
+use embermq_board_app::model::{Command, CommandReply, decode_command, encode_reply};
 use embermq_examples::{DEFAULT_BROKER, connector, drive, parse_broker};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};

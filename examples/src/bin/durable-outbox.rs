@@ -31,7 +31,7 @@ use embermq::clock::TokioClock;
 use embermq::codec::QoS;
 use embermq::session::{ProtocolChoice, SessionConfig};
 use embermq::store::FileStore;
-use embermq::telemetry::Readings;
+use embermq_board_app::model::Readings;
 use embermq_examples::{DEFAULT_BROKER, connector, drive, parse_broker};
 use rand::SeedableRng;
 use rand::rngs::StdRng;

@@ -1,5 +1,5 @@
 //! A device publishing JSON telemetry: every `--interval-ms` one
-//! [`Readings`] (the sdk's device model) to `devices/<device>/telemetry`
+//! [`Readings`] (the boards' device model, `embermq_board_app::model`) to `devices/<device>/telemetry`
 //! at QoS 1, waiting for each PUBACK before the next.
 //!
 //! ```text
@@ -20,7 +20,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use clap::Parser;
 use embermq::client::Backoff;
 use embermq::host::{self, Event, Options, QoS};
-use embermq::telemetry::{Readings, encode_readings};
+use embermq_board_app::model::{Readings, encode_readings};
 use embermq_examples::DEFAULT_BROKER;
 
 /// Publish JSON telemetry readings.

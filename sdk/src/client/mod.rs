@@ -10,7 +10,7 @@
 //! - [`Client`]: a `Copy` handle for any number of tasks:
 //!   [`publish`](Client::publish) (waits for outbox room),
 //!   [`publish_with`](Client::publish_with) and `publish_json` (feature
-//!   `telemetry`; the payload is written straight into the outbox),
+//!   `json`; the payload is written straight into the outbox),
 //!   [`try_publish`](Client::try_publish) (never waits; explicit
 //!   [`OverflowPolicy`](crate::session::OverflowPolicy)),
 //!   [`completion`](Client::completion) (PUBACK / PUBCOMP or the failure),

@@ -642,7 +642,7 @@ impl<
     /// [`SessionError::PayloadDoesNotFit`] naming the room it had.
     /// Waiting, durability and cancellation as for
     /// [`publish`](Self::publish).
-    #[cfg(feature = "telemetry")]
+    #[cfg(feature = "json")]
     pub async fn publish_json<T: serde::Serialize + ?Sized>(
         &self,
         topic: &str,

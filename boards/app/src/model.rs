@@ -1,12 +1,15 @@
-//! The small JSON device model shared by the examples, the simulator and
-//! the boards: what a device reports ([`Readings`]), what it is told
-//! ([`Command`]) and what it answers ([`CommandReply`]).
+//! The JSON device model every embermq firmware speaks, and the simulator,
+//! the demo, the examples and the tests with it: what a device reports
+//! ([`Readings`]), what it is told ([`Command`]) and what it answers
+//! ([`CommandReply`]). One model, so that a simulated fleet and a real one
+//! look the same to a backend.
 //!
 //! JSON (RFC 8259) goes through serde-json-core: encoding writes straight
-//! into a buffer the caller lends (the client's transmit buffer, later, via
-//! `publish_json`), decoding borrows its strings from the received payload.
-//! Nothing allocates, and no input panics or recurses without bound: the
-//! nesting depth is checked before parsing ([`MAX_DEPTH`]).
+//! into a buffer the caller lends (or, through the SDK's
+//! `Client::publish_json`, into the client's outbox), decoding borrows its
+//! strings from the received payload. Nothing allocates, and no input
+//! panics or recurses without bound: the nesting depth is checked before
+//! parsing ([`MAX_DEPTH`]).
 //!
 //! Wire forms:
 //!
@@ -27,12 +30,13 @@
 //!
 //! Deliberately not done: unescaping strings. Borrowed string fields that
 //! contain a JSON escape (`\"`, `\u00e9`, ...) are refused with
-//! [`TelemetryError::EscapedString`] rather than handed over still escaped.
+//! [`ModelError::EscapedString`] rather than handed over still escaped.
 //! Encoding escapes properly; only decoding is zero-copy. A non-finite
 //! temperature is encoded as `null` and decodes as `None`.
 
 use core::fmt;
 
+use embermq::json::{JsonError, encode_json};
 use serde::{Deserialize, Serialize};
 
 /// The deepest nesting of JSON objects and arrays accepted on decode. The
@@ -150,15 +154,13 @@ impl<'a> CommandReply<'a> {
     }
 }
 
-/// What went wrong encoding or decoding telemetry JSON.
+/// What went wrong encoding or decoding the model's JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum TelemetryError {
-    /// The JSON does not fit in the buffer lent for it.
-    BufferTooSmall {
-        /// The length of the buffer that was lent.
-        capacity: usize,
-    },
+pub enum ModelError {
+    /// The JSON could not be written (it does not fit in the buffer lent
+    /// for it).
+    Encode(JsonError),
     /// The input is not JSON of the expected shape.
     Malformed(serde_json_core::de::Error),
     /// Objects or arrays nest deeper than [`MAX_DEPTH`].
@@ -199,13 +201,10 @@ pub enum TelemetryError {
     },
 }
 
-impl fmt::Display for TelemetryError {
+impl fmt::Display for ModelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::BufferTooSmall { capacity } => write!(
-                f,
-                "the JSON does not fit in the {capacity}-byte buffer lent for it"
-            ),
+            Self::Encode(e) => e.fmt(f),
             Self::Malformed(e) => write!(f, "malformed JSON: {e}"),
             Self::TooDeep { limit } => {
                 write!(
@@ -234,46 +233,39 @@ impl fmt::Display for TelemetryError {
     }
 }
 
-impl core::error::Error for TelemetryError {
+impl core::error::Error for ModelError {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             Self::Malformed(e) => Some(e),
+            Self::Encode(e) => Some(e),
             _ => None,
         }
     }
 }
 
-/// Serializes any `Serialize` value as JSON into `buf`, returning the
-/// number of bytes written. The building block of `publish_json`.
-///
-/// # Errors
-///
-/// [`TelemetryError::BufferTooSmall`] if the JSON does not fit.
-pub fn encode_json<T: Serialize + ?Sized>(
-    value: &T,
-    buf: &mut [u8],
-) -> Result<usize, TelemetryError> {
-    let capacity = buf.len();
-    serde_json_core::to_slice(value, buf).map_err(|_| TelemetryError::BufferTooSmall { capacity })
+impl From<JsonError> for ModelError {
+    fn from(error: JsonError) -> Self {
+        Self::Encode(error)
+    }
 }
 
 /// Serializes readings as JSON into `buf`, returning the length.
 ///
 /// # Errors
 ///
-/// [`TelemetryError::BufferTooSmall`] if the JSON does not fit (a full
+/// [`ModelError::Encode`] if the JSON does not fit (a full
 /// sample with a 16-byte id and label is under 200 bytes).
-pub fn encode_readings(readings: &Readings<'_>, buf: &mut [u8]) -> Result<usize, TelemetryError> {
-    encode_json(readings, buf)
+pub fn encode_readings(readings: &Readings<'_>, buf: &mut [u8]) -> Result<usize, ModelError> {
+    Ok(encode_json(readings, buf)?)
 }
 
 /// Serializes a command reply as JSON into `buf`, returning the length.
 ///
 /// # Errors
 ///
-/// [`TelemetryError::BufferTooSmall`] if the JSON does not fit.
-pub fn encode_reply(reply: &CommandReply<'_>, buf: &mut [u8]) -> Result<usize, TelemetryError> {
-    encode_json(reply, buf)
+/// [`ModelError::Encode`] if the JSON does not fit.
+pub fn encode_reply(reply: &CommandReply<'_>, buf: &mut [u8]) -> Result<usize, ModelError> {
+    Ok(encode_json(reply, buf)?)
 }
 
 /// The flat wire form of every command: the tag and the union of the
@@ -294,8 +286,8 @@ struct WireCommand<'a> {
 ///
 /// # Errors
 ///
-/// [`TelemetryError::BufferTooSmall`] if the JSON does not fit.
-pub fn encode_command(command: &Command<'_>, buf: &mut [u8]) -> Result<usize, TelemetryError> {
+/// [`ModelError::Encode`] if the JSON does not fit.
+pub fn encode_command(command: &Command<'_>, buf: &mut [u8]) -> Result<usize, ModelError> {
     let mut wire = WireCommand {
         cmd: command.name(),
         on: None,
@@ -308,13 +300,13 @@ pub fn encode_command(command: &Command<'_>, buf: &mut [u8]) -> Result<usize, Te
         Command::Label { text } => wire.text = Some(text),
         Command::Ping | Command::Reboot => {}
     }
-    encode_json(&wire, buf)
+    Ok(encode_json(&wire, buf)?)
 }
 
 /// Refuses input nested deeper than [`MAX_DEPTH`], before the recursive
 /// parser sees it (a payload of ten thousand `[` must not exhaust a
 /// device's stack).
-fn check_depth(json: &[u8]) -> Result<(), TelemetryError> {
+fn check_depth(json: &[u8]) -> Result<(), ModelError> {
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;
@@ -333,7 +325,7 @@ fn check_depth(json: &[u8]) -> Result<(), TelemetryError> {
             b'{' | b'[' => {
                 depth = depth.saturating_add(1);
                 if depth > MAX_DEPTH {
-                    return Err(TelemetryError::TooDeep { limit: MAX_DEPTH });
+                    return Err(ModelError::TooDeep { limit: MAX_DEPTH });
                 }
             }
             b'}' | b']' => depth = depth.saturating_sub(1),
@@ -343,34 +335,34 @@ fn check_depth(json: &[u8]) -> Result<(), TelemetryError> {
     Ok(())
 }
 
-fn unescaped(field: &'static str, value: &str) -> Result<(), TelemetryError> {
+fn unescaped(field: &'static str, value: &str) -> Result<(), ModelError> {
     if value.contains('\\') {
-        return Err(TelemetryError::EscapedString { field });
+        return Err(ModelError::EscapedString { field });
     }
     Ok(())
 }
 
-fn decode<'a, T: Deserialize<'a>>(json: &'a [u8]) -> Result<T, TelemetryError> {
+fn decode<'a, T: Deserialize<'a>>(json: &'a [u8]) -> Result<T, ModelError> {
     check_depth(json)?;
     serde_json_core::from_slice(json)
         .map(|(value, _)| value)
-        .map_err(TelemetryError::Malformed)
+        .map_err(ModelError::Malformed)
 }
 
 /// Decodes a command from a received payload; strings borrow from it.
 ///
 /// # Errors
 ///
-/// [`TelemetryError::Malformed`] for input that is not a JSON object with
+/// [`ModelError::Malformed`] for input that is not a JSON object with
 /// a string `cmd` (or has a field of the wrong type);
-/// [`TelemetryError::TooDeep`]; [`TelemetryError::UnknownCommand`];
-/// [`TelemetryError::MissingField`]; [`TelemetryError::OutOfRange`] for an
-/// interval outside [`INTERVAL_SECS`]; [`TelemetryError::TooLong`] for a
-/// label over [`MAX_LABEL_LEN`]; [`TelemetryError::EscapedString`].
-pub fn decode_command(json: &[u8]) -> Result<Command<'_>, TelemetryError> {
+/// [`ModelError::TooDeep`]; [`ModelError::UnknownCommand`];
+/// [`ModelError::MissingField`]; [`ModelError::OutOfRange`] for an
+/// interval outside [`INTERVAL_SECS`]; [`ModelError::TooLong`] for a
+/// label over [`MAX_LABEL_LEN`]; [`ModelError::EscapedString`].
+pub fn decode_command(json: &[u8]) -> Result<Command<'_>, ModelError> {
     let wire: WireCommand<'_> = decode(json)?;
     unescaped("cmd", wire.cmd)?;
-    let missing = |cmd, field| TelemetryError::MissingField { cmd, field };
+    let missing = |cmd, field| ModelError::MissingField { cmd, field };
     match wire.cmd {
         "led" => Ok(Command::Led {
             on: wire.on.ok_or(missing("led", "on"))?,
@@ -378,7 +370,7 @@ pub fn decode_command(json: &[u8]) -> Result<Command<'_>, TelemetryError> {
         "interval" => {
             let secs = wire.secs.ok_or(missing("interval", "secs"))?;
             if !INTERVAL_SECS.contains(&secs) {
-                return Err(TelemetryError::OutOfRange {
+                return Err(ModelError::OutOfRange {
                     field: "secs",
                     min: *INTERVAL_SECS.start(),
                     max: *INTERVAL_SECS.end(),
@@ -392,14 +384,14 @@ pub fn decode_command(json: &[u8]) -> Result<Command<'_>, TelemetryError> {
             let text = wire.text.ok_or(missing("label", "text"))?;
             unescaped("text", text)?;
             if text.len() > MAX_LABEL_LEN {
-                return Err(TelemetryError::TooLong {
+                return Err(ModelError::TooLong {
                     field: "text",
                     max: MAX_LABEL_LEN,
                 });
             }
             Ok(Command::Label { text })
         }
-        _ => Err(TelemetryError::UnknownCommand),
+        _ => Err(ModelError::UnknownCommand),
     }
 }
 
@@ -408,9 +400,9 @@ pub fn decode_command(json: &[u8]) -> Result<Command<'_>, TelemetryError> {
 ///
 /// # Errors
 ///
-/// [`TelemetryError::Malformed`], [`TelemetryError::TooDeep`],
-/// [`TelemetryError::EscapedString`].
-pub fn decode_readings(json: &[u8]) -> Result<Readings<'_>, TelemetryError> {
+/// [`ModelError::Malformed`], [`ModelError::TooDeep`],
+/// [`ModelError::EscapedString`].
+pub fn decode_readings(json: &[u8]) -> Result<Readings<'_>, ModelError> {
     let readings: Readings<'_> = decode(json)?;
     unescaped("device", readings.device_id)?;
     if let Some(status) = readings.status {
@@ -424,7 +416,7 @@ pub fn decode_readings(json: &[u8]) -> Result<Readings<'_>, TelemetryError> {
 /// # Errors
 ///
 /// As [`decode_readings`].
-pub fn decode_reply(json: &[u8]) -> Result<CommandReply<'_>, TelemetryError> {
+pub fn decode_reply(json: &[u8]) -> Result<CommandReply<'_>, ModelError> {
     let reply: CommandReply<'_> = decode(json)?;
     unescaped("cmd", reply.cmd)?;
     if let Some(error) = reply.error {
@@ -481,7 +473,10 @@ mod tests {
     fn readings_into_short_buffer_report_capacity() {
         let mut buf = [0u8; 40];
         let err = encode_readings(&sample(), &mut buf).unwrap_err();
-        assert_eq!(err, TelemetryError::BufferTooSmall { capacity: 40 });
+        assert_eq!(
+            err,
+            ModelError::Encode(JsonError::BufferTooSmall { capacity: 40 })
+        );
         assert!(alloc::format!("{err}").contains("40-byte"));
     }
 
@@ -525,18 +520,18 @@ mod tests {
     fn bad_commands_are_typed_errors() {
         assert_eq!(
             decode_command(br#"{"cmd":"dance"}"#),
-            Err(TelemetryError::UnknownCommand)
+            Err(ModelError::UnknownCommand)
         );
         assert_eq!(
             decode_command(br#"{"cmd":"led"}"#),
-            Err(TelemetryError::MissingField {
+            Err(ModelError::MissingField {
                 cmd: "led",
                 field: "on"
             })
         );
         assert_eq!(
             decode_command(br#"{"cmd":"interval","secs":0}"#),
-            Err(TelemetryError::OutOfRange {
+            Err(ModelError::OutOfRange {
                 field: "secs",
                 min: 1,
                 max: 86_400
@@ -544,23 +539,20 @@ mod tests {
         );
         assert_eq!(
             decode_command(br#"{"cmd":"label","text":"a\"b"}"#),
-            Err(TelemetryError::EscapedString { field: "text" })
+            Err(ModelError::EscapedString { field: "text" })
         );
         assert!(matches!(
             decode_command(br#"{"cmd":"label","text":"0123456789012345678901234567890123"}"#),
-            Err(TelemetryError::TooLong { field: "text", .. })
+            Err(ModelError::TooLong { field: "text", .. })
         ));
         assert!(matches!(
             decode_command(br#"{"cmd":"led","on":"yes"}"#),
-            Err(TelemetryError::Malformed(_))
+            Err(ModelError::Malformed(_))
         ));
-        assert!(matches!(
-            decode_command(b""),
-            Err(TelemetryError::Malformed(_))
-        ));
+        assert!(matches!(decode_command(b""), Err(ModelError::Malformed(_))));
         assert!(matches!(
             decode_command(br#"{"on":true}"#),
-            Err(TelemetryError::Malformed(_))
+            Err(ModelError::Malformed(_))
         ));
     }
 
@@ -571,7 +563,7 @@ mod tests {
         deep.extend(core::iter::repeat_n(b'[', 100_000));
         assert_eq!(
             decode_command(&deep),
-            Err(TelemetryError::TooDeep { limit: MAX_DEPTH })
+            Err(ModelError::TooDeep { limit: MAX_DEPTH })
         );
         // Brackets inside strings do not count.
         assert_eq!(
