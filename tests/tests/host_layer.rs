@@ -7,44 +7,16 @@
 //! backpressure (a reader that stops makes the client stop reading the
 //! socket; the process's memory stays flat).
 
+mod host_support;
+
 use core::time::Duration;
 
 use bytes::Bytes;
-use embermq::host::{self, Event, Events, Options, QoS};
+use embermq::host::{self, Event, Options, QoS};
 use embermq::session::ProtocolChoice;
 use embermq_tests::peers::{Aedes, Mosquitto, RestartableMosquitto};
 use embermq_tests::tls::{ClientAuth, ServerCert, TestPki, TlsMosquitto};
-
-/// Runs `f` with an overall limit so no test hangs.
-async fn within<T>(secs: u64, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .expect("test exceeded its time limit")
-}
-
-/// Options for `url` that reconnect within 50-200 ms, for ever.
-fn fast(url: &str) -> Options {
-    Options::new(url)
-        .unwrap()
-        .backoff(embermq::client::Backoff {
-            base: embermq::time::Duration::from_millis(50),
-            cap: embermq::time::Duration::from_millis(200),
-            max_attempts: None,
-        })
-}
-
-/// Waits for the next `Connected`, skipping other events.
-async fn connected(events: &mut Events) -> bool {
-    loop {
-        match events.recv().await.expect("client ended") {
-            Event::Connected {
-                session_present, ..
-            } => return session_present,
-            Event::Stopped { error } => panic!("client stopped: {error:?}"),
-            _ => {}
-        }
-    }
-}
+use host_support::{connected, fast, within};
 
 /// Subscribes to `prefix/#`, publishes at QoS 0, 1 and 2 to itself, awaits
 /// each token and receives each message back, then disconnects.
@@ -179,7 +151,7 @@ async fn requests_made_before_the_broker_is_up_go_out_once_connected() {
         broker.restart().unwrap();
         subscribed.await.unwrap().unwrap();
         token.await.unwrap();
-        assert!(!connected(&mut events).await);
+        assert!(!connected(&mut events).await.0);
         client.disconnect().await.unwrap();
     })
     .await;

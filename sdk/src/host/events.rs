@@ -82,6 +82,12 @@ pub struct Message {
 }
 
 impl Message {
+    /// Whether this is an MQTT 5.0 request (§4.10): it names a Response
+    /// Topic, which [`Client::respond`](super::Client::respond) answers on.
+    pub fn is_request(&self) -> bool {
+        self.properties.response_topic.is_some()
+    }
+
     pub(crate) fn from_wire(m: &session::Message<'_>) -> Self {
         Self {
             topic: m.topic.to_owned(),

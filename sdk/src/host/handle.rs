@@ -4,15 +4,18 @@
 //! wait in the outbox and go out once connected) and never does I/O.
 
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll};
+use core::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Error, MessageProperties};
+use super::request::Exchanges;
+use super::{Error, Message, MessageProperties};
 use crate::codec::{QoS, SubscriptionOptions};
 use crate::session::FilterResults;
 use crate::topic;
@@ -76,6 +79,9 @@ pub(crate) enum Request {
         filters: Vec<String>,
         done: oneshot::Sender<Result<FilterResults, Error>>,
     },
+    Reauthenticate {
+        done: oneshot::Sender<Result<(), Error>>,
+    },
     Disconnect {
         done: oneshot::Sender<()>,
     },
@@ -106,6 +112,8 @@ pub struct Client {
     pub(crate) requests: mpsc::Sender<Request>,
     /// The largest packet, to refuse an impossible publish at once.
     pub(crate) max_packet_size: u32,
+    /// Requests waiting for their replies (shared with the driver task).
+    pub(crate) exchanges: Arc<Exchanges>,
 }
 
 impl Client {
@@ -188,7 +196,8 @@ impl Client {
             topic::validate_filter(filter).map_err(Error::Topic)?;
         }
         let (done, rx) = oneshot::channel();
-        self.request(Request::Subscribe { filters, done }, rx).await
+        self.filters_request(Request::Subscribe { filters, done }, rx)
+            .await
     }
 
     /// Unsubscribes from `filters` and waits for the UNSUBACK (5.0: a
@@ -202,7 +211,7 @@ impl Client {
             topic::validate_filter(filter).map_err(Error::Topic)?;
         }
         let (done, rx) = oneshot::channel();
-        self.request(Request::Unsubscribe { filters, done }, rx)
+        self.filters_request(Request::Unsubscribe { filters, done }, rx)
             .await
     }
 
@@ -228,7 +237,115 @@ impl Client {
         Ok(())
     }
 
-    async fn request(
+    /// MQTT 5.0 request/response (§4.10): publishes `payload` on `topic`
+    /// at QoS 1 with this client's Response Topic and a fresh Correlation
+    /// Data, and returns the reply that carries that Correlation Data, or
+    /// [`Error::Timeout`] once `timeout` has passed (counted from the call,
+    /// the first call's SUBSCRIBE to the response topic included). See
+    /// [`request_with`](Self::request_with).
+    pub async fn request(
+        &self,
+        topic: impl Into<String>,
+        payload: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<Message, Error> {
+        self.request_with(Publish::new(topic, payload, QoS::AtLeastOnce), timeout)
+            .await
+    }
+
+    /// [`request`](Self::request) for a message of your own (QoS, User
+    /// Properties, Content Type, ...); its Response Topic and Correlation
+    /// Data are set here. The response topic
+    /// ([`Options::response_topic`](super::Options::response_topic)) is
+    /// subscribed at QoS 1 by the first request and restored with the
+    /// other subscriptions. Any number of requests may be outstanding; a
+    /// reply that comes after its request timed out is an ordinary
+    /// [`Event::Message`](super::Event::Message). Dropping the future
+    /// withdraws the request.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NeedsV5`] on a 3.1.1 link (it has no Response Topic);
+    /// [`Error::Timeout`]; the errors of [`publish`](Self::publish) and
+    /// [`subscribe`](Self::subscribe).
+    pub async fn request_with(
+        &self,
+        mut msg: Publish,
+        timeout: Duration,
+    ) -> Result<Message, Error> {
+        let exchanges = &*self.exchanges;
+        if exchanges.on_v311() {
+            return Err(Error::NeedsV5);
+        }
+        let exchange = async {
+            exchanges
+                .subscribed
+                .get_or_try_init(|| async {
+                    self.subscribe(exchanges.response_topic.clone(), QoS::AtLeastOnce)
+                        .await
+                })
+                .await?;
+            let (waiting, reply) = exchanges.wait();
+            msg.properties.response_topic = Some(exchanges.response_topic.clone());
+            msg.properties.correlation_data = Some(waiting.key.clone());
+            self.send(msg).await?.await?;
+            let reply = reply.await.map_err(|_| Error::Stopped);
+            drop(waiting);
+            reply
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| Error::Timeout { after: timeout })?
+    }
+
+    /// Answers a request (§4.10): publishes `payload` on the request's
+    /// Response Topic with its Correlation Data copied, at the QoS the
+    /// request was delivered with. The token completes as for
+    /// [`publish`](Self::publish).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotARequest`] when `request` carries no Response Topic;
+    /// the errors of [`publish`](Self::publish) (a Response Topic with a
+    /// wildcard is [`Error::Topic`]).
+    pub async fn respond(
+        &self,
+        request: &Message,
+        payload: impl Into<Bytes>,
+    ) -> Result<Token, Error> {
+        let topic = request
+            .properties
+            .response_topic
+            .clone()
+            .ok_or(Error::NotARequest)?;
+        let properties = MessageProperties {
+            correlation_data: request.properties.correlation_data.clone(),
+            ..MessageProperties::default()
+        };
+        self.send(Publish::new(topic, payload, request.qos).with_properties(properties))
+            .await
+    }
+
+    /// Starts an MQTT 5.0 re-authentication (§4.12.1) on the live link
+    /// with the [`Options::authenticator`](super::Options::authenticator);
+    /// returns once it is queued. The outcome comes as
+    /// [`Event::Session`](super::Event::Session) (re-authenticated), or the
+    /// broker closes the link.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Client`] when there is no authenticator, no 5.0 link, or
+    /// an exchange is already under way.
+    pub async fn reauthenticate(&self) -> Result<(), Error> {
+        let (done, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Reauthenticate { done })
+            .await
+            .map_err(|_| Error::Stopped)?;
+        rx.await.unwrap_or(Err(Error::Stopped))
+    }
+
+    async fn filters_request(
         &self,
         request: Request,
         rx: oneshot::Receiver<Result<FilterResults, Error>>,

@@ -62,16 +62,26 @@
 //! ([`Backoff::max_attempts`](crate::client::Backoff)); the last event is
 //! [`Event::Stopped`].
 //!
+//! # MQTT 5.0 extras
+//!
+//! A [`Will`] with its properties (Will Delay Interval, Message Expiry,
+//! Content Type, Response Topic, Correlation Data, User Properties);
+//! request/response (§4.10) with [`Client::request`] (subscribes to the
+//! client's response topic once, correlates the reply, times out) and
+//! [`Client::respond`] on the other side; enhanced authentication (§4.12)
+//! with an [`Authenticator`] in [`Options::authenticator`] and
+//! [`Client::reauthenticate`].
+//!
 //! # Not here
 //!
-//! Devices (use [`crate::client`] with lent buffers), MQTT 5.0 enhanced
-//! authentication, Will properties and subscription identifiers (the core
-//! client has them), proxies.
+//! Devices (use [`crate::client`] with lent buffers), subscription
+//! identifiers on SUBSCRIBE (the core client has them), proxies.
 
 mod events;
 mod handle;
 mod link;
 mod options;
+mod request;
 mod task;
 mod url;
 
@@ -81,13 +91,14 @@ use core::fmt;
 use rand::{Rng, SeedableRng};
 
 pub use crate::codec::QoS;
+pub use crate::session::Authenticator;
 pub use crate::session::{FilterResults, ProtocolChoice};
 pub use events::{Event, Events, Message, MessageProperties};
 pub use handle::{Client, Publish, Token};
 pub use link::{LinkConnectError, LinkConnector, LinkOptions, LinkTransport, SetupError};
 pub use options::{
     DEFAULT_EVENT_CAPACITY, DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_PACKET_SIZE, DEFAULT_OUTBOX_BYTES,
-    DEFAULT_REQUEST_CAPACITY, MAX_INFLIGHT, Options,
+    DEFAULT_REQUEST_CAPACITY, MAX_INFLIGHT, Options, Will,
 };
 pub use url::{BrokerUrl, DEFAULT_WS_PATH, Scheme, UrlError, masked};
 
@@ -138,6 +149,15 @@ pub enum Error {
     /// The client has ended (disconnected or gave up) before this request
     /// finished.
     Stopped,
+    /// [`Client::request`] had no reply within its timeout.
+    Timeout {
+        /// The timeout given.
+        after: core::time::Duration,
+    },
+    /// [`Client::respond`] was given a message without a Response Topic.
+    NotARequest,
+    /// The call needs MQTT 5.0 and the broker accepted 3.1.1.
+    NeedsV5,
 }
 
 impl Error {
@@ -201,6 +221,11 @@ impl fmt::Display for Error {
             Self::Connect(e) => write!(f, "connect failed: {e}"),
             Self::Client(e) => e.fmt(f),
             Self::Stopped => f.write_str("the client has ended"),
+            Self::Timeout { after } => write!(f, "no reply within {after:?}"),
+            Self::NotARequest => {
+                f.write_str("the message is not a request: it has no Response Topic")
+            }
+            Self::NeedsV5 => f.write_str("this needs MQTT 5.0; the broker speaks 3.1.1"),
         }
     }
 }
@@ -281,9 +306,15 @@ pub fn connect(options: impl IntoOptions) -> Result<(Client, Events), Error> {
     };
     let (requests_tx, requests) = tokio::sync::mpsc::channel(options.request_capacity);
     let (events, events_rx) = tokio::sync::mpsc::channel(options.event_capacity);
+    let response_topic = options
+        .response_topic
+        .clone()
+        .unwrap_or_else(|| alloc::format!("embermq/replies/{client_id}"));
+    let exchanges = alloc::sync::Arc::new(request::Exchanges::new(response_topic, rng.r#gen()));
     let client = Client {
         requests: requests_tx,
         max_packet_size: options.max_packet_size,
+        exchanges: exchanges.clone(),
     };
     let setup = task::Setup {
         options,
@@ -292,6 +323,7 @@ pub fn connect(options: impl IntoOptions) -> Result<(Client, Events), Error> {
         rng,
         requests,
         events,
+        exchanges,
     };
     match store {
         Some(store) => drop(runtime.spawn(task::run(setup, store))),

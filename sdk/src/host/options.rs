@@ -8,8 +8,14 @@
 //! as a packet within 16..=64 KiB per direction (the stream view carries
 //! larger messages through them). Not here: anything about the device-side const parameters (the
 //! host layer fixes them, see [`super`]).
+//!
+//! Also here: the [`Will`] with its 5.0 properties (§3.1.2.5, §3.1.3.2:
+//! Will Delay Interval, Message Expiry, Content Type, Response Topic,
+//! Correlation Data, User Properties, Payload Format Indicator), and the
+//! [`Authenticator`] for 5.0 enhanced authentication (§4.12).
 
 use alloc::borrow::ToOwned;
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -17,10 +23,14 @@ use core::fmt;
 use core::time::Duration;
 use std::path::PathBuf;
 
+use bytes::Bytes;
+
 use super::url::BrokerUrl;
-use super::{Error, Publish};
+use super::{Error, MessageProperties, Publish};
 use crate::client::Backoff;
-use crate::session::{OverflowPolicy, ProtocolChoice};
+use crate::codec::QoS;
+use crate::session::{Authenticator, OverflowPolicy, ProtocolChoice};
+use crate::topic;
 use crate::transport::RustlsOptions;
 
 /// The default largest packet, either way: 256 KiB.
@@ -53,7 +63,9 @@ pub struct Options {
     pub(crate) protocol: ProtocolChoice,
     pub(crate) clean_start: bool,
     pub(crate) session_expiry: Option<Duration>,
-    pub(crate) will: Option<Publish>,
+    pub(crate) will: Option<Will>,
+    pub(crate) authenticator: Option<Box<dyn Authenticator + Send>>,
+    pub(crate) response_topic: Option<String>,
     pub(crate) username: Option<String>,
     pub(crate) password: Option<String>,
     pub(crate) tls: Option<RustlsOptions>,
@@ -79,10 +91,12 @@ impl fmt::Debug for Options {
             .field("protocol", &self.protocol)
             .field("clean_start", &self.clean_start)
             .field("session_expiry", &self.session_expiry)
+            .field("will", &self.will)
             .field(
-                "will",
-                &self.will.as_ref().map(|w| (&w.topic, w.qos, w.retain)),
+                "authenticator",
+                &self.authenticator.as_ref().map(|a| a.method().to_owned()),
             )
+            .field("response_topic", &self.response_topic)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("tls", &self.tls.is_some())
@@ -122,6 +136,8 @@ impl Options {
             clean_start: true,
             session_expiry: None,
             will: None,
+            authenticator: None,
+            response_topic: None,
             username: url.username.clone(),
             password: url.password.clone(),
             url,
@@ -176,9 +192,29 @@ impl Options {
     }
 
     /// The Will message the broker publishes when the link dies without a
-    /// DISCONNECT (its payload is never logged).
-    pub fn will(mut self, will: Publish) -> Self {
-        self.will = Some(will);
+    /// DISCONNECT (its payload is never logged): a [`Will`] with its 5.0
+    /// properties (Will Delay Interval, ...), or a plain [`Publish`].
+    pub fn will(mut self, will: impl Into<Will>) -> Self {
+        self.will = Some(will.into());
+        self
+    }
+
+    /// MQTT 5.0 enhanced authentication (§4.12): CONNECT carries the
+    /// authenticator's method and first data, the broker's AUTH challenges
+    /// are answered with its steps, on every connect;
+    /// [`Client::reauthenticate`](super::Client::reauthenticate) starts a
+    /// re-authentication on the live link. Needs a 5.0 broker that knows
+    /// the method (a 3.1.1 link has no AUTH).
+    pub fn authenticator(mut self, authenticator: impl Authenticator + Send + 'static) -> Self {
+        self.authenticator = Some(Box::new(authenticator));
+        self
+    }
+
+    /// The topic replies to [`Client::request`](super::Client::request)
+    /// come back on (subscribed once, at the first request). Default
+    /// `embermq/replies/{client id}`; give each client its own.
+    pub fn response_topic(mut self, topic: impl Into<String>) -> Self {
+        self.response_topic = Some(topic.into());
         self
     }
 
@@ -334,6 +370,134 @@ impl Options {
         {
             return bad("session_expiry is above u32::MAX seconds".to_owned());
         }
+        if let Some(will) = &self.will {
+            topic::validate_name(&will.topic).map_err(Error::Topic)?;
+            let too_long =
+                |d: Option<Duration>| d.is_some_and(|d| d.as_secs() > u64::from(u32::MAX));
+            if too_long(will.delay) {
+                return bad("the Will's delay is above u32::MAX seconds".to_owned());
+            }
+        }
+        if let Some(topic) = &self.response_topic {
+            topic::validate_name(topic).map_err(Error::Topic)?;
+        }
         Ok(())
+    }
+}
+
+/// The Will message (MQTT 5.0 §3.1.2.5, §3.1.3.2-3; 3.1.1 §3.1.2.5): what
+/// the broker publishes for this client when its link ends without a
+/// DISCONNECT. Build with [`Will::new`] and the builder methods; the 5.0
+/// properties are left out on a 3.1.1 link. `Debug` shows the payload's
+/// length only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Will {
+    /// Topic name (no wildcards).
+    pub topic: String,
+    /// Payload.
+    pub payload: Bytes,
+    /// QoS.
+    pub qos: QoS,
+    /// Retained.
+    pub retain: bool,
+    /// 5.0 Will Delay Interval (whole seconds): the broker waits this long
+    /// after the link ends, and publishes nothing if the client is back
+    /// within it [MQTT-3.1.3-9] (or when the session ends, if sooner).
+    pub delay: Option<Duration>,
+    /// 5.0 properties of the Will message (Message Expiry, Content Type,
+    /// Response Topic, Correlation Data, User Properties, Payload Format
+    /// Indicator). `subscription_ids` is not sent.
+    pub properties: MessageProperties,
+}
+
+impl fmt::Debug for Will {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Will")
+            .field("topic", &self.topic)
+            .field("payload_len", &self.payload.len())
+            .field("qos", &self.qos)
+            .field("retain", &self.retain)
+            .field("delay", &self.delay)
+            .field("properties", &self.properties)
+            .finish()
+    }
+}
+
+impl Will {
+    /// A Will for `topic` with `payload` at `qos`, not retained, no delay,
+    /// no properties.
+    pub fn new(topic: impl Into<String>, payload: impl Into<Bytes>, qos: QoS) -> Self {
+        Publish::new(topic, payload, qos).into()
+    }
+
+    /// Published retained.
+    pub fn retained(mut self) -> Self {
+        self.retain = true;
+        self
+    }
+
+    /// 5.0 Will Delay Interval (whole seconds).
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
+    /// 5.0 Message Expiry Interval of the Will message (whole seconds, up
+    /// to `u32::MAX`).
+    pub fn message_expiry(mut self, expiry: Duration) -> Self {
+        self.properties.message_expiry_secs =
+            Some(u32::try_from(expiry.as_secs()).unwrap_or(u32::MAX));
+        self
+    }
+
+    /// 5.0 Content Type (a MIME type, say).
+    pub fn content_type(mut self, content_type: impl Into<String>) -> Self {
+        self.properties.content_type = Some(content_type.into());
+        self
+    }
+
+    /// 5.0 Response Topic, for whoever receives the Will.
+    pub fn response_topic(mut self, topic: impl Into<String>) -> Self {
+        self.properties.response_topic = Some(topic.into());
+        self
+    }
+
+    /// 5.0 Correlation Data.
+    pub fn correlation_data(mut self, data: impl Into<Bytes>) -> Self {
+        self.properties.correlation_data = Some(data.into());
+        self
+    }
+
+    /// A 5.0 User Property (appended; names may repeat).
+    pub fn user_property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.properties
+            .user_properties
+            .push((name.into(), value.into()));
+        self
+    }
+
+    /// 5.0 Payload Format Indicator: `true` for a UTF-8 payload.
+    pub fn payload_is_utf8(mut self, utf8: bool) -> Self {
+        self.properties.payload_is_utf8 = Some(utf8);
+        self
+    }
+
+    /// All the 5.0 message properties at once (replacing those set).
+    pub fn with_properties(mut self, properties: MessageProperties) -> Self {
+        self.properties = properties;
+        self
+    }
+}
+
+impl From<Publish> for Will {
+    fn from(msg: Publish) -> Self {
+        Self {
+            topic: msg.topic,
+            payload: msg.payload,
+            qos: msg.qos,
+            retain: msg.retain,
+            delay: None,
+            properties: msg.properties,
+        }
     }
 }

@@ -14,6 +14,7 @@
 //! touched by two threads at once (the `Mutex` only satisfies `Send`).
 
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::pin::pin;
 use std::collections::HashMap;
@@ -24,10 +25,11 @@ use rand::rngs::StdRng;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Error;
-use super::events::{Event, Message};
+use super::events::{Event, Message, MessageProperties};
 use super::handle::{Publish, Request};
 use super::link::LinkConnector;
 use super::options::Options;
+use super::request::Exchanges;
 use crate::client::{
     self, Client, ClientConfig, ClientState, Connection, CriticalSectionRawMutex, EventHandler,
 };
@@ -83,6 +85,7 @@ pub(crate) struct Setup {
     pub(crate) rng: StdRng,
     pub(crate) requests: mpsc::Receiver<Request>,
     pub(crate) events: mpsc::Sender<Event>,
+    pub(crate) exchanges: Arc<Exchanges>,
 }
 
 fn millis(d: core::time::Duration) -> Duration {
@@ -110,20 +113,43 @@ async fn drive<St: HostStore>(
     store: St,
 ) -> (Option<Error>, Option<oneshot::Sender<()>>) {
     let Setup {
-        options,
+        mut options,
         client_id,
         connector,
         rng,
         requests,
         events,
+        exchanges,
     } = setup;
-    let will = options.will.as_ref().map(|w| Will {
-        topic: &w.topic,
-        payload: &w.payload,
-        qos: w.qos,
-        retain: w.retain,
-        properties: Properties::NONE,
+    // Lent to the session for as long as the state lives (declared first,
+    // dropped last).
+    let mut authenticator = options.authenticator.take();
+    let will_users = options
+        .will
+        .as_ref()
+        .map(|w| user_properties(&w.properties))
+        .unwrap_or_default();
+    let will_fields = options.will.as_ref().map(|w| PropertyFields {
+        will_delay_interval: w
+            .delay
+            .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
+        ..property_fields(&w.properties, &will_users)
     });
+    let will = options
+        .will
+        .as_ref()
+        .zip(will_fields.as_ref())
+        .map(|(w, fields)| Will {
+            topic: &w.topic,
+            payload: &w.payload,
+            qos: w.qos,
+            retain: w.retain,
+            properties: if w.delay.is_none() && w.properties.is_empty() {
+                Properties::NONE
+            } else {
+                Properties::from_fields(fields)
+            },
+        });
     let mut config = SessionConfig::new(&client_id);
     config.protocol = options.protocol;
     config.clean_start = options.clean_start;
@@ -150,6 +176,9 @@ async fn drive<St: HostStore>(
         alloc::vec![0u8; packet],
     );
     let state: State<'_, St> = ClientState::with_store(config, &mut outbox, store);
+    if let Some(authenticator) = authenticator.as_deref_mut() {
+        state.set_authenticator(authenticator);
+    }
     let client = state.client();
     let pending = Mutex::new(Pending::default());
     let connection = Connection::new(
@@ -164,6 +193,7 @@ async fn drive<St: HostStore>(
     let handler = Forward {
         events: events.clone(),
         pending: &pending,
+        exchanges,
     };
     let mut driver = pin!(connection.run(handler));
     let serve = pin!(serve(client, requests, &pending, &events, options.overflow));
@@ -211,6 +241,12 @@ async fn serve<St: HostStore>(
                 let filters: Vec<&str> = filters.iter().map(String::as_str).collect();
                 track(pending, client.try_unsubscribe(&filters), done);
             }
+            Request::Reauthenticate { done } => {
+                let result = client
+                    .reauthenticate()
+                    .map_err(|e| Error::from_client(e, Error::from));
+                let _ = done.send(result);
+            }
             Request::Disconnect { done } => {
                 client.stop();
                 return Some(done);
@@ -250,20 +286,8 @@ async fn publish<St: HostStore>(
     // Without properties the session need not walk a property list per
     // publish (it looks for a Message Expiry in every one it queues).
     let empty = p.is_empty();
-    let users: Vec<UserProperty<'_>> = p
-        .user_properties
-        .iter()
-        .map(|(name, value)| UserProperty { name, value })
-        .collect();
-    let fields = PropertyFields {
-        payload_format_indicator: p.payload_is_utf8,
-        message_expiry_interval: p.message_expiry_secs,
-        content_type: p.content_type.as_deref(),
-        response_topic: p.response_topic.as_deref(),
-        correlation_data: p.correlation_data.as_deref(),
-        user_properties: &users,
-        ..PropertyFields::default()
-    };
+    let users = user_properties(p);
+    let fields = property_fields(p, &users);
     let out = OutgoingMessage {
         retain: msg.retain,
         properties: if empty {
@@ -294,6 +318,30 @@ async fn publish<St: HostStore>(
     }
 }
 
+fn user_properties(p: &MessageProperties) -> Vec<UserProperty<'_>> {
+    p.user_properties
+        .iter()
+        .map(|(name, value)| UserProperty { name, value })
+        .collect()
+}
+
+/// The wire properties of a message (`subscription_ids` is not sent: a
+/// client may not [MQTT-3.3.4-6]).
+fn property_fields<'a>(
+    p: &'a MessageProperties,
+    users: &'a [UserProperty<'a>],
+) -> PropertyFields<'a> {
+    PropertyFields {
+        payload_format_indicator: p.payload_is_utf8,
+        message_expiry_interval: p.message_expiry_secs,
+        content_type: p.content_type.as_deref(),
+        response_topic: p.response_topic.as_deref(),
+        correlation_data: p.correlation_data.as_deref(),
+        user_properties: users,
+        ..PropertyFields::default()
+    }
+}
+
 fn lock(pending: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
     // Never poisoned: nothing panics while it is held.
     pending
@@ -305,20 +353,28 @@ fn lock(pending: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
 struct Forward<'p> {
     events: mpsc::Sender<Event>,
     pending: &'p Mutex<Pending>,
+    exchanges: Arc<Exchanges>,
 }
 
 impl EventHandler for Forward<'_> {
     async fn on_event(&mut self, event: client::Event<'_>) {
         use session::Event as S;
         let owned = match event {
-            client::Event::Message(m) => Event::Message(Message::from_wire(&m)),
+            client::Event::Message(m) => match self.exchanges.route(Message::from_wire(&m)) {
+                Some(m) => Event::Message(m),
+                // A reply, handed to the request that waits for it.
+                None => return,
+            },
             client::Event::Connected {
                 session_present,
                 version,
-            } => Event::Connected {
-                session_present,
-                version,
-            },
+            } => {
+                self.exchanges.connected(version);
+                Event::Connected {
+                    session_present,
+                    version,
+                }
+            }
             client::Event::Disconnected { reason } => Event::Disconnected { reason },
             client::Event::Reconnecting { attempt, delay } => Event::Reconnecting {
                 attempt,
