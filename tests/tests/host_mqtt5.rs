@@ -27,8 +27,8 @@ use embermq::codec::{
     Auth, Connack, DecodeOptions, Decoded, Packet, Properties, PropertyFields, ProtocolVersion,
     ReasonCode, Suback,
 };
-use embermq::host::{self, Authenticator, Error, Events, Options, QoS, Will};
-use embermq::session::ProtocolChoice;
+use embermq::host::{self, Authenticator, Error, Event, Events, Options, QoS, Will};
+use embermq::session::{Event as SessionEvent, ProtocolChoice};
 use embermq_tests::peers::Mosquitto;
 use host_support::{connected, fast, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -396,14 +396,17 @@ struct AuthSeen {
     connect_data: Option<Vec<u8>>,
     auth_data: Option<Vec<u8>>,
     subscribed: bool,
+    /// The re-authentication's start (AUTH 0x19) and proof (AUTH 0x18).
+    reauth: Vec<(u8, Option<Vec<u8>>)>,
 }
 
 /// The FAULT INJECTOR for §4.12 (no broker the tests start offers a
 /// challenge/response method): one client; CONNECT must carry [`METHOD`];
 /// it answers AUTH 0x18 with the challenge `nonce-42`, and a CONNACK
 /// accepting the link once the client's AUTH proves it (the challenge
-/// reversed), else CONNACK 0x87. Then SUBACK for a SUBSCRIBE, until the
-/// client leaves.
+/// reversed), else CONNACK 0x87. Then SUBACK for a SUBSCRIBE; a
+/// re-authentication (AUTH 0x19) gets the challenge `nonce-43` and, once
+/// proven, AUTH 0x00; until the client leaves.
 async fn auth_broker() -> (u16, JoinHandle<AuthSeen>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -451,6 +454,26 @@ fn answer(packet: &Packet<'_>, seen: &mut AuthSeen) -> Vec<u8> {
                 properties: Properties::from_fields(&challenge),
             }))
         }
+        Packet::Auth(a) if seen.auth_data.is_some() => {
+            // Re-authentication on the live link (§4.12.1).
+            let data = a.properties.authentication_data().map(<[u8]>::to_vec);
+            seen.reauth.push((a.reason_code.0, data.clone()));
+            let (code, fields) = if a.reason_code == ReasonCode::RE_AUTHENTICATE {
+                let challenge = PropertyFields {
+                    authentication_data: Some(b"nonce-43"),
+                    ..method
+                };
+                (ReasonCode::CONTINUE_AUTHENTICATION, challenge)
+            } else if data.as_deref() == Some(&b"34-ecnon"[..]) {
+                (ReasonCode::SUCCESS, method)
+            } else {
+                return Vec::new();
+            };
+            encode(&Packet::Auth(Auth {
+                reason_code: code,
+                properties: Properties::from_fields(&fields),
+            }))
+        }
         Packet::Auth(a) => {
             let data = a.properties.authentication_data().map(<[u8]>::to_vec);
             let proven = data.as_deref() == Some(&b"24-ecnon"[..]);
@@ -483,7 +506,9 @@ fn answer(packet: &Packet<'_>, seen: &mut AuthSeen) -> Vec<u8> {
 /// authenticator's first data [MQTT-3.1.2.11.9]; the broker's AUTH 0x18
 /// challenge is answered with an AUTH 0x18 carrying the authenticator's
 /// step and the same method [MQTT-4.12.0-2]; CONNACK then accepts the
-/// link. Against the fault injector above (no real broker offers it).
+/// link. `reauthenticate` then runs the exchange again on the live link
+/// (§4.12.1: AUTH 0x19, the challenge, AUTH 0x00). Against the fault
+/// injector above (no real broker offers it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_4_12_enhanced_authentication_answers_the_broker_s_challenge_through_the_authenticator()
  {
@@ -502,6 +527,14 @@ async fn mqtt_4_12_enhanced_authentication_answers_the_broker_s_challenge_throug
             .subscribe("after/auth", QoS::AtLeastOnce)
             .await
             .unwrap();
+        client.reauthenticate().await.unwrap();
+        loop {
+            match events.recv().await.unwrap() {
+                Event::Session(SessionEvent::Reauthenticated) => break,
+                Event::Stopped { error } => panic!("stopped: {error:?}"),
+                _ => {}
+            }
+        }
         client.disconnect().await.unwrap();
         let seen = broker.await.unwrap();
         assert_eq!(
@@ -511,9 +544,16 @@ async fn mqtt_4_12_enhanced_authentication_answers_the_broker_s_challenge_throug
                 connect_data: Some(b"client-first".to_vec()),
                 auth_data: Some(b"24-ecnon".to_vec()),
                 subscribed: true,
+                reauth: vec![
+                    (0x19, Some(b"client-first".to_vec())),
+                    (0x18, Some(b"34-ecnon".to_vec())),
+                ],
             }
         );
-        assert_eq!(*challenges.lock().unwrap(), vec![b"nonce-42".to_vec()]);
+        assert_eq!(
+            *challenges.lock().unwrap(),
+            vec![b"nonce-42".to_vec(), b"nonce-43".to_vec()]
+        );
     })
     .await;
 }
