@@ -141,10 +141,18 @@ impl Client {
             now: false,
             done,
         };
-        self.requests
-            .send(request)
-            .await
-            .map_err(|_| Error::Stopped)?;
+        // Without waiting first: `try_send` takes a permit without the
+        // waiter a `send` future sets up, which is most of a QoS 0
+        // publish's cost here; `send` only when the buffer is full.
+        match self.requests.try_send(request) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(request)) => self
+                .requests
+                .send(request)
+                .await
+                .map_err(|_| Error::Stopped)?,
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Error::Stopped),
+        }
         Ok(Token { rx })
     }
 

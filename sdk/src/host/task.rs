@@ -304,9 +304,13 @@ async fn publish<St: HostStore>(
     };
     match queued {
         // No await between queuing and this insert, and the driver runs in
-        // this same task: the completion cannot come before it.
+        // this same task: the completion cannot come before it. A token
+        // already dropped (the usual fate of a QoS 0 one) waits for
+        // nothing: no entry.
         Ok(token) => {
-            lock(pending).publishes.insert(token.0, done);
+            if !done.is_closed() {
+                lock(pending).publishes.insert(token.0, done);
+            }
         }
         Err(e) => {
             let e = Error::from_client(
@@ -360,11 +364,16 @@ impl EventHandler for Forward<'_> {
     async fn on_event(&mut self, event: client::Event<'_>) {
         use session::Event as S;
         let owned = match event {
-            client::Event::Message(m) => match self.exchanges.route(Message::from_wire(&m)) {
-                Some(m) => Event::Message(m),
-                // A reply, handed to the request that waits for it.
-                None => return,
-            },
+            // Only a message on the response topic can be a reply; the
+            // others are built straight into their event (no extra move).
+            client::Event::Message(m) if m.topic == self.exchanges.response_topic => {
+                match self.exchanges.route(Message::from_wire(&m)) {
+                    Some(m) => Event::Message(m),
+                    // A reply, handed to the request that waits for it.
+                    None => return,
+                }
+            }
+            client::Event::Message(m) => Event::Message(Message::from_wire(&m)),
             client::Event::Connected {
                 session_present,
                 version,
@@ -408,6 +417,9 @@ impl EventHandler for Forward<'_> {
         };
         // Waits while the application has not read: the driver reads no
         // more from the socket meanwhile. A dropped stream is no error.
-        let _ = self.events.send(owned).await;
+        // `try_send` first: no waiter to set up while there is room.
+        if let Err(mpsc::error::TrySendError::Full(owned)) = self.events.try_send(owned) {
+            let _ = self.events.send(owned).await;
+        }
     }
 }
