@@ -319,11 +319,12 @@ async fn mqtt_4_10_a_request_times_out_and_its_late_reply_reaches_the_events() {
     .await;
 }
 
-/// `respond` needs a Response Topic; `request` needs 5.0 (3.1.1 has no
-/// Response Topic), and says so rather than waiting for a reply that
-/// cannot come.
+/// `respond` needs a Response Topic; `reauthenticate` an authenticator;
+/// `request` needs 5.0 (3.1.1 has no Response Topic), and says so rather
+/// than waiting for a reply that cannot come.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn respond_to_a_plain_message_and_request_over_3_1_1_are_errors() {
+async fn respond_to_a_plain_message_reauthenticate_without_an_authenticator_and_request_over_3_1_1_are_errors()
+ {
     let broker = Mosquitto::start().unwrap();
     within(20, async {
         let url = format!("mqtt://127.0.0.1:{}", broker.tcp_port);
@@ -336,6 +337,10 @@ async fn respond_to_a_plain_message_and_request_over_3_1_1_are_errors() {
             client.respond(&m, "y").await,
             Err(Error::NotARequest)
         ));
+        // No authenticator given: re-authentication is refused, not sent.
+        let e = client.reauthenticate().await.unwrap_err();
+        assert!(matches!(e, Error::Session(_)), "{e:?}");
+        assert!(e.to_string().contains("authenticator"), "{e}");
         client.disconnect().await.unwrap();
 
         let options = Options::new(&url).unwrap().protocol(ProtocolChoice::V311);

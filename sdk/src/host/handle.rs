@@ -342,8 +342,8 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::Client`] when there is no authenticator, no 5.0 link, or
-    /// an exchange is already under way.
+    /// [`Error::Session`] when there is no authenticator, no 5.0 link up,
+    /// or an exchange is already under way.
     pub async fn reauthenticate(&self) -> Result<(), Error> {
         let (done, rx) = oneshot::channel();
         self.requests
