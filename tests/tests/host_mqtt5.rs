@@ -272,6 +272,8 @@ async fn mqtt_4_10_request_response_pairs_each_reply_by_its_correlation_data() {
 
 /// A request without a reply in time is `Error::Timeout` (no sooner); the
 /// reply that comes later is not lost: it arrives as an ordinary message.
+/// A request built by hand (`Publish::request_reply_to`) is answered on
+/// its own Response Topic with its Correlation Data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_4_10_a_request_times_out_and_its_late_reply_reaches_the_events() {
     let broker = Mosquitto::start().unwrap();
@@ -304,6 +306,34 @@ async fn mqtt_4_10_a_request_times_out_and_its_late_reply_reaches_the_events() {
         assert_eq!(
             late.properties.correlation_data,
             request.properties.correlation_data
+        );
+        // A request built by hand, its reply collected from the events.
+        client
+            .subscribe("mine/replies", QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        let by_hand = host::Publish::new("svc/slow", "by hand", QoS::AtLeastOnce)
+            .request_reply_to("mine/replies", "c-1");
+        client.send(by_hand).await.unwrap().await.unwrap();
+        let asked = service_events.next_message().await.unwrap();
+        assert_eq!(
+            asked.properties.response_topic.as_deref(),
+            Some("mine/replies")
+        );
+        service
+            .respond(&asked, "to you")
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        let mine = events.next_message().await.unwrap();
+        assert_eq!(
+            (
+                mine.topic.as_str(),
+                &mine.payload[..],
+                mine.properties.correlation_data.as_deref()
+            ),
+            ("mine/replies", &b"to you"[..], Some(&b"c-1"[..]))
         );
         // The client still works: the next request is answered in time.
         let again = client.request("svc/slow", "now", Duration::from_secs(5));

@@ -61,6 +61,19 @@ impl Publish {
         self.retain = true;
         self
     }
+
+    /// The same message as a 5.0 request (§4.10) answered on `topic`,
+    /// with `correlation` copied into the reply. [`Client::request`]
+    /// sets both itself; this is for a reply you collect on your own.
+    pub fn request_reply_to(
+        mut self,
+        topic: impl Into<String>,
+        correlation: impl Into<Bytes>,
+    ) -> Self {
+        self.properties.response_topic = Some(topic.into());
+        self.properties.correlation_data = Some(correlation.into());
+        self
+    }
 }
 
 /// What a [`Client`] asks of the driver task.
