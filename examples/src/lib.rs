@@ -7,7 +7,7 @@
 //!
 //! | example | shows |
 //! |---|---|
-//! | `telemetry-publisher` | JSON readings (the sdk's `telemetry` model) at QoS 1, awaiting each completion |
+//! | `telemetry-publisher` | JSON readings (the boards' device model, `embermq_board_app::model`) at QoS 1, awaiting each completion |
 //! | `command-responder` | MQTT 5 request/response: a device answers commands on the Response Topic with the Correlation Data; `--ask` is the caller's side |
 //! | `counting-transport` | a user-written `Connector`: wraps any transport and counts the bytes on the wire (MQTT alone vs MQTT over WebSocket) |
 //! | `durable-outbox` | `Client::publish_json` through an outbox backed by `FileStore`: readings persisted while the broker is away survive `kill -9` and go out on the next start |
