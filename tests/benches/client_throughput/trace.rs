@@ -21,7 +21,7 @@
 //!   what a client's batching would cost: a slot free, a message waiting,
 //!   and no write. It also counts the time the application task itself
 //!   spends publishing (the bench runs it on the client's thread);
-//! - stalls: gaps of 1 ms or more between acks read (count, total), and
+//! - stalls: gaps of 1 ms or more between acks or messages read (count, total), and
 //!   msg/s with that time taken out. On a shared machine a process that
 //!   loses its core for a time slice (the broker's or the client's) stops
 //!   the whole round trip; that hits every client at random and is not the
@@ -130,9 +130,9 @@ pub(crate) struct Trace {
     reads: u64,
     reads_since_write: u64,
     reads_between_writes: u64,
-    /// The last ack read, and the gaps of 1 ms or more between acks
-    /// (stalls: nothing came back for that long).
-    last_ack: Option<Instant>,
+    /// The last ack or message read, and the gaps of 1 ms or more between
+    /// them (stalls: nothing came back for that long).
+    last_in: Option<Instant>,
     stalls: u64,
     stalled: Duration,
     /// Unparsed bytes of each direction.
@@ -208,18 +208,24 @@ impl Trace {
         self.held(now);
     }
 
-    /// A PUBACK (or PUBCOMP) for `id` came in.
-    pub(crate) fn ack_in(&mut self, id: u16) {
-        if !self.running() {
-            return;
-        }
+    /// Something came back: the time, a stall counted if it came late.
+    fn arrived(&mut self) -> Instant {
         let now = Instant::now();
-        if let Some(last) = self.last_ack.replace(now)
+        if let Some(last) = self.last_in.replace(now)
             && now - last >= Duration::from_millis(1)
         {
             self.stalls += 1;
             self.stalled += now - last;
         }
+        now
+    }
+
+    /// A PUBACK (or PUBCOMP) for `id` came in.
+    pub(crate) fn ack_in(&mut self, id: u16) {
+        if !self.running() {
+            return;
+        }
+        let now = self.arrived();
         if let Some(at) = self.in_flight.remove(&id) {
             self.in_flight_time.push(now - at);
             self.in_flight_occupancy
@@ -233,7 +239,7 @@ impl Trace {
         if !self.running() {
             return;
         }
-        let now = Instant::now();
+        let now = self.arrived();
         if let Some(at) = self.not_back.pop_front() {
             self.round_trip.push(now - at);
             self.not_back_occupancy.set(now, self.not_back.len() as u64);
