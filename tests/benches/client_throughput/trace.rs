@@ -21,11 +21,13 @@
 //!   what a client's batching would cost: a slot free, a message waiting,
 //!   and no write. It also counts the time the application task itself
 //!   spends publishing (the bench runs it on the client's thread);
-//! - stalls: gaps of 1 ms or more between acks or messages read (count, total), and
-//!   msg/s with that time taken out. On a shared machine a process that
-//!   loses its core for a time slice (the broker's or the client's) stops
-//!   the whole round trip; that hits every client at random and is not the
-//!   client's doing;
+//! - stalls: gaps of 1 ms or more between acks or messages read (count,
+//!   total, longest), and msg/s with that time taken out. On a shared
+//!   machine a process that loses its core for a time slice (the broker's
+//!   or the client's) stops the whole round trip for a few ms; mosquitto's
+//!   websockets listener adds stalls of 100 ms (its main loop's timeout,
+//!   when it does not wake for a frame). Both hit every client at random
+//!   and are not the client's doing;
 //! - writes and reads per message: embermq's are transport `write` /
 //!   `read` calls under the driver (`WsStream`: a frame per write, a
 //!   frame's payload per read, so one per packet on mosquitto, which sends
@@ -135,6 +137,7 @@ pub(crate) struct Trace {
     last_in: Option<Instant>,
     stalls: u64,
     stalled: Duration,
+    longest_stall: Duration,
     /// Unparsed bytes of each direction.
     out_bytes: Vec<u8>,
     in_bytes: Vec<u8>,
@@ -216,6 +219,7 @@ impl Trace {
         {
             self.stalls += 1;
             self.stalled += now - last;
+            self.longest_stall = self.longest_stall.max(now - last);
         }
         now
     }
@@ -351,12 +355,13 @@ impl Trace {
             in_flight
         };
         format!(
-            "{:.0} | {:.0} | {in_flight} | {:.2} | {} / {:.1} | {:.1} | {:.0} / {} | {} | {} | {per_write} | {} | {reads_per_write}",
+            "{:.0} | {:.0} | {in_flight} | {:.2} | {} / {:.1} / {:.1} | {:.1} | {:.0} / {} | {} | {} | {per_write} | {} | {reads_per_write}",
             n / wall.max(1e-9),
             n / (wall - self.stalled.as_secs_f64()).max(1e-9),
             self.held_back.mean(),
             self.stalls,
             self.stalled.as_secs_f64() * 1e3,
+            self.longest_stall.as_secs_f64() * 1e3,
             self.not_back_occupancy.mean(),
             self.round_trip.mean(),
             self.round_trip.percentile(0.99),
@@ -369,7 +374,7 @@ impl Trace {
 
 /// The table header matching [`Trace::row`].
 pub(crate) const HEADER: &str = "| case | client | msg/s | msg/s without stalls | in flight (mean) | time in flight µs mean / p50 / p99 \
-     | held back (mean) | stalls ≥ 1 ms (count / ms) | not yet back (mean) | round trip µs mean / p99 | writes / msg | writes with a PUBLISH / msg \
+     | held back (mean) | stalls ≥ 1 ms (count / ms / longest ms) | not yet back (mean) | round trip µs mean / p99 | writes / msg | writes with a PUBLISH / msg \
      | PUBLISHes per such write | reads / msg | reads between writes |\n\
      |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
 
