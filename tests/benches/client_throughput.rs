@@ -10,10 +10,11 @@
 //!
 //! - MQTT 3.1.1, the same topic, payload, QoS, subscription QoS;
 //! - at most 16 QoS 1/2 publishes in flight (embermq `ClientState<_, 16, _>`,
-//!   rumqttc `set_inflight(16)`), and for every QoS at most 64 messages
-//!   published but not yet received back (an application window, a
-//!   semaphore both sides share the code of), so QoS 0 is never dropped by
-//!   a broker queue and both clients see the same flow control;
+//!   rumqttc `set_inflight(16)`; 64 on the rows named `64inflight`), and
+//!   for every QoS at most four times that many messages published but not
+//!   yet received back (an application window, a semaphore both sides share
+//!   the code of), so QoS 0 is never dropped by a broker queue and both
+//!   clients see the same flow control;
 //! - TCP_NODELAY on (embermq's tokio connector sets it; rumqttc is told to);
 //! - payloads are shared, not rebuilt (embermq borrows a slice; rumqttc
 //!   gets a `Bytes` clone through `publish_bytes`).
@@ -21,22 +22,33 @@
 //! Measured per run, from the first publish to the last message and ack:
 //! wall time (msg/s = n / wall) and CPU time of this process
 //! (`getrusage(RUSAGE_SELF)`, user + system) per message. The brokers run
-//! in their own processes (mosquitto, aedes under node), so the process's
-//! CPU time is the client's alone: runtime, client, WebSocket, TCP syscalls.
+//! in their own processes (mosquitto, aedes under node, and rumqttd in a
+//! child process of this bench: [`RumqttdProcess`]), so the process's CPU
+//! time is the client's alone: runtime, client, WebSocket, TCP syscalls.
 //!
-//! Cases: QoS 0, 1 and 2 with 64-byte payloads on mosquitto's websockets
-//! listener; QoS 1 with 16 KiB payloads on aedes' (mosquitto's websocket
-//! listener is slow with large messages: that would measure the broker).
+//! Cases: QoS 0, 1 (16 and 64 in flight) and 2 with 64-byte payloads on
+//! mosquitto's websockets listener and on rumqttd's (two brokers, so one
+//! broker's habits do not decide the verdict: mosquitto sends each packet
+//! in its own WebSocket frame, rumqttd a burst of them in one); QoS 1 with
+//! 16 KiB payloads on aedes' (mosquitto's websocket listener is slow with
+//! large messages: that would measure the broker).
+//!
+//! After the measured rounds, one traced run per client and case
+//! (`trace.rs`) explains the figures: window occupancy, time in flight,
+//! slots held back, stalls, writes and reads per message.
 //!
 //! Environment: `EMBERMQ_BENCH_N` messages per 64-byte run (default
 //! 20000; the 16 KiB runs use a tenth), `EMBERMQ_BENCH_ROUNDS` rounds
 //! (default 3; each round runs embermq then rumqttc; the table shows the
-//! medians). Run as a test (`cargo test --benches`) the defaults are 200
-//! messages and one round: a check that every case completes. A CI smoke check: `EMBERMQ_BENCH_N=400 EMBERMQ_BENCH_ROUNDS=1
-//! cargo bench -p embermq-tests --bench client_throughput`. For
-//! profiling, `EMBERMQ_BENCH_CASE=<substring>` runs only the matching
-//! cases and `EMBERMQ_BENCH_CLIENT=embermq` (or `rumqttc`, `floor`, `host`)
-//! only one client (the ratios are then meaningless).
+//! medians), `EMBERMQ_BENCH_TRACE=0` leaves the traced runs out (`=1` adds
+//! them to a test run). Run as a test (`cargo test --benches`) the
+//! defaults are 200 messages, one round and no trace: a check that every
+//! case completes. A CI smoke check: `EMBERMQ_BENCH_N=400
+//! EMBERMQ_BENCH_ROUNDS=1 cargo bench -p embermq-tests --bench
+//! client_throughput`. For profiling, `EMBERMQ_BENCH_CASE=<substring>`
+//! runs only the matching cases and `EMBERMQ_BENCH_CLIENT=embermq` (or
+//! `rumqttc`, `floor`, `host`) only one client (the ratios are then
+//! meaningless).
 //!
 //! A second table sets the host layer (`embermq::host`, [`run_host`])
 //! beside the core client of the same run: the same client behind
@@ -47,6 +59,9 @@
 //! and a table of two clients side by side; it prints its own.
 
 extern crate alloc;
+
+#[path = "client_throughput/trace.rs"]
+mod trace;
 
 use alloc::rc::Rc;
 use core::cell::Cell;
@@ -61,23 +76,23 @@ use embermq::session::{OutgoingMessage, ProtocolChoice, SessionConfig};
 use embermq::transport::TokioTcpConnector;
 use embermq::transport::WsConnector;
 use embermq_tests::peers::{Aedes, Mosquitto};
+use embermq_tests::rumqttd::Rumqttd;
 use embermq_ws::Buffers;
 use nix::sys::resource::{UsageWho, getrusage};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::{Notify, Semaphore};
 
-/// QoS 1/2 publishes in flight, both clients.
+/// QoS 1/2 publishes in flight, both clients (the rows with 64 in flight
+/// say so in their name).
 const INFLIGHT: usize = 16;
-/// Messages published but not yet received back, both clients.
-const WINDOW: usize = 64;
+/// Messages published but not yet received back, both clients, as a
+/// multiple of the in-flight window (64 with 16 in flight).
+const WINDOW_PER_INFLIGHT: usize = 4;
 /// Receive, transmit and WebSocket buffers; packet size limits.
 const BUF: usize = 64 << 10;
 /// A run that takes longer than this failed.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
-
-/// The client state of the embermq runs.
-type State = ClientState<'static, CriticalSectionRawMutex, INFLIGHT, 4>;
 
 /// One benchmark case.
 #[derive(Clone, Copy)]
@@ -87,6 +102,19 @@ struct Case {
     payload: usize,
     ws_port: u16,
     n: u32,
+    /// QoS 1/2 publishes in flight.
+    inflight: usize,
+}
+
+impl Case {
+    /// Messages published but not yet received back.
+    fn window(&self) -> usize {
+        self.inflight * WINDOW_PER_INFLIGHT
+    }
+    /// The in-flight window, for the trace (none at QoS 0).
+    fn window_in_flight(&self) -> Option<usize> {
+        (self.qos > 0).then_some(self.inflight)
+    }
 }
 
 /// One run's figures.
@@ -154,8 +182,17 @@ fn on_runtime<F: core::future::Future<Output = Sample>>(what: &str, f: F) -> Sam
         })
 }
 
-/// One embermq run (see the module documentation).
-fn run_embermq(case: Case) -> Sample {
+/// One embermq run (see the module documentation), with the in-flight
+/// window the case asks for; `trace` records what passes under the driver.
+fn run_embermq(case: Case, trace: Option<&trace::Shared>) -> Sample {
+    match case.inflight {
+        16 => run_embermq_with::<16>(case, trace),
+        64 => run_embermq_with::<64>(case, trace),
+        n => panic!("no embermq state with {n} in flight"),
+    }
+}
+
+fn run_embermq_with<const I: usize>(case: Case, trace: Option<&trace::Shared>) -> Sample {
     let id: &'static str = Box::leak(client_id("embermq", &case).into_boxed_str());
     let topic: &'static str = Box::leak(format!("bench/{id}").into_boxed_str());
     let mut config = SessionConfig::new(id);
@@ -163,15 +200,17 @@ fn run_embermq(case: Case) -> Sample {
     config.keep_alive_secs = 60;
     config.max_incoming_packet_size = BUF as u32;
     // Outbox room for the whole window of encoded PUBLISHes.
-    let outbox = WINDOW * (case.payload + topic.len() + 32);
-    let state: &'static State = Box::leak(Box::new(ClientState::new(config, leak(outbox))));
+    let outbox = case.window() * (case.payload + topic.len() + 32);
+    let state: &'static ClientState<'static, CriticalSectionRawMutex, I, 4> =
+        Box::leak(Box::new(ClientState::new(config, leak(outbox))));
     let client = state.client();
     let qos = embermq_qos(case.qos);
     let payload = vec![0x5a; case.payload];
+    let trace = trace.cloned();
 
     on_runtime("embermq", async move {
         let received = Rc::new(Cell::new(0u32));
-        let window = Rc::new(Semaphore::new(WINDOW));
+        let window = Rc::new(Semaphore::new(case.window()));
         let all_back = Rc::new(Notify::new());
         let handler = {
             let (received, window, all_back) = (received.clone(), window.clone(), all_back.clone());
@@ -188,17 +227,20 @@ fn run_embermq(case: Case) -> Sample {
                 }
             }
         };
-        let connector = WsConnector::new(
-            TokioTcpConnector::new("127.0.0.1", case.ws_port),
-            "127.0.0.1",
-            Some(case.ws_port),
-            "/mqtt",
-            Buffers {
-                rx: leak(BUF),
-                tx: leak(BUF),
-            },
-            StdRng::seed_from_u64(1),
-        );
+        let connector = trace::Traced {
+            inner: WsConnector::new(
+                TokioTcpConnector::new("127.0.0.1", case.ws_port),
+                "127.0.0.1",
+                Some(case.ws_port),
+                "/mqtt",
+                Buffers {
+                    rx: leak(BUF),
+                    tx: leak(BUF),
+                },
+                StdRng::seed_from_u64(1),
+            ),
+            trace: trace.clone(),
+        };
         let driver = Connection::new(
             state,
             connector,
@@ -218,12 +260,18 @@ fn run_embermq(case: Case) -> Sample {
                 }])
                 .await
                 .expect("subscribe");
+            if let Some(t) = &trace {
+                t.borrow_mut().begin(case.window_in_flight());
+            }
             let (t0, c0) = (Instant::now(), cpu_time());
             let mut last = None;
             for _ in 0..case.n {
                 window.acquire().await.expect("window").forget();
                 let msg = OutgoingMessage::new(topic, &payload, qos);
                 last = Some(client.publish(&msg).await.expect("publish"));
+                if let Some(t) = &trace {
+                    t.borrow_mut().app_publish();
+                }
             }
             if let Some(token) = last {
                 client.completion(token).await.expect("completion");
@@ -236,6 +284,9 @@ fn run_embermq(case: Case) -> Sample {
                 cpu: cpu_time() - c0,
                 n: case.n,
             };
+            if let Some(t) = &trace {
+                t.borrow_mut().finish();
+            }
             client.stop();
             sample
         };
@@ -263,14 +314,14 @@ fn run_host(case: Case) -> Sample {
             .client_id(id)
             .protocol(ProtocolChoice::V311)
             .max_packet_size(BUF as u32)
-            .max_inflight(INFLIGHT as u16)
-            .outbox_bytes(WINDOW * (case.payload + topic.len() + 32));
+            .max_inflight(case.inflight as u16)
+            .outbox_bytes(case.window() * (case.payload + topic.len() + 32));
         let (client, mut events) = host::connect(options).expect("connect");
         client
             .subscribe(topic.clone(), qos)
             .await
             .expect("subscribe");
-        let window = Rc::new(Semaphore::new(WINDOW));
+        let window = Rc::new(Semaphore::new(case.window()));
         let reader = {
             let window = window.clone();
             let (len, n) = (case.payload, case.n);
@@ -313,8 +364,9 @@ fn run_host(case: Case) -> Sample {
     })
 }
 
-/// One rumqttc run (see the module documentation).
-fn run_rumqttc(case: Case) -> Sample {
+/// One rumqttc run (see the module documentation); `trace` records its
+/// event loop's publish, ack and message events.
+fn run_rumqttc(case: Case, trace: Option<&trace::Shared>) -> Sample {
     use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, Transport};
     let id = client_id("rumqttc", &case);
     let topic = format!("bench/{id}");
@@ -327,12 +379,13 @@ fn run_rumqttc(case: Case) -> Sample {
         .set_transport(Transport::Ws)
         .set_keep_alive(Duration::from_secs(60))
         .set_max_packet_size(BUF, BUF)
-        .set_inflight(INFLIGHT as u16);
+        .set_inflight(case.inflight as u16);
     let qos = rumqttc_qos(case.qos);
+    let trace = trace.cloned();
     let payload = bytes::Bytes::from(vec![0x5a; case.payload]);
 
     on_runtime("rumqttc", async move {
-        let (client, mut eventloop) = AsyncClient::new(options, WINDOW);
+        let (client, mut eventloop) = AsyncClient::new(options, case.window());
         // As embermq's `TokioTcpConnector` does. rumqttc's default (Nagle
         // on) stalls each QoS 1 window on the peer's delayed ACK (~40 ms):
         // 376 msg/s in a trial run, a socket option rather than the client.
@@ -346,7 +399,10 @@ fn run_rumqttc(case: Case) -> Sample {
                 _ => continue,
             }
         }
-        let window = Semaphore::new(WINDOW);
+        let window = Semaphore::new(case.window());
+        if let Some(t) = &trace {
+            t.borrow_mut().begin(case.window_in_flight());
+        }
         let (t0, c0) = (Instant::now(), cpu_time());
         let publisher = async {
             for _ in 0..case.n {
@@ -355,13 +411,29 @@ fn run_rumqttc(case: Case) -> Sample {
                     .publish_bytes(topic.as_str(), qos, false, payload.clone())
                     .await
                     .expect("publish");
+                if let Some(t) = &trace {
+                    t.borrow_mut().app_publish();
+                }
             }
         };
         let receiver = async {
             let (mut received, mut acked) = (0u32, 0u32);
             let need_acks = if case.qos == 0 { 0 } else { case.n };
             while received < case.n || acked < need_acks {
-                match eventloop.poll().await.expect("rumqttc link") {
+                let event = eventloop.poll().await.expect("rumqttc link");
+                if let Some(t) = &trace {
+                    let mut t = t.borrow_mut();
+                    match &event {
+                        Event::Outgoing(Outgoing::Publish(id)) => {
+                            t.publish_out((case.qos > 0).then_some(*id));
+                        }
+                        Event::Incoming(Packet::PubAck(a)) => t.ack_in(a.pkid),
+                        Event::Incoming(Packet::PubComp(a)) => t.ack_in(a.pkid),
+                        Event::Incoming(Packet::Publish(_)) => t.publish_in(),
+                        _ => {}
+                    }
+                }
+                match event {
                     Event::Incoming(Packet::Publish(p)) if p.payload.len() == case.payload => {
                         received += 1;
                         window.add_permits(1);
@@ -374,11 +446,15 @@ fn run_rumqttc(case: Case) -> Sample {
             }
         };
         tokio::join!(publisher, receiver);
-        Sample {
+        let sample = Sample {
             wall: t0.elapsed(),
             cpu: cpu_time() - c0,
             n: case.n,
+        };
+        if let Some(t) = &trace {
+            t.borrow_mut().finish();
         }
+        sample
     })
 }
 
@@ -391,11 +467,17 @@ fn run_rumqttc(case: Case) -> Sample {
 /// write per wake-up; it keeps the same windows (16 in flight, 64 not yet
 /// back). What it costs is the kernel, the runtime and the loopback peer's
 /// wake-ups: a client can only add to it.
-fn run_floor(case: Case) -> Option<Sample> {
+fn run_floor(case: Case, trace: Option<&trace::Shared>) -> Option<Sample> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     if case.qos > 1 {
         return None;
     }
+    let trace = trace.cloned();
+    let traced = |f: &dyn Fn(&mut trace::Trace)| {
+        if let Some(t) = &trace {
+            f(&mut t.borrow_mut());
+        }
+    };
     let id = client_id("floor", &case);
     let topic = format!("bench/{id}");
     Some(on_runtime("floor", async move {
@@ -490,13 +572,14 @@ fn run_floor(case: Case) -> Option<Sample> {
             // Everything due, in one write.
             out.clear();
             mqtt.clear();
+            let sent_before = sent;
             for id in acks.drain(..) {
                 mqtt.extend_from_slice(&[0x40, 2, id[0], id[1]]);
             }
             while subscribed
                 && sent < case.n
-                && (sent - received) < WINDOW as u32
-                && (case.qos == 0 || inflight < INFLIGHT)
+                && (sent - received) < case.window() as u32
+                && (case.qos == 0 || inflight < case.inflight)
                 && mqtt.len() < 16 << 10
             {
                 if case.qos == 1 {
@@ -504,16 +587,23 @@ fn run_floor(case: Case) -> Option<Sample> {
                     publish[id_at..id_at + 2].copy_from_slice(&next_id.to_be_bytes());
                     inflight += 1;
                 }
+                traced(&|t| {
+                    t.app_publish();
+                    t.publish_out((case.qos == 1).then_some(next_id));
+                });
                 mqtt.extend_from_slice(&publish);
                 sent += 1;
             }
             if !mqtt.is_empty() {
                 frame(&mut out, &mqtt);
                 sock.write_all(&out).await.expect("floor: write");
+                let publishes = u64::from(sent - sent_before);
+                traced(&|t| t.write(publishes));
             }
             // One read, then everything complete in it.
             let n = sock.read(&mut rx[rx_len..]).await.expect("floor: read");
             assert!(n > 0, "floor: broker closed");
+            traced(&|t| t.read());
             rx_len += n;
             let mut at = 0;
             while rx_len - at >= 2 {
@@ -554,14 +644,18 @@ fn run_floor(case: Case) -> Option<Sample> {
                 match stream[p] >> 4 {
                     9 => {
                         subscribed = true;
+                        traced(&|t| t.begin(case.window_in_flight()));
                         t0 = (Instant::now(), cpu_time());
                     }
                     4 => {
                         acked += 1;
                         inflight -= 1;
+                        let id = u16::from_be_bytes([stream[i], stream[i + 1]]);
+                        traced(&|t| t.ack_in(id));
                     }
                     3 => {
                         received += 1;
+                        traced(&|t| t.publish_in());
                         if stream[p] & 0x06 != 0 {
                             let topic_len = u16::from_be_bytes([stream[i], stream[i + 1]]) as usize;
                             let at = i + 2 + topic_len;
@@ -574,11 +668,13 @@ fn run_floor(case: Case) -> Option<Sample> {
             }
             stream.drain(..p);
         }
-        Sample {
+        let sample = Sample {
             wall: t0.0.elapsed(),
             cpu: cpu_time() - t0.1,
             n: case.n,
-        }
+        };
+        traced(&|t| t.finish());
+        sample
     }))
 }
 
@@ -595,7 +691,59 @@ fn env_u32(name: &str, default: u32) -> u32 {
         .max(1)
 }
 
+/// Set in the child process that runs rumqttd (see [`RumqttdProcess`]).
+const RUMQTTD_CHILD: &str = "EMBERMQ_BENCH_RUMQTTD_CHILD";
+
+/// rumqttd (`embermq_tests::rumqttd`, the crate embedded) in a child
+/// process: this bench binary started again with [`RUMQTTD_CHILD`] set. In
+/// this process its CPU time would count as the client's. The child prints
+/// its WebSocket port and runs until its stdin closes (rumqttd cannot be
+/// stopped otherwise), so it ends with this process.
+struct RumqttdProcess {
+    child: std::process::Child,
+    ws_port: u16,
+}
+
+impl RumqttdProcess {
+    fn start() -> Self {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(std::env::current_exe().expect("bench binary"))
+            .env(RUMQTTD_CHILD, "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("rumqttd child");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("child stdout"))
+            .read_line(&mut line)
+            .expect("rumqttd child port");
+        let ws_port = line.trim().parse().expect("rumqttd child: port");
+        Self { child, ws_port }
+    }
+
+    /// The child's side: start the broker, report its port, wait for EOF.
+    fn serve() -> ! {
+        use std::io::Read;
+        let broker = Rumqttd::start().expect("rumqttd");
+        println!("{}", broker.ws_port);
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        std::process::exit(0);
+    }
+}
+
+impl Drop for RumqttdProcess {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn main() {
+    if std::env::var_os(RUMQTTD_CHILD).is_some() {
+        RumqttdProcess::serve();
+    }
     // `cargo bench` passes `--bench`; run as a test (`cargo test
     // --benches`, unoptimised) it only checks that every case completes.
     let bench = std::env::args().any(|a| a == "--bench");
@@ -603,37 +751,31 @@ fn main() {
     let rounds = env_u32("EMBERMQ_BENCH_ROUNDS", if bench { 3 } else { 1 });
     let mosquitto = Mosquitto::start().expect("mosquitto");
     let aedes = Aedes::start().expect("aedes (npm ci in tests/peers)");
+    let rumqttd = RumqttdProcess::start();
     let big_n = (n / 10).max(1);
+    let case = |name, qos, payload, ws_port, inflight| Case {
+        name,
+        qos,
+        payload,
+        ws_port,
+        n: if payload > 64 { big_n } else { n },
+        inflight,
+    };
+    let (mq, rd) = (mosquitto.ws_port, rumqttd.ws_port);
     let cases = [
-        Case {
-            name: "qos0-64B-mosquitto",
-            qos: 0,
-            payload: 64,
-            ws_port: mosquitto.ws_port,
-            n,
-        },
-        Case {
-            name: "qos1-64B-mosquitto",
-            qos: 1,
-            payload: 64,
-            ws_port: mosquitto.ws_port,
-            n,
-        },
-        Case {
-            name: "qos2-64B-mosquitto",
-            qos: 2,
-            payload: 64,
-            ws_port: mosquitto.ws_port,
-            n,
-        },
-        Case {
-            name: "qos1-16KiB-aedes",
-            qos: 1,
-            payload: 16 << 10,
-            ws_port: aedes.ws_port,
-            n: big_n,
-        },
+        case("qos0-64B-mosquitto", 0, 64, mq, INFLIGHT),
+        case("qos1-64B-mosquitto", 1, 64, mq, INFLIGHT),
+        case("qos1-64B-64inflight-mosquitto", 1, 64, mq, 64),
+        case("qos2-64B-mosquitto", 2, 64, mq, INFLIGHT),
+        case("qos1-16KiB-aedes", 1, 16 << 10, aedes.ws_port, INFLIGHT),
+        case("qos0-64B-rumqttd", 0, 64, rd, INFLIGHT),
+        case("qos1-64B-rumqttd", 1, 64, rd, INFLIGHT),
+        case("qos1-64B-64inflight-rumqttd", 1, 64, rd, 64),
+        case("qos2-64B-rumqttd", 2, 64, rd, INFLIGHT),
     ];
+    // One traced run per client and case after the measured ones.
+    let traced = std::env::var("EMBERMQ_BENCH_TRACE").map_or(bench, |v| v != "0");
+    let mut trace_rows = Vec::new();
     println!(
         "client_throughput: {rounds} round(s), medians; msg/s = messages published and \
          received back per second; CPU = this process (client only), user + system"
@@ -660,13 +802,13 @@ fn main() {
             ..case
         };
         if with_embermq {
-            run_embermq(warm);
+            run_embermq(warm, None);
         }
         if with_rumqttc {
-            run_rumqttc(warm);
+            run_rumqttc(warm, None);
         }
         if with_floor {
-            run_floor(warm);
+            run_floor(warm, None);
         }
         if with_host {
             run_host(warm);
@@ -674,13 +816,13 @@ fn main() {
         let (mut e, mut r, mut f, mut h) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             if with_embermq {
-                e.push(run_embermq(case));
+                e.push(run_embermq(case, None));
             }
             if with_rumqttc {
-                r.push(run_rumqttc(case));
+                r.push(run_rumqttc(case, None));
             }
             if with_floor {
-                f.extend(run_floor(case));
+                f.extend(run_floor(case, None));
             }
             if with_host {
                 h.push(run_host(case));
@@ -700,6 +842,33 @@ fn main() {
                 median(s.iter().map(Sample::cpu_us_per_msg).collect())
             }
         };
+        if traced {
+            let mut row = |who: &str, run: &dyn Fn(&trace::Shared) -> bool| {
+                let t = trace::Shared::default();
+                if run(&t) {
+                    trace_rows.push(format!(
+                        "| {} | {who} | {} |",
+                        case.name,
+                        t.borrow_mut().row()
+                    ));
+                }
+            };
+            if with_embermq {
+                row("embermq", &|t| {
+                    run_embermq(case, Some(t));
+                    true
+                });
+            }
+            if with_rumqttc {
+                row("rumqttc", &|t| {
+                    run_rumqttc(case, Some(t));
+                    true
+                });
+            }
+            if with_floor {
+                row("floor", &|t| run_floor(case, Some(t)).is_some());
+            }
+        }
         let (er, rr, ec, rc) = (rate(&e), rate(&r), cpu(&e), cpu(&r));
         host_rows.push((case.name, case.n, er, rate(&h), ec, cpu(&h)));
         let fc = cpu(&f);
@@ -749,4 +918,16 @@ fn main() {
         );
     }
     println!("target (issue 14): host layer CPU per message <= 1.10x the core client's");
+    if !trace_rows.is_empty() {
+        println!();
+        println!(
+            "traced runs (one per client and case, not measured for CPU): windows by \
+             Little's law, writes and reads per message"
+        );
+        println!("{}", trace::HEADER);
+        for row in trace_rows {
+            println!("{row}");
+        }
+    }
+    drop(rumqttd);
 }
