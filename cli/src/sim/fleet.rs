@@ -39,13 +39,13 @@ use embermq::codec::{Properties, PropertyFields, QoS, Subscription, Subscription
 use embermq::session::{self, CloseReason, OutgoingMessage, OverflowPolicy, SessionConfig};
 use embermq::telemetry::{CommandReply, decode_command, encode_reply};
 use embermq::transport::WsConnector;
-use embermq::transport::{Connector, TokioTcpConnector};
+use embermq::transport::{Connector, RustlsBuffers, RustlsLentConnector, TokioTcpConnector};
 use embermq_ws::Buffers;
 use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
-use super::link::{ConnectFailure, CutConnector, CutSignal, tls_connector};
-use super::settings::Settings;
+use super::link::{ConnectFailure, CutConnector, CutSignal, lent_tls_connector};
+use super::settings::{BufferSizes, Settings};
 
 /// Outbound window and inbound QoS 2 table of a device.
 const DEVICE_INFLIGHT: usize = 4;
@@ -292,10 +292,21 @@ pub(crate) async fn device<B: BaseLink>(fleet: &'static Fleet, local: usize) {
     } else {
         (0, 0)
     };
+    let (tls_rx_len, tls_tx_len) = B::buffer_lens(&b);
     // One heap block: the state topic (borrowed by the will), then the
     // lent buffers.
-    let mut block = vec![0u8; state_topic.len() + b.outbox + b.rx + b.tx + ws_rx_len + ws_tx_len]
-        .into_boxed_slice();
+    let mut block = vec![
+        0u8;
+        state_topic.len()
+            + b.outbox
+            + b.rx
+            + b.tx
+            + ws_rx_len
+            + ws_tx_len
+            + tls_rx_len
+            + tls_tx_len
+    ]
+    .into_boxed_slice();
     let (topic_bytes, rest) = block.split_at_mut(state_topic.len());
     topic_bytes.copy_from_slice(state_topic.as_bytes());
     drop(state_topic);
@@ -303,7 +314,9 @@ pub(crate) async fn device<B: BaseLink>(fleet: &'static Fleet, local: usize) {
     let (outbox, rest) = rest.split_at_mut(b.outbox);
     let (rx, rest) = rest.split_at_mut(b.rx);
     let (tx, rest) = rest.split_at_mut(b.tx);
-    let (ws_rx, ws_tx) = rest.split_at_mut(ws_rx_len);
+    let (ws_rx, rest) = rest.split_at_mut(ws_rx_len);
+    let (ws_tx, rest) = rest.split_at_mut(ws_tx_len);
+    let (tls_rx, tls_tx) = rest.split_at_mut(tls_rx_len);
 
     let mut config = SessionConfig::new(id);
     config.protocol = s.protocol;
@@ -323,7 +336,7 @@ pub(crate) async fn device<B: BaseLink>(fleet: &'static Fleet, local: usize) {
         });
     }
     let state = DeviceState::new(config, outbox);
-    let Some(base) = B::base(fleet) else {
+    let Some(base) = B::base(fleet, tls_rx, tls_tx) else {
         // Ruled out by `BrokerUrl::parse` and `Settings::resolve`.
         fleet.stats.error("link_setup");
         bump(&fleet.stats.finished);
@@ -375,35 +388,46 @@ pub(crate) async fn device<B: BaseLink>(fleet: &'static Fleet, local: usize) {
 /// a plain device's future does not carry the (larger) TLS client's state:
 /// an async fn's future is as large as its largest branch.
 pub(crate) trait BaseLink {
-    /// The connector type.
-    type Connector: Connector<Error: ConnectFailure + core::fmt::Display>;
-    /// The connector to `fleet`'s broker; `None` when the run has no TLS
-    /// configuration for a TLS link.
-    fn base(fleet: &Fleet) -> Option<Self::Connector>;
+    /// The connector type, over buffers lent for `'b`.
+    type Connector<'b>: Connector<Error: ConnectFailure + core::fmt::Display>;
+    /// The receive and transmit buffers the link borrows from the
+    /// device's block (none for TCP).
+    fn buffer_lens(sizes: &BufferSizes) -> (usize, usize);
+    /// The connector to `fleet`'s broker over the lent buffers; `None`
+    /// when the run has no TLS configuration for a TLS link.
+    fn base<'b>(fleet: &Fleet, rx: &'b mut [u8], tx: &'b mut [u8]) -> Option<Self::Connector<'b>>;
 }
 
 /// `mqtt://` and `ws://`: TCP.
 pub(crate) struct PlainLink;
 
 impl BaseLink for PlainLink {
-    type Connector = TokioTcpConnector;
+    type Connector<'b> = TokioTcpConnector;
 
-    fn base(fleet: &Fleet) -> Option<TokioTcpConnector> {
+    fn buffer_lens(_: &BufferSizes) -> (usize, usize) {
+        (0, 0)
+    }
+
+    fn base<'b>(fleet: &Fleet, _: &'b mut [u8], _: &'b mut [u8]) -> Option<TokioTcpConnector> {
         let b = &fleet.settings.broker;
         Some(TokioTcpConnector::new(b.host.as_str(), b.port))
     }
 }
 
-/// `mqtts://` and `wss://`: TLS over TCP, sharing the run's rustls
-/// configuration.
+/// `mqtts://` and `wss://`: rustls' unbuffered client over TCP in the
+/// device's lent TLS buffers, sharing the run's rustls configuration.
 pub(crate) struct TlsLink;
 
 impl BaseLink for TlsLink {
-    type Connector = embermq::transport::RustlsConnector<TokioTcpConnector>;
+    type Connector<'b> = RustlsLentConnector<'b, TokioTcpConnector>;
 
-    fn base(fleet: &Fleet) -> Option<Self::Connector> {
+    fn buffer_lens(sizes: &BufferSizes) -> (usize, usize) {
+        (sizes.tls_rx, sizes.tls_tx)
+    }
+
+    fn base<'b>(fleet: &Fleet, rx: &'b mut [u8], tx: &'b mut [u8]) -> Option<Self::Connector<'b>> {
         let s = &fleet.settings;
-        tls_connector(&s.broker, s.tls.as_ref()?)
+        lent_tls_connector(&s.broker, s.tls.as_ref()?, RustlsBuffers { rx, tx })
     }
 }
 
