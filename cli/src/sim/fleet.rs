@@ -45,7 +45,8 @@ use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
 use super::link::{ConnectFailure, CutConnector, CutSignal, lent_tls_connector};
-use super::settings::{BufferSizes, Settings};
+use super::settings::Settings;
+use super::tls_slots::TlsSlots;
 
 /// Outbound window and inbound QoS 2 table of a device.
 const DEVICE_INFLIGHT: usize = 4;
@@ -208,6 +209,8 @@ pub(crate) struct Fleet {
     pub(crate) end: Instant,
     /// The Prometheus series, with `--metrics`.
     pub(crate) metrics: Option<super::metrics::Exported>,
+    /// The devices' TLS buffers, over `mqtts://` and `wss://`.
+    pub(crate) tls_slots: Option<TlsSlots>,
 }
 
 /// Topic and payload of the message being built (shared scratch).
@@ -292,21 +295,10 @@ pub(crate) async fn device<B: BaseLink>(fleet: &'static Fleet, local: usize) {
     } else {
         (0, 0)
     };
-    let (tls_rx_len, tls_tx_len) = B::buffer_lens(&b);
     // One heap block: the state topic (borrowed by the will), then the
     // lent buffers.
-    let mut block = vec![
-        0u8;
-        state_topic.len()
-            + b.outbox
-            + b.rx
-            + b.tx
-            + ws_rx_len
-            + ws_tx_len
-            + tls_rx_len
-            + tls_tx_len
-    ]
-    .into_boxed_slice();
+    let mut block = vec![0u8; state_topic.len() + b.outbox + b.rx + b.tx + ws_rx_len + ws_tx_len]
+        .into_boxed_slice();
     let (topic_bytes, rest) = block.split_at_mut(state_topic.len());
     topic_bytes.copy_from_slice(state_topic.as_bytes());
     drop(state_topic);
@@ -314,9 +306,7 @@ pub(crate) async fn device<B: BaseLink>(fleet: &'static Fleet, local: usize) {
     let (outbox, rest) = rest.split_at_mut(b.outbox);
     let (rx, rest) = rest.split_at_mut(b.rx);
     let (tx, rest) = rest.split_at_mut(b.tx);
-    let (ws_rx, rest) = rest.split_at_mut(ws_rx_len);
-    let (ws_tx, rest) = rest.split_at_mut(ws_tx_len);
-    let (tls_rx, tls_tx) = rest.split_at_mut(tls_rx_len);
+    let (ws_rx, ws_tx) = rest.split_at_mut(ws_rx_len);
 
     let mut config = SessionConfig::new(id);
     config.protocol = s.protocol;
@@ -336,7 +326,7 @@ pub(crate) async fn device<B: BaseLink>(fleet: &'static Fleet, local: usize) {
         });
     }
     let state = DeviceState::new(config, outbox);
-    let Some(base) = B::base(fleet, tls_rx, tls_tx) else {
+    let Some(base) = B::base(fleet) else {
         // Ruled out by `BrokerUrl::parse` and `Settings::resolve`.
         fleet.stats.error("link_setup");
         bump(&fleet.stats.finished);
@@ -388,45 +378,36 @@ pub(crate) async fn device<B: BaseLink>(fleet: &'static Fleet, local: usize) {
 /// a plain device's future does not carry the (larger) TLS client's state:
 /// an async fn's future is as large as its largest branch.
 pub(crate) trait BaseLink {
-    /// The connector type, over buffers lent for `'b`.
-    type Connector<'b>: Connector<Error: ConnectFailure + core::fmt::Display>;
-    /// The receive and transmit buffers the link borrows from the
-    /// device's block (none for TCP).
-    fn buffer_lens(sizes: &BufferSizes) -> (usize, usize);
-    /// The connector to `fleet`'s broker over the lent buffers; `None`
-    /// when the run has no TLS configuration for a TLS link.
-    fn base<'b>(fleet: &Fleet, rx: &'b mut [u8], tx: &'b mut [u8]) -> Option<Self::Connector<'b>>;
+    /// The connector type.
+    type Connector: Connector<Error: ConnectFailure + core::fmt::Display>;
+    /// The connector to `fleet`'s broker; `None` when the run has no TLS
+    /// configuration for a TLS link.
+    fn base(fleet: &Fleet) -> Option<Self::Connector>;
 }
 
 /// `mqtt://` and `ws://`: TCP.
 pub(crate) struct PlainLink;
 
 impl BaseLink for PlainLink {
-    type Connector<'b> = TokioTcpConnector;
+    type Connector = TokioTcpConnector;
 
-    fn buffer_lens(_: &BufferSizes) -> (usize, usize) {
-        (0, 0)
-    }
-
-    fn base<'b>(fleet: &Fleet, _: &'b mut [u8], _: &'b mut [u8]) -> Option<TokioTcpConnector> {
+    fn base(fleet: &Fleet) -> Option<TokioTcpConnector> {
         let b = &fleet.settings.broker;
         Some(TokioTcpConnector::new(b.host.as_str(), b.port))
     }
 }
 
-/// `mqtts://` and `wss://`: rustls' unbuffered client over TCP in the
-/// device's lent TLS buffers, sharing the run's rustls configuration.
+/// `mqtts://` and `wss://`: rustls' unbuffered client over TCP, in the
+/// device's TLS buffers (from the run's [`TlsSlots`]), sharing the run's
+/// rustls configuration.
 pub(crate) struct TlsLink;
 
 impl BaseLink for TlsLink {
-    type Connector<'b> = RustlsLentConnector<'b, TokioTcpConnector>;
+    type Connector = RustlsLentConnector<'static, TokioTcpConnector>;
 
-    fn buffer_lens(sizes: &BufferSizes) -> (usize, usize) {
-        (sizes.tls_rx, sizes.tls_tx)
-    }
-
-    fn base<'b>(fleet: &Fleet, rx: &'b mut [u8], tx: &'b mut [u8]) -> Option<Self::Connector<'b>> {
+    fn base(fleet: &Fleet) -> Option<Self::Connector> {
         let s = &fleet.settings;
+        let (tx, rx) = fleet.tls_slots.as_ref()?.take()?;
         lent_tls_connector(&s.broker, s.tls.as_ref()?, RustlsBuffers { rx, tx })
     }
 }

@@ -12,8 +12,8 @@
 //! TLS costs a device no more than a board pays: every device's
 //! `RustlsLentConnector` (rustls' unbuffered client) shares one
 //! `Arc<rustls::ClientConfig>` (CA roots parsed once per run) and works in
-//! TLS buffers lent from the device's one block (a full record in, see
-//! `BufferSizes::tls_rx`); the rustls connection state exists only while a
+//! TLS buffers lent from the run's anonymous map (`TlsSlots`: a full record
+//! in, see `BufferSizes::tls_rx`); the rustls connection state exists only while a
 //! link is up. The checker's connections keep the buffered
 //! `RustlsConnector` ([`tls_connector`]). The host layer's
 //! `embermq::host::LinkConnector` is not used here because it owns a `StdRng`

@@ -173,8 +173,8 @@ pub(crate) struct BufferSizes {
     pub(crate) ws_tx: usize,
     /// TLS receive buffer (`mqtts://`, `wss://`): one full record
     /// ([`TLS_RECORD_BUFFER_LEN`], 16,645 bytes), the largest a server may
-    /// send, since rustls negotiates no smaller record size. Only the
-    /// pages that records reach are resident.
+    /// send, since rustls negotiates no smaller record size. Lent from
+    /// the run's `TlsSlots`: only the pages records reach are resident.
     pub(crate) tls_rx: usize,
     /// TLS transmit buffer: the ClientHello (with a resumption ticket) and
     /// one record of what the device writes.
