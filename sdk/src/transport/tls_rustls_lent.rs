@@ -281,10 +281,11 @@ impl<T: Read + Write> RustlsLentStream<'_, T> {
         out: Option<&mut [u8]>,
         plaintext: Option<&[u8]>,
     ) -> Result<Step, RustlsError> {
-        let UnbufferedStatus { mut discard, state } =
-            self.conn.process_tls_records(&mut self.rx[..self.rx_end]);
+        let UnbufferedStatus { mut discard, state } = self
+            .conn
+            .process_tls_records(self.rx.get_mut(..self.rx_end).unwrap_or_default());
         let capacity = self.tx.len();
-        let tx = &mut self.tx[self.out_end..];
+        let tx = self.tx.get_mut(self.out_end..).unwrap_or_default();
         let result = match state {
             Err(e) => Err(RustlsError::from_rustls(e)),
             Ok(ConnectionState::ReadTraffic(mut traffic)) => match traffic.next_record() {
@@ -294,12 +295,15 @@ impl<T: Read + Write> RustlsLentStream<'_, T> {
                     let n = match out {
                         Some(out) => {
                             let n = payload.len().min(out.len());
-                            out[..n].copy_from_slice(&payload[..n]);
+                            if let (Some(d), Some(s)) = (out.get_mut(..n), payload.get(..n)) {
+                                d.copy_from_slice(s);
+                            }
                             n
                         }
                         None => 0,
                     };
-                    self.spill.extend_from_slice(&payload[n..]);
+                    self.spill
+                        .extend_from_slice(payload.get(n..).unwrap_or_default());
                     Ok(Step::Read(n))
                 }
                 Some(Err(e)) => Err(RustlsError::from_rustls(e)),
@@ -335,7 +339,7 @@ impl<T: Read + Write> RustlsLentStream<'_, T> {
                             required: TLS_RECORD_OVERHEAD + 1,
                         })
                     } else {
-                        match traffic.encrypt(&data[..take], tx) {
+                        match traffic.encrypt(data.get(..take).unwrap_or_default(), tx) {
                             Ok(n) => {
                                 self.out_end += n;
                                 Ok(Step::Wrote(take))
@@ -370,7 +374,7 @@ impl<T: Read + Write> RustlsLentStream<'_, T> {
     /// `rx`. Cancel-safe: nothing is consumed before the read completes.
     async fn fill(&mut self) -> Result<(), RustlsError> {
         let capacity = self.rx.len();
-        let free = &mut self.rx[self.rx_end..];
+        let free = self.rx.get_mut(self.rx_end..).unwrap_or_default();
         if free.is_empty() {
             return Err(RustlsError::ReceiveBufferFull { capacity });
         }
@@ -392,7 +396,7 @@ impl<T: Read + Write> RustlsLentStream<'_, T> {
         while self.out_pos < self.out_end {
             let n = self
                 .io
-                .write(&self.tx[self.out_pos..self.out_end])
+                .write(self.tx.get(self.out_pos..self.out_end).unwrap_or_default())
                 .await
                 .map_err(|e| RustlsError::Io(embedded_io_async::Error::kind(&e)))?;
             if n == 0 {
@@ -409,7 +413,9 @@ impl<T: Read + Write> RustlsLentStream<'_, T> {
     fn take_spill(&mut self, buf: &mut [u8]) -> usize {
         let rest = self.spill.get(self.spill_pos..).unwrap_or(&[]);
         let n = rest.len().min(buf.len());
-        buf[..n].copy_from_slice(&rest[..n]);
+        if let (Some(d), Some(s)) = (buf.get_mut(..n), rest.get(..n)) {
+            d.copy_from_slice(s);
+        }
         self.spill_pos += n;
         if self.spill_pos >= self.spill.len() {
             self.spill = Vec::new();
@@ -499,12 +505,13 @@ impl<T: Read + Write> super::Transport for RustlsLentStream<'_, T> {
         }
         // Records still buffered are read into the spill on the way.
         for _ in 0..8 {
-            let UnbufferedStatus { discard, state } =
-                self.conn.process_tls_records(&mut self.rx[..self.rx_end]);
+            let UnbufferedStatus { discard, state } = self
+                .conn
+                .process_tls_records(self.rx.get_mut(..self.rx_end).unwrap_or_default());
             let queued = match state {
                 Ok(ConnectionState::WriteTraffic(mut traffic)) => Some(
                     traffic
-                        .queue_close_notify(&mut self.tx[self.out_end..])
+                        .queue_close_notify(self.tx.get_mut(self.out_end..).unwrap_or_default())
                         .map_err(|_| ()),
                 ),
                 Ok(ConnectionState::ReadTraffic(mut traffic)) => {
