@@ -329,30 +329,32 @@ impl<T: Read + Write> RustlsLentStream<'_, T> {
             Ok(ConnectionState::WriteTraffic(mut traffic)) => match plaintext {
                 None => Ok(Step::Writable),
                 Some(data) => {
-                    let take = data
+                    let room = tx.len();
+                    let mut take = data
                         .len()
                         .min(MAX_FRAGMENT)
-                        .min(tx.len().saturating_sub(TLS_RECORD_OVERHEAD));
-                    if take == 0 {
-                        Err(RustlsError::TransmitBufferTooSmall {
-                            capacity,
-                            required: TLS_RECORD_OVERHEAD + 1,
-                        })
-                    } else {
+                        .min(room.saturating_sub(TLS_RECORD_OVERHEAD));
+                    loop {
+                        if take == 0 {
+                            break Err(RustlsError::TransmitBufferTooSmall {
+                                capacity,
+                                required: TLS_RECORD_OVERHEAD + 1,
+                            });
+                        }
                         match traffic.encrypt(data.get(..take).unwrap_or_default(), tx) {
                             Ok(n) => {
                                 self.out_end += n;
-                                Ok(Step::Wrote(take))
+                                break Ok(Step::Wrote(take));
                             }
+                            // A key update (or a longer tag) came first:
+                            // take that much less plaintext and try again.
                             Err(EncryptError::InsufficientSize(e)) => {
-                                Err(RustlsError::TransmitBufferTooSmall {
-                                    capacity,
-                                    required: e.required_size,
-                                })
+                                take = take
+                                    .saturating_sub(e.required_size.saturating_sub(room).max(1));
                             }
                             Err(other) => {
                                 warn!("tls: {:?}", other);
-                                Err(RustlsError::Io(ErrorKind::Other))
+                                break Err(RustlsError::Io(ErrorKind::Other));
                             }
                         }
                     }
@@ -731,6 +733,24 @@ mod tests {
             conn.write_tls(&mut out).unwrap();
         }
         out
+    }
+
+    #[tokio::test]
+    async fn rfc8446_4_6_3_data_after_a_server_key_update_is_read_and_writing_goes_on() {
+        let pki = pki();
+        let (port, server) = serve_then_raw(&pki, |conn| {
+            // A KeyUpdate, then data under the new keys.
+            conn.refresh_traffic_keys().unwrap();
+            records(conn, 100)
+        });
+        let mut connector = connector(&pki, port, None, TLS_RECORD_BUFFER_LEN, 1024);
+        let mut stream = connector.connect().await.unwrap();
+        assert_eq!(read_exactly(&mut stream, 100, 64).await, vec![1u8; 100]);
+        // Writing still works after the update.
+        stream.write_all(b"after the update").await.unwrap();
+        stream.flush().await.unwrap();
+        drop(stream);
+        server.join().unwrap();
     }
 
     /// A record header announcing `len` bytes of ciphertext, and as many
