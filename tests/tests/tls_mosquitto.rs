@@ -521,3 +521,16 @@ async fn lent_buffer_rustls_wrong_ca_fails_naming_an_unknown_issuer() {
     };
     assert!(matches!(err, RustlsError::UnknownIssuer), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lent_buffer_rustls_mtls_required_and_client_certificate_given_round_trip() {
+    // The client's certificate chain goes out in its second flight, from
+    // the same 2 KiB transmit buffer.
+    let pki = TestPki::generate().unwrap();
+    let broker = TlsMosquitto::start(&pki, ServerCert::Valid, ClientAuth::Required).unwrap();
+    let state = state(config("lent-mtls"), 4096);
+    spawned_round_trip!(
+        state,
+        lent_tls(broker.mqtts_port, &pki.trusting_ca_with_client_cert())
+    );
+}
