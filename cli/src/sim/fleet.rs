@@ -39,7 +39,7 @@ use embermq::codec::{Properties, PropertyFields, QoS, Subscription, Subscription
 use embermq::session::{self, CloseReason, OutgoingMessage, OverflowPolicy, SessionConfig};
 use embermq::telemetry::{CommandReply, decode_command, encode_reply};
 use embermq::transport::WsConnector;
-use embermq::transport::{Connector, RustlsBuffers, RustlsLentConnector, TokioTcpConnector};
+use embermq::transport::{Connector, TokioTcpConnector};
 use embermq_ws::Buffers;
 use hdrhistogram::Histogram;
 use tokio::time::Instant;
@@ -436,12 +436,13 @@ impl BaseLink for PlainLink {
 pub(crate) struct TlsLink;
 
 impl BaseLink for TlsLink {
-    type Connector = RustlsLentConnector<'static, TokioTcpConnector>;
+    type Connector = embermq::transport::RustlsLentConnector<'static, TokioTcpConnector>;
 
     fn base(fleet: &Fleet) -> Option<Self::Connector> {
         let s = &fleet.settings;
         let (tx, rx) = fleet.tls_slots.as_ref()?.take()?;
-        lent_tls_connector(&s.broker, s.tls.as_ref()?, RustlsBuffers { rx, tx })
+        let buffers = embermq::transport::RustlsBuffers { rx, tx };
+        lent_tls_connector(&s.broker, s.tls.as_ref()?, buffers)
     }
 }
 
