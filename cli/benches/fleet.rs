@@ -54,6 +54,8 @@ struct Figures {
     cpu_secs: f64,
     peak_kib: u64,
     baseline_kib: u64,
+    /// embermq over TLS: the resident bytes of the devices' TLS buffers.
+    tls_resident: u64,
 }
 
 impl Figures {
@@ -199,6 +201,7 @@ fn figures(v: &Value, peer: bool) -> Figures {
             cpu_secs: f("/cpu_secs"),
             peak_kib: u("/peak_kib"),
             baseline_kib: u("/baseline_kib"),
+            tls_resident: 0,
         }
     } else {
         Figures {
@@ -207,6 +210,7 @@ fn figures(v: &Value, peer: bool) -> Figures {
             cpu_secs: f("/host/cpu_secs"),
             peak_kib: u("/host/peak_rss_kib"),
             baseline_kib: u("/host/baseline_rss_kib"),
+            tls_resident: u("/host/tls_buffers_resident_bytes"),
         }
     }
 }
@@ -290,6 +294,12 @@ fn print(name: &str, f: &Figures) {
         f.cpu_per_message_us(),
         f.cpu_secs
     );
+    if f.tls_resident > 0 {
+        println!(
+            "  {name:<8} TLS buffers resident {:>8.0} B/device",
+            f.tls_resident as f64 / f.devices.max(1) as f64
+        );
+    }
 }
 
 fn main() {

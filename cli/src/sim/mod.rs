@@ -357,6 +357,11 @@ async fn simulate_async(
     let wall = t0.elapsed();
     let mut report = build_report(fleet, findings, baseline_kib, wall);
     report.host.device_future_bytes = future_bytes as u64;
+    report.host.tls_buffers_resident_bytes = fleet
+        .tls_slots
+        .as_ref()
+        .and_then(tls_slots::TlsSlots::resident_bytes)
+        .unwrap_or(0);
     report.series = Some(series.take());
     if let Some(m) = &fleet.metrics {
         m.finish(&report);
@@ -476,6 +481,7 @@ fn build_report(
                 0.0
             },
             device_future_bytes: 0,
+            tls_buffers_resident_bytes: 0,
         },
         clean: false,
         reasons: Vec::new(),
