@@ -151,6 +151,13 @@ fn sim_wss_link_cuts_reconnect_in_the_same_lent_tls_buffers_and_lose_nothing() {
     assert_eq!(n(&r, "/acknowledged/qos1"), published, "{t}");
     assert_eq!(n(&r, "/checker/lost/qos1"), 0, "{t}");
     assert_eq!(r["clean"], Value::Bool(true), "{t}");
+    // The TLS buffers' resident pages: at least the first of each slot,
+    // far from the 20 KiB reserved per device.
+    let resident = n(&r, "/host/tls_buffers_resident_bytes");
+    assert!(
+        (20 * 4096..20 * 12 * 1024).contains(&resident),
+        "{resident}: {t}"
+    );
 }
 
 #[test]

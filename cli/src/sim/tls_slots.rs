@@ -39,8 +39,8 @@ pub(crate) struct TlsSlots {
     rx: usize,
     /// The slots not taken yet.
     free: RefCell<core::slice::ChunksExactMut<'static, u8>>,
-    /// Where the map starts (to find it in `/proc/self/smaps`).
-    start: usize,
+    /// Where the map lies (to find it in `/proc/self/smaps`).
+    range: core::ops::Range<usize>,
 }
 
 impl TlsSlots {
@@ -55,24 +55,13 @@ impl TlsSlots {
         let _ = map.advise(memmap2::Advice::NoHugePage);
         let map: &'static mut [u8] = &mut Box::leak(Box::new(map))[..];
         let start = map.as_ptr() as usize;
+        let range = start..start + map.len();
         Ok(Self {
             tx,
             rx,
             free: RefCell::new(map.chunks_exact_mut(slot)),
-            start,
+            range,
         })
-    }
-
-    /// Bytes of the map the kernel backs with memory now (its `Rss` in
-    /// `/proc/self/smaps`): the pages the devices' records and handshakes
-    /// reached. `None` where there is no such file.
-    pub(crate) fn resident_bytes(&self) -> Option<u64> {
-        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
-        let head = format!("{:x}-", self.start);
-        let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&head)).skip(1);
-        let rss = lines.find_map(|l| l.strip_prefix("Rss:"))?;
-        let kib: u64 = rss.trim().trim_end_matches("kB").trim().parse().ok()?;
-        Some(kib * 1024)
     }
 
     /// The next device's transmit and receive buffers; `None` once every
@@ -80,7 +69,39 @@ impl TlsSlots {
     pub(crate) fn take(&self) -> Option<(&'static mut [u8], &'static mut [u8])> {
         let slot = self.free.borrow_mut().next()?;
         let (tx, rest) = slot.split_at_mut(self.tx);
-        Some((tx, &mut rest[..self.rx]))
+        Some((tx, rest.get_mut(..self.rx)?))
+    }
+
+    /// Bytes of the map the kernel backs with memory now (the `Rss` of its
+    /// areas in `/proc/self/smaps`): the pages the devices' records and
+    /// handshakes reached. An area the kernel merged with a neighbour
+    /// counts whole. `None` where there is no such file.
+    pub(crate) fn resident_bytes(&self) -> Option<u64> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+        let mut inside = false;
+        let mut kib = 0u64;
+        for line in smaps.lines() {
+            let area = line
+                .split_once(' ')
+                .and_then(|(span, _)| span.split_once('-'))
+                .and_then(|(lo, hi)| {
+                    Some((
+                        usize::from_str_radix(lo, 16).ok()?,
+                        usize::from_str_radix(hi, 16).ok()?,
+                    ))
+                });
+            if let Some((lo, hi)) = area {
+                inside = lo < self.range.end && self.range.start < hi;
+            } else if inside && let Some(rss) = line.strip_prefix("Rss:") {
+                kib += rss
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()?;
+            }
+        }
+        Some(kib * 1024)
     }
 }
 
