@@ -4,10 +4,16 @@
 //!
 //! - embermq: `embermq sim --no-checker` (the device client, one
 //!   current-thread runtime);
-//! - rumqttc 0.25.1 (feature `websocket`): this same bench binary started
-//!   again as a separate process in peer mode, N `AsyncClient` +
-//!   `EventLoop` pairs on one current-thread runtime, each publishing the
-//!   same size of payload at the same rate and QoS.
+//! - rumqttc 0.25.1 (features `websocket`, `use-rustls-no-provider`): this
+//!   same bench binary started again as a separate process in peer mode, N
+//!   `AsyncClient` + `EventLoop` pairs on one current-thread runtime, each
+//!   publishing the same size of payload at the same rate and QoS.
+//!
+//! Two links: `ws://` to mosquitto's plain WebSocket listener, and `wss://`
+//! to a mosquitto with a WebSocket listener over TLS, presenting a
+//! `localhost` certificate signed by a CA made for the run
+//! (`embermq_tests::tls`); both fleets verify it against that CA, through
+//! one shared rustls configuration (ring provider) each.
 //!
 //! Each fleet is its own process, so its peak RSS (VmHWM) and CPU time
 //! (getrusage) are its own. Reported per fleet: (peak RSS − RSS before the
@@ -15,22 +21,29 @@
 //! ratios rumqttc : embermq.
 //!
 //! ```text
-//! cargo bench -p embermq-cli --bench fleet               # N = 1000
+//! cargo bench -p embermq-cli --bench fleet               # ws and wss, N = 1000
 //! FLEET_SIZES=1000,10000 FLEET_SECS=30 cargo bench -p embermq-cli --bench fleet
 //! FLEET_PEERS=embermq FLEET_SIZES=10000 cargo bench ...  # one side only
+//! FLEET_LINKS=wss FLEET_WSS_SIZES=2000 cargo bench ...   # wss only, N = 2000
 //! ```
+//!
+//! `FLEET_SIZES` sizes the `ws` fleets, `FLEET_WSS_SIZES` (default: the
+//! same) the `wss` fleets; `FLEET_LINKS` picks the links (`ws,wss`).
 //!
 //! The ramp is 1000 connections per second for both; the measured window
 //! is the whole run (ramp + FLEET_SECS of publishing).
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 extern crate alloc;
 
 use core::time::Duration;
 use std::time::Instant;
 
+use embermq::transport::RustlsOptions;
 use embermq_tests::peers::Mosquitto;
-use rumqttc::{AsyncClient, MqttOptions, QoS, Transport};
+use embermq_tests::tls::{ClientAuth, ServerCert, TestPki, TlsMosquitto};
+use rumqttc::{AsyncClient, MqttOptions, QoS, TlsConfiguration, Transport};
 use serde_json::Value;
 
 /// A fleet's measured figures.
@@ -41,6 +54,8 @@ struct Figures {
     cpu_secs: f64,
     peak_kib: u64,
     baseline_kib: u64,
+    /// embermq over TLS: the resident bytes of the devices' TLS buffers.
+    tls_resident: u64,
 }
 
 impl Figures {
@@ -82,8 +97,15 @@ fn raise_fd_limit() {
 /// reading (device, seq, qos, ts_us, temp_c, count).
 const PAYLOAD_LEN: usize = 96;
 
-/// Peer mode: runs N rumqttc clients and prints their figures as JSON.
-fn rumqttc_fleet(port: u16, devices: u64, secs: u64) {
+/// Peer mode: runs N rumqttc clients and prints their figures as JSON;
+/// over `wss://localhost` verifying against the CA in `cafile` if given.
+fn rumqttc_fleet(port: u16, devices: u64, secs: u64, cafile: Option<&Path>) {
+    // One configuration for the whole fleet, as the simulator shares one.
+    let tls = cafile.map(|path| {
+        RustlsOptions::ca_file(path)
+            .and_then(|o| o.client_config())
+            .expect("the CA file makes a rustls configuration")
+    });
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -99,12 +121,28 @@ fn rumqttc_fleet(port: u16, devices: u64, secs: u64) {
         for n in 0..devices {
             let due = start + Duration::from_secs_f64(n as f64 / 1000.0);
             tokio::time::sleep_until(due.into()).await;
-            let mut options = MqttOptions::new(
-                format!("rq-{n:05}"),
-                format!("ws://127.0.0.1:{port}/mqtt"),
-                port,
-            );
-            options.set_transport(Transport::Ws);
+            let mut options = match &tls {
+                Some(config) => {
+                    let mut o = MqttOptions::new(
+                        format!("rq-{n:05}"),
+                        format!("wss://localhost:{port}/mqtt"),
+                        port,
+                    );
+                    o.set_transport(Transport::wss_with_config(TlsConfiguration::Rustls(
+                        config.clone(),
+                    )));
+                    o
+                }
+                None => {
+                    let mut o = MqttOptions::new(
+                        format!("rq-{n:05}"),
+                        format!("ws://127.0.0.1:{port}/mqtt"),
+                        port,
+                    );
+                    o.set_transport(Transport::Ws);
+                    o
+                }
+            };
             options.set_keep_alive(Duration::from_secs(60));
             let (client, mut events) = AsyncClient::new(options, 10);
             let published = published.clone();
@@ -163,6 +201,7 @@ fn figures(v: &Value, peer: bool) -> Figures {
             cpu_secs: f("/cpu_secs"),
             peak_kib: u("/peak_kib"),
             baseline_kib: u("/baseline_kib"),
+            tls_resident: 0,
         }
     } else {
         Figures {
@@ -171,11 +210,20 @@ fn figures(v: &Value, peer: bool) -> Figures {
             cpu_secs: f("/host/cpu_secs"),
             peak_kib: u("/host/peak_rss_kib"),
             baseline_kib: u("/host/baseline_rss_kib"),
+            tls_resident: u("/host/tls_buffers_resident_bytes"),
         }
     }
 }
 
-fn run_embermq(port: u16, devices: u64, secs: u64) -> Figures {
+/// Where a fleet connects: mosquitto's `ws://` port, or its `wss://` port
+/// and the CA file that verifies it.
+#[derive(Debug, Clone, Copy)]
+struct Link<'a> {
+    port: u16,
+    cafile: Option<&'a Path>,
+}
+
+fn run_embermq(link: Link<'_>, devices: u64, secs: u64) -> Figures {
     let report = std::env::temp_dir().join(format!("embermq-fleet-{}.json", std::process::id()));
     let exe = env!("CARGO_BIN_EXE_embermq");
     let out = Command::new(exe)
@@ -187,7 +235,18 @@ fn run_embermq(port: u16, devices: u64, secs: u64) -> Figures {
             "--no-will",
         ])
         .args(["--devices", &devices.to_string()])
-        .args(["--broker", &format!("ws://127.0.0.1:{port}/mqtt")])
+        .args([
+            "--broker",
+            &match link.cafile {
+                Some(_) => format!("wss://localhost:{}/mqtt", link.port),
+                None => format!("ws://127.0.0.1:{}/mqtt", link.port),
+            },
+        ])
+        .args(
+            link.cafile
+                .iter()
+                .flat_map(|ca| [Path::new("--cafile"), ca]),
+        )
         .args([
             "--duration",
             &secs.to_string(),
@@ -207,15 +266,16 @@ fn run_embermq(port: u16, devices: u64, secs: u64) -> Figures {
     figures(&serde_json::from_slice(&text).expect("report JSON"), false)
 }
 
-fn run_rumqttc(port: u16, devices: u64, secs: u64) -> Figures {
+fn run_rumqttc(link: Link<'_>, devices: u64, secs: u64) -> Figures {
     let exe = std::env::current_exe().expect("own path");
     let out = Command::new(exe)
         .args([
             "--peer-rumqttc",
-            &port.to_string(),
+            &link.port.to_string(),
             &devices.to_string(),
             &secs.to_string(),
         ])
+        .args(link.cafile)
         .output()
         .expect("peer runs");
     let line = String::from_utf8_lossy(&out.stdout);
@@ -234,6 +294,12 @@ fn print(name: &str, f: &Figures) {
         f.cpu_per_message_us(),
         f.cpu_secs
     );
+    if f.tls_resident > 0 {
+        println!(
+            "  {name:<8} TLS buffers resident {:>8.0} B/device",
+            f.tls_resident as f64 / f.devices.max(1) as f64
+        );
+    }
 }
 
 fn main() {
@@ -244,7 +310,8 @@ fn main() {
                 .and_then(|v| v.parse().ok())
                 .expect("peer args")
         };
-        rumqttc_fleet(get(1) as u16, get(2), get(3));
+        let cafile = args.get(i + 4).map(PathBuf::from);
+        rumqttc_fleet(get(1) as u16, get(2), get(3), cafile.as_deref());
         return;
     }
     if args.iter().any(|a| a == "--list") {
@@ -252,39 +319,88 @@ fn main() {
         return;
     }
     raise_fd_limit();
-    let sizes: Vec<u64> = std::env::var("FLEET_SIZES")
-        .unwrap_or_else(|_| "1000".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
+    let sizes = |var: &str, default: &str| -> Vec<u64> {
+        std::env::var(var)
+            .unwrap_or_else(|_| default.into())
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect()
+    };
+    let ws_sizes = sizes("FLEET_SIZES", "1000");
+    let wss_sizes = sizes(
+        "FLEET_WSS_SIZES",
+        &std::env::var("FLEET_SIZES").unwrap_or_else(|_| "1000".into()),
+    );
     let secs: u64 = std::env::var("FLEET_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
     let peers = std::env::var("FLEET_PEERS").unwrap_or_else(|_| "embermq,rumqttc".into());
-    for n in sizes {
-        let broker = Mosquitto::start().expect("mosquitto starts");
-        println!("fleet of {n} over WebSocket to mosquitto, QoS 1 every second, {secs} s:");
-        let e = peers
-            .contains("embermq")
-            .then(|| run_embermq(broker.ws_port, n, secs));
-        if let Some(e) = &e {
-            print("embermq", e);
-        }
-        drop(broker);
-        let broker = Mosquitto::start().expect("mosquitto starts");
-        let r = peers
-            .contains("rumqttc")
-            .then(|| run_rumqttc(broker.ws_port, n, secs));
-        if let Some(r) = &r {
-            print("rumqttc", r);
-        }
-        if let (Some(e), Some(r)) = (e, r) {
+    let links = std::env::var("FLEET_LINKS").unwrap_or_else(|_| "ws,wss".into());
+    let links: Vec<&str> = links.split(',').map(str::trim).collect();
+    if links.contains(&"ws") {
+        for &n in &ws_sizes {
             println!(
-                "  ratio rumqttc : embermq  RSS/device {:.1}x  CPU/msg {:.2}x",
-                r.rss_per_device() / e.rss_per_device().max(1.0),
-                r.cpu_per_message_us() / e.cpu_per_message_us().max(1e-9)
+                "fleet of {n} over WebSocket (ws://) to mosquitto, QoS 1 every second, {secs} s:"
+            );
+            compare(
+                &peers,
+                n,
+                secs,
+                || {
+                    let broker = Mosquitto::start().expect("mosquitto starts");
+                    let port = broker.ws_port;
+                    (broker, port)
+                },
+                None,
             );
         }
+    }
+    if links.contains(&"wss") {
+        let pki = TestPki::generate().expect("test certificates");
+        let cafile =
+            std::env::temp_dir().join(format!("embermq-fleet-ca-{}.pem", std::process::id()));
+        std::fs::write(&cafile, &pki.ca.cert_pem).expect("CA file written");
+        for &n in &wss_sizes {
+            println!(
+                "fleet of {n} over WebSocket over TLS (wss://) to mosquitto, QoS 1 every second, {secs} s:"
+            );
+            compare(
+                &peers,
+                n,
+                secs,
+                || {
+                    let broker = TlsMosquitto::start(&pki, ServerCert::Valid, ClientAuth::None)
+                        .expect("mosquitto with TLS starts");
+                    let port = broker.wss_port;
+                    (broker, port)
+                },
+                Some(&cafile),
+            );
+        }
+        let _ = std::fs::remove_file(&cafile);
+    }
+}
+
+/// Runs each of `peers` against its own fresh broker from `start` and
+/// prints the figures and ratios.
+fn compare<B>(peers: &str, n: u64, secs: u64, start: impl Fn() -> (B, u16), cafile: Option<&Path>) {
+    let run = |name: &str, fleet: fn(Link<'_>, u64, u64) -> Figures| {
+        peers.contains(name).then(|| {
+            let (broker, port) = start();
+            let f = fleet(Link { port, cafile }, n, secs);
+            drop(broker);
+            print(name, &f);
+            f
+        })
+    };
+    let e = run("embermq", run_embermq);
+    let r = run("rumqttc", run_rumqttc);
+    if let (Some(e), Some(r)) = (e, r) {
+        println!(
+            "  ratio rumqttc : embermq  RSS/device {:.1}x  CPU/msg {:.2}x",
+            r.rss_per_device() / e.rss_per_device().max(1.0),
+            r.cpu_per_message_us() / e.cpu_per_message_us().max(1e-9)
+        );
     }
 }

@@ -129,6 +129,38 @@ fn sim_mqtts_and_wss_20_devices_qos1_with_cafile_no_loss_no_duplicates() {
 }
 
 #[test]
+fn sim_wss_link_cuts_reconnect_in_the_same_lent_tls_buffers_and_lose_nothing() {
+    // Each cut drops a TLS stream mid-traffic; the next connect starts a
+    // fresh rustls connection in the device's same TLS buffers.
+    let (pki, broker) = tls_broker();
+    let ca = ca_file("tls-cuts-ca", &pki.ca.cert_pem);
+    let url = format!("wss://localhost:{}/mqtt", broker.wss_port);
+    let (out, r) = sim(
+        "wss-cuts",
+        20,
+        &url,
+        Some(&ca),
+        "--interval 0.25 --duration 5 --qos 1 --cut-every 2 --drain 5",
+    );
+    let _ = std::fs::remove_file(&ca);
+    let t = text(&out);
+    assert!(n(&r, "/cuts") >= 20, "{t}");
+    assert!(n(&r, "/reconnects") >= 20, "{t}");
+    let published = n(&r, "/published/qos1");
+    assert!(published >= 20 * 10, "{t}");
+    assert_eq!(n(&r, "/acknowledged/qos1"), published, "{t}");
+    assert_eq!(n(&r, "/checker/lost/qos1"), 0, "{t}");
+    assert_eq!(r["clean"], Value::Bool(true), "{t}");
+    // The TLS buffers' resident pages: at least the first of each slot,
+    // far from the 20 KiB reserved per device.
+    let resident = n(&r, "/host/tls_buffers_resident_bytes");
+    assert!(
+        (20 * 4096..20 * 12 * 1024).contains(&resident),
+        "{resident}: {t}"
+    );
+}
+
+#[test]
 fn sim_mqtts_with_the_wrong_ca_connects_no_device_and_reports_connect_failures() {
     let (pki, broker) = tls_broker();
     let ca = ca_file("tls-other-ca", &pki.other_ca.cert_pem);

@@ -26,6 +26,9 @@
 //!
 //! - `tls_rustls::RustlsConnector` (feature `rustls`): hosts; rustls with
 //!   webpki or system roots, a custom CA, mTLS, SNI and ALPN.
+//! - `tls_rustls_lent::RustlsLentConnector` (feature `rustls`): hosts; the
+//!   same over rustls' unbuffered client in buffers the caller lends (many
+//!   links on one host: the simulator's fleet).
 //! - `embedded_tls::EmbeddedTlsConnector` (feature `embedded-tls`): devices;
 //!   TLS 1.3 without an allocator, lent record buffers, a pinned CA.
 
@@ -75,6 +78,8 @@ pub mod embassy_tcp;
 pub mod embedded_tls;
 #[cfg(feature = "rustls")]
 pub mod tls_rustls;
+#[cfg(feature = "rustls")]
+pub mod tls_rustls_lent;
 #[cfg(all(
     test,
     any(feature = "rustls", all(feature = "embedded-tls", feature = "tokio"))
@@ -96,6 +101,11 @@ pub use embedded_tls::{
 pub use tls_rustls::{
     Roots, RustlsConfigError, RustlsConnectError, RustlsConnector, RustlsError, RustlsOptions,
     RustlsStream,
+};
+#[cfg(feature = "rustls")]
+pub use tls_rustls_lent::{
+    RustlsBuffers, RustlsLentConnector, RustlsLentStream, TLS_RECORD_BUFFER_LEN,
+    TLS_RECORD_OVERHEAD,
 };
 #[cfg(feature = "tokio")]
 pub use tokio_tcp::{TokioTcpConnector, TokioTcpError, TokioTcpStream};

@@ -2,7 +2,9 @@
 //! certificates made by rcgen in each test (`embermq_tests::tls`): the
 //! embermq client over `RustlsConnector` (TLS over TCP),
 //! `WsConnector<RustlsConnector>` (WebSocket over TLS) and
-//! `EmbeddedTlsConnector` (the device TLS 1.3 stack, over tokio TCP here);
+//! `EmbeddedTlsConnector` (the device TLS 1.3 stack, over tokio TCP here),
+//! `RustlsLentConnector` (rustls' unbuffered client in lent buffers, the
+//! simulator's fleet link);
 //! and each verification failure with the reason it must name, including
 //! the chains that only a verifier checking CA constraints rejects
 //! (issue 17: an end certificate that signs one for the broker's name).
@@ -20,8 +22,9 @@ use embermq::session::{OutgoingMessage, ProtocolChoice, SessionConfig};
 use embermq::transport::embedded_tls::{CertificateError, EmbeddedTlsBuffers, EmbeddedTlsError};
 use embermq::transport::tls_rustls::AlertDescription;
 use embermq::transport::{
-    Connector, EmbeddedTlsConnectError, EmbeddedTlsConnector, RustlsConnectError, RustlsConnector,
-    RustlsError, RustlsOptions, TokioTcpConnector,
+    Connector, EmbeddedTlsConnectError, EmbeddedTlsConnector, RustlsBuffers, RustlsConnectError,
+    RustlsConnector, RustlsError, RustlsLentConnector, RustlsOptions, TLS_RECORD_BUFFER_LEN,
+    TokioTcpConnector,
 };
 use embermq::transport::{WsConnectError as ConnectError, WsConnector};
 use embermq_tests::tls::{ClientAuth, OTHER_NAME, ServerCert, TestPki, TlsMosquitto};
@@ -463,4 +466,71 @@ async fn embedded_tls_wss_round_trip_websocket_inside_device_tls() {
         StdRng::seed_from_u64(3),
     );
     joined_round_trip!(state, connector);
+}
+
+/// rustls' unbuffered client to `port` on loopback in lent buffers (a full
+/// record in, 2 KiB out), verifying `localhost` against the test CA.
+fn lent_tls(port: u16, options: &RustlsOptions) -> RustlsLentConnector<'static, TokioTcpConnector> {
+    RustlsLentConnector::new(
+        TokioTcpConnector::new("127.0.0.1", port),
+        "localhost".try_into().unwrap(),
+        options.client_config().unwrap(),
+        RustlsBuffers {
+            rx: leak(TLS_RECORD_BUFFER_LEN),
+            tx: leak(2048),
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lent_buffer_rustls_mqtts_round_trip() {
+    let pki = TestPki::generate().unwrap();
+    let broker = TlsMosquitto::start(&pki, ServerCert::Valid, ClientAuth::None).unwrap();
+    let state = state(config("lent-mqtts"), 4096);
+    spawned_round_trip!(state, lent_tls(broker.mqtts_port, &pki.trusting_ca()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lent_buffer_rustls_wss_round_trip_websocket_inside_tls() {
+    let pki = TestPki::generate().unwrap();
+    let broker = TlsMosquitto::start(&pki, ServerCert::Valid, ClientAuth::None).unwrap();
+    let state = state(config("lent-wss"), 4096);
+    let connector = WsConnector::new(
+        lent_tls(broker.wss_port, &pki.trusting_ca()),
+        "localhost",
+        Some(broker.wss_port),
+        "/mqtt",
+        Buffers {
+            rx: leak(256),
+            tx: leak(256),
+        },
+        StdRng::seed_from_u64(3),
+    );
+    spawned_round_trip!(state, connector);
+}
+
+#[tokio::test]
+async fn lent_buffer_rustls_wrong_ca_fails_naming_an_unknown_issuer() {
+    let pki = TestPki::generate().unwrap();
+    let broker = TlsMosquitto::start(&pki, ServerCert::Valid, ClientAuth::None).unwrap();
+    let mut connector = lent_tls(broker.mqtts_port, &pki.trusting_other_ca());
+    let err = match within(10, connector.connect()).await {
+        Ok(_) => panic!("the handshake succeeded"),
+        Err(RustlsConnectError::Tls(e)) => e,
+        Err(e) => panic!("not a TLS failure: {e}"),
+    };
+    assert!(matches!(err, RustlsError::UnknownIssuer), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lent_buffer_rustls_mtls_required_and_client_certificate_given_round_trip() {
+    // The client's certificate chain goes out in its second flight, from
+    // the same 2 KiB transmit buffer.
+    let pki = TestPki::generate().unwrap();
+    let broker = TlsMosquitto::start(&pki, ServerCert::Valid, ClientAuth::Required).unwrap();
+    let state = state(config("lent-mtls"), 4096);
+    spawned_round_trip!(
+        state,
+        lent_tls(broker.mqtts_port, &pki.trusting_ca_with_client_cert())
+    );
 }

@@ -44,8 +44,9 @@ use embermq_ws::Buffers;
 use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
-use super::link::{ConnectFailure, CutConnector, CutSignal, tls_connector};
+use super::link::{ConnectFailure, CutConnector, CutSignal, lent_tls_connector};
 use super::settings::Settings;
+use super::tls_slots::TlsSlots;
 
 /// Outbound window and inbound QoS 2 table of a device.
 const DEVICE_INFLIGHT: usize = 4;
@@ -181,6 +182,9 @@ pub(crate) struct DeviceSlot {
     /// The connector counted the last connect failure itself (with its
     /// cause), so the `Reconnecting` that follows is not counted again.
     pub(crate) connect_failure_counted: Cell<bool>,
+    /// What the device's event handler and publisher share (here rather
+    /// than in the device's future, which `drive` builds without locals).
+    cells: DeviceCells,
 }
 
 impl DeviceSlot {
@@ -191,6 +195,13 @@ impl DeviceSlot {
             published: Cell::new(0),
             acknowledged: Cell::new(0),
             connect_failure_counted: Cell::new(false),
+            cells: DeviceCells {
+                connected: Cell::new(false),
+                ever_connected: Cell::new(false),
+                cut_pending: Cell::new(false),
+                link_ended: Cell::new(false),
+                kinds: Cell::new(0),
+            },
         }
     }
 }
@@ -208,6 +219,8 @@ pub(crate) struct Fleet {
     pub(crate) end: Instant,
     /// The Prometheus series, with `--metrics`.
     pub(crate) metrics: Option<super::metrics::Exported>,
+    /// The devices' TLS buffers, over `mqtts://` and `wss://`.
+    pub(crate) tls_slots: Option<TlsSlots>,
 }
 
 /// Topic and payload of the message being built (shared scratch).
@@ -277,33 +290,50 @@ impl DeviceCells {
     }
 }
 
+/// A device's one heap block: its id and its state topic (borrowed by the
+/// will), then its lent buffers (outbox, MQTT receive and transmit,
+/// WebSocket receive and transmit), with the lengths of the id and the
+/// topic. A plain function, so that the formatting buffers are no part of
+/// the device's future.
+fn device_block(s: &Settings, n: u32) -> (Box<[u8]>, usize, usize) {
+    let id = s.ids.format(n);
+    let mut topic = String::new();
+    let _ = write!(topic, "{}/{}/{}/state", s.prefix, s.shard.index, id);
+    let b = s.buffers;
+    let ws = if s.broker.websocket {
+        b.ws_rx + b.ws_tx
+    } else {
+        0
+    };
+    let (id_len, topic_len) = (id.len(), topic.len());
+    let mut block = vec![0u8; id_len + topic_len + b.outbox + b.rx + b.tx + ws].into_boxed_slice();
+    let (id_bytes, rest) = block.split_at_mut(id_len);
+    id_bytes.copy_from_slice(id.as_bytes());
+    rest[..topic_len].copy_from_slice(topic.as_bytes());
+    (block, id_len, topic_len)
+}
+
 /// Runs device `local` (0-based within this shard) to the end of the run,
 /// over link `B` (the spawner picks it from the broker URL).
 pub(crate) async fn device<B: BaseLink>(fleet: &'static Fleet, local: usize) {
     let s = &fleet.settings;
     let n = s.range.start.saturating_add(local as u32);
-    let id = s.ids.format(n);
-    let id = id.as_str();
-    let mut state_topic = String::new();
-    let _ = write!(state_topic, "{}/{}/{}/state", s.prefix, s.shard.index, id);
+    let (mut block, id_len, topic_len) = device_block(s, n);
+    let (id_bytes, rest) = block.split_at_mut(id_len);
+    let id = core::str::from_utf8(id_bytes).unwrap_or("");
+    let (topic_bytes, rest) = rest.split_at_mut(topic_len);
+    let state_topic = core::str::from_utf8(topic_bytes).unwrap_or("");
     let b = s.buffers;
     let (ws_rx_len, ws_tx_len) = if s.broker.websocket {
         (b.ws_rx, b.ws_tx)
     } else {
         (0, 0)
     };
-    // One heap block: the state topic (borrowed by the will), then the
-    // lent buffers.
-    let mut block = vec![0u8; state_topic.len() + b.outbox + b.rx + b.tx + ws_rx_len + ws_tx_len]
-        .into_boxed_slice();
-    let (topic_bytes, rest) = block.split_at_mut(state_topic.len());
-    topic_bytes.copy_from_slice(state_topic.as_bytes());
-    drop(state_topic);
-    let state_topic = core::str::from_utf8(topic_bytes).unwrap_or("");
     let (outbox, rest) = rest.split_at_mut(b.outbox);
     let (rx, rest) = rest.split_at_mut(b.rx);
     let (tx, rest) = rest.split_at_mut(b.tx);
     let (ws_rx, ws_tx) = rest.split_at_mut(ws_rx_len);
+    debug_assert_eq!(ws_tx.len(), ws_tx_len);
 
     let mut config = SessionConfig::new(id);
     config.protocol = s.protocol;
@@ -341,7 +371,7 @@ pub(crate) async fn device<B: BaseLink>(fleet: &'static Fleet, local: usize) {
             },
             rand::thread_rng(),
         );
-        drive(
+        let (result, ()) = drive(
             fleet,
             local,
             n,
@@ -352,9 +382,12 @@ pub(crate) async fn device<B: BaseLink>(fleet: &'static Fleet, local: usize) {
             tx,
         )
         .await;
+        if result.is_err() {
+            fleet.stats.error("client_ended");
+        }
     } else {
         let _ = ws_tx;
-        drive(
+        let (result, ()) = drive(
             fleet,
             local,
             n,
@@ -365,6 +398,9 @@ pub(crate) async fn device<B: BaseLink>(fleet: &'static Fleet, local: usize) {
             tx,
         )
         .await;
+        if result.is_err() {
+            fleet.stats.error("client_ended");
+        }
     }
     bump(&fleet.stats.finished);
 }
@@ -394,16 +430,19 @@ impl BaseLink for PlainLink {
     }
 }
 
-/// `mqtts://` and `wss://`: TLS over TCP, sharing the run's rustls
-/// configuration.
+/// `mqtts://` and `wss://`: rustls' unbuffered client over TCP, in the
+/// device's TLS buffers (from the run's [`TlsSlots`]), sharing the run's
+/// rustls configuration.
 pub(crate) struct TlsLink;
 
 impl BaseLink for TlsLink {
-    type Connector = embermq::transport::RustlsConnector<TokioTcpConnector>;
+    type Connector = embermq::transport::RustlsLentConnector<'static, TokioTcpConnector>;
 
     fn base(fleet: &Fleet) -> Option<Self::Connector> {
         let s = &fleet.settings;
-        tls_connector(&s.broker, s.tls.as_ref()?)
+        let (tx, rx) = fleet.tls_slots.as_ref()?.take()?;
+        let buffers = embermq::transport::RustlsBuffers { rx, tx };
+        lent_tls_connector(&s.broker, s.tls.as_ref()?, buffers)
     }
 }
 
@@ -435,31 +474,29 @@ impl core::fmt::Display for CloseText {
     }
 }
 
-/// Runs the client and the publisher of one device side by side.
+/// The client and the publisher of one device, joined; the client's
+/// result comes first.
+///
+/// A plain function returning the join, not an `async fn`: an `async fn`
+/// keeps its arguments (the connector, 208 bytes over WebSocket) in its
+/// future besides the copies moved into the client, for the whole run.
 #[allow(clippy::too_many_arguments)]
-async fn drive<C: Connector>(
+fn drive<'a, 's: 'a, C: Connector + 'a>(
     fleet: &'static Fleet,
     local: usize,
     n: u32,
-    id: &str,
-    state: &DeviceState<'_>,
+    id: &'a str,
+    state: &'a DeviceState<'s>,
     connector: C,
-    rx: &mut [u8],
-    tx: &mut [u8],
-) {
+    rx: &'a mut [u8],
+    tx: &'a mut [u8],
+) -> impl Future<Output = (Result<(), impl Sized>, ())> + 'a {
     let s = &fleet.settings;
     let stats = &fleet.stats;
     let slot = &fleet.slots[local];
     let started = Instant::now();
-    let cells = DeviceCells {
-        connected: Cell::new(false),
-        ever_connected: Cell::new(false),
-        cut_pending: Cell::new(false),
-        link_ended: Cell::new(false),
-        kinds: Cell::new(0),
-    };
     let client = state.client();
-    let cells = &cells;
+    let cells = &slot.cells;
     let handler = move |event: Event<'_>| match event {
         Event::Connected { .. } => {
             if !cells.connected.replace(true) {
@@ -585,14 +622,11 @@ async fn drive<C: Connector>(
         // The first poll queues the request; the result comes as an event.
         let _ = subscribe.poll(&mut Context::from_waker(Waker::noop()));
     }
-    let publisher = async {
+    let publisher = async move {
         publish_loop(fleet, local, n, id, &client, cells).await;
         client.stop();
     };
-    let (result, ()) = join(run, publisher).await;
-    if result.is_err() {
-        stats.error("client_ended");
-    }
+    join(run, publisher)
 }
 
 /// Publishes the device's telemetry until the end of the run, cutting its

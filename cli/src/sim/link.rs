@@ -10,9 +10,12 @@
 //! reconnects with its own backoff, exactly as after a real link loss.
 //!
 //! TLS costs a device no more than a board pays: every device's
-//! `RustlsConnector` shares one `Arc<rustls::ClientConfig>` (CA roots
-//! parsed once per run) and holds only its server name; the rustls
-//! connection state exists only while a link is up. The host layer's
+//! `RustlsLentConnector` (rustls' unbuffered client) shares one
+//! `Arc<rustls::ClientConfig>` (CA roots parsed once per run) and works in
+//! TLS buffers lent from the run's anonymous map (`TlsSlots`: a full record
+//! in, see `BufferSizes::tls_rx`); the rustls connection state exists only while a
+//! link is up. The checker's connections keep the buffered
+//! `RustlsConnector` ([`tls_connector`]). The host layer's
 //! `embermq::host::LinkConnector` is not used here because it owns a `StdRng`
 //! and its own WebSocket buffers per connector, where a simulated device
 //! lends slices of its one buffer block and the thread's RNG handle.
@@ -27,8 +30,8 @@ use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use embassy_sync::signal::Signal;
 use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
 use embermq::transport::{
-    Connector, RustlsConnectError, RustlsConnector, TokioTcpConnector, TokioTcpError,
-    WsConnectError,
+    Connector, RustlsBuffers, RustlsConnectError, RustlsConnector, RustlsLentConnector,
+    TokioTcpConnector, TokioTcpError, WsConnectError,
 };
 use rustls::pki_types::ServerName;
 
@@ -151,6 +154,23 @@ pub(crate) fn tls_connector(
         TokioTcpConnector::new(url.host.as_str(), url.port),
         name,
         config.clone(),
+    ))
+}
+
+/// The TLS layer of one simulated device's link to `url` in the device's
+/// lent `buffers` (rustls' unbuffered client), over a new TCP connector,
+/// sharing `config`. `None` when the host is no valid server name.
+pub(crate) fn lent_tls_connector<'b>(
+    url: &BrokerUrl,
+    config: &Arc<rustls::ClientConfig>,
+    buffers: RustlsBuffers<'b>,
+) -> Option<RustlsLentConnector<'b, TokioTcpConnector>> {
+    let name = ServerName::try_from(url.host.clone()).ok()?;
+    Some(RustlsLentConnector::new(
+        TokioTcpConnector::new(url.host.as_str(), url.port),
+        name,
+        config.clone(),
+        buffers,
     ))
 }
 

@@ -40,6 +40,7 @@ mod profile;
 mod report;
 mod series;
 mod settings;
+mod tls_slots;
 mod verdict;
 
 use checker::{CheckerControl, Findings};
@@ -188,7 +189,17 @@ async fn simulate_async(
     let end = t0 + settings.ramp_time() + settings.duration + Duration::from_millis(500);
     let stats = Stats::default();
     *stats.connect_us.borrow_mut() = Some(checker::new_histogram());
+    let tls_slots = if settings.broker.tls {
+        let b = &settings.buffers;
+        Some(
+            tls_slots::TlsSlots::new(devices, b.tls_tx, b.tls_rx)
+                .map_err(|e| format!("cannot map the devices' TLS buffers: {e}"))?,
+        )
+    } else {
+        None
+    };
     let fleet: &'static Fleet = Box::leak(Box::new(Fleet {
+        tls_slots,
         slots: (0..devices).map(|_| DeviceSlot::new()).collect(),
         settings,
         stats,
@@ -346,6 +357,11 @@ async fn simulate_async(
     let wall = t0.elapsed();
     let mut report = build_report(fleet, findings, baseline_kib, wall);
     report.host.device_future_bytes = future_bytes as u64;
+    report.host.tls_buffers_resident_bytes = fleet
+        .tls_slots
+        .as_ref()
+        .and_then(tls_slots::TlsSlots::resident_bytes)
+        .unwrap_or(0);
     report.series = Some(series.take());
     if let Some(m) = &fleet.metrics {
         m.finish(&report);
@@ -465,6 +481,7 @@ fn build_report(
                 0.0
             },
             device_future_bytes: 0,
+            tls_buffers_resident_bytes: 0,
         },
         clean: false,
         reasons: Vec::new(),

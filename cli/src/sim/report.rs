@@ -189,6 +189,11 @@ pub(crate) struct HostReport {
     /// publisher), bytes; its lent buffers are on the heap besides.
     #[serde(default)]
     pub(crate) device_future_bytes: u64,
+    /// Resident bytes of the devices' TLS buffers at the end of the run
+    /// (`mqtts://`, `wss://`; 0 otherwise): the pages records reached, out
+    /// of a full-record slot reserved per device.
+    #[serde(default)]
+    pub(crate) tls_buffers_resident_bytes: u64,
 }
 
 /// The whole report.
@@ -328,6 +333,7 @@ impl Report {
             m.host.peak_rss_kib += r.host.peak_rss_kib;
             m.host.baseline_rss_kib += r.host.baseline_rss_kib;
             m.host.device_future_bytes = m.host.device_future_bytes.max(r.host.device_future_bytes);
+            m.host.tls_buffers_resident_bytes += r.host.tls_buffers_resident_bytes;
         }
         m.shards.sort_by_key(|s| s.index);
         let grown = m.host.peak_rss_kib.saturating_sub(m.host.baseline_rss_kib);
@@ -440,6 +446,16 @@ impl fmt::Display for Report {
             h.baseline_rss_kib,
             h.rss_per_device_bytes
         )?;
+        if h.tls_buffers_resident_bytes > 0 {
+            writeln!(
+                f,
+                "  TLS buffers resident: {} KiB ({} B/device)",
+                h.tls_buffers_resident_bytes / 1024,
+                h.tls_buffers_resident_bytes
+                    .checked_div(self.devices)
+                    .unwrap_or(0)
+            )?;
+        }
         if self.clean {
             write!(f, "  verdict: clean")
         } else {

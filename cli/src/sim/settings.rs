@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use embermq::session::ProtocolChoice;
-use embermq::transport::RustlsOptions;
+use embermq::transport::{RustlsOptions, TLS_RECORD_BUFFER_LEN, TLS_RECORD_OVERHEAD};
 
 use super::link::BrokerUrl;
 use super::profile::{
@@ -156,6 +156,11 @@ pub(crate) struct RunArgs {
     outbox: Option<usize>,
 }
 
+/// Room in a device's TLS transmit buffer for the ClientHello: about 300
+/// bytes with rustls' defaults, plus SNI, ALPN and a resumption ticket
+/// (OpenSSL's are about 250 bytes).
+const TLS_HELLO_LEN: usize = 1536;
+
 /// Per-device buffer sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BufferSizes {
@@ -166,6 +171,14 @@ pub(crate) struct BufferSizes {
     pub(crate) ws_rx: usize,
     /// WebSocket transmit buffer (frames are masked through it in pieces).
     pub(crate) ws_tx: usize,
+    /// TLS receive buffer (`mqtts://`, `wss://`): one full record
+    /// ([`TLS_RECORD_BUFFER_LEN`], 16,645 bytes), the largest a server may
+    /// send, since rustls negotiates no smaller record size. Lent from
+    /// the run's `TlsSlots`: only the pages records reach are resident.
+    pub(crate) tls_rx: usize,
+    /// TLS transmit buffer: the ClientHello (with a resumption ticket) and
+    /// one record of what the device writes.
+    pub(crate) tls_tx: usize,
 }
 
 /// The resolved options of a run.
@@ -402,6 +415,11 @@ impl Settings {
             None => broker.clone(),
         };
         let tls = tls_config(args, broker.tls || checker_broker.tls)?;
+        let client_chain_len = args
+            .cert
+            .as_ref()
+            .and_then(|path| std::fs::metadata(path).ok())
+            .map_or(0, |m| usize::try_from(m.len()).unwrap_or(usize::MAX));
         Ok(Self {
             tls,
             checker_broker,
@@ -445,6 +463,10 @@ impl Settings {
                 outbox,
                 ws_rx: 256,
                 ws_tx: 256,
+                tls_rx: TLS_RECORD_BUFFER_LEN,
+                // A client certificate chain goes out in the handshake's
+                // second flight; its PEM file is longer than its DER.
+                tls_tx: (TLS_HELLO_LEN + client_chain_len).max(tx + TLS_RECORD_OVERHEAD),
             },
         })
     }

@@ -730,6 +730,30 @@ pub enum RustlsError {
     Closed,
     /// The inner transport failed.
     Io(ErrorKind),
+    /// A record, or a handshake message spanning records, is larger than
+    /// the lent receive buffer of `capacity` bytes (a
+    /// [`RustlsLentConnector`](super::RustlsLentConnector) limit; lend
+    /// [`TLS_RECORD_BUFFER_LEN`](super::TLS_RECORD_BUFFER_LEN) to accept
+    /// every record).
+    ReceiveBufferFull {
+        /// The receive buffer's size.
+        capacity: usize,
+    },
+    /// A record to send needs `required` bytes of the lent transmit buffer
+    /// of `capacity` bytes (a
+    /// [`RustlsLentConnector`](super::RustlsLentConnector) limit).
+    TransmitBufferTooSmall {
+        /// The transmit buffer's size.
+        capacity: usize,
+        /// The bytes the record needed.
+        required: usize,
+    },
+    /// The connection ended in the middle of a record: `buffered` bytes of
+    /// an unfinished record had arrived.
+    TruncatedRecord {
+        /// The bytes of the unfinished record.
+        buffered: usize,
+    },
 }
 
 impl RustlsError {
@@ -860,6 +884,20 @@ impl fmt::Display for RustlsError {
             Self::Protocol(e) => write!(f, "TLS: {e}"),
             Self::Closed => f.write_str("TLS: the connection closed during the handshake"),
             Self::Io(kind) => write!(f, "TLS: transport error: {kind:?}"),
+            Self::ReceiveBufferFull { capacity } => write!(
+                f,
+                "TLS: a record larger than the receive buffer of {capacity} bytes"
+            ),
+            Self::TransmitBufferTooSmall { capacity, required } => write!(
+                f,
+                "TLS: a record needs {required} bytes, more than the transmit buffer of \
+                 {capacity} bytes"
+            ),
+            Self::TruncatedRecord { buffered } => write!(
+                f,
+                "TLS: the connection ended in the middle of a record ({buffered} bytes of it \
+                 had arrived)"
+            ),
         }
     }
 }
@@ -877,7 +915,10 @@ impl embedded_io_async::Error for RustlsError {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::Io(kind) => *kind,
-            Self::Closed => ErrorKind::ConnectionAborted,
+            Self::Closed | Self::TruncatedRecord { .. } => ErrorKind::ConnectionAborted,
+            Self::ReceiveBufferFull { .. } | Self::TransmitBufferTooSmall { .. } => {
+                ErrorKind::OutOfMemory
+            }
             // A refused client certificate: the client reports the kind
             // only, and "permission denied" says it best.
             Self::Alert(

@@ -66,16 +66,9 @@ impl TestPki {
     }
 }
 
-/// Serves one TLS connection on 127.0.0.1 (TLS 1.3 only when
-/// `tls13_only`): after the handshake it sends each of `messages` as its
-/// own record, the record's bytes one at a time `pause` apart; then it
-/// returns everything the client sent until it closed.
-pub(crate) fn serve_trickled(
-    pki: &TestPki,
-    tls13_only: bool,
-    messages: Vec<Vec<u8>>,
-    pause: Duration,
-) -> (u16, JoinHandle<Vec<u8>>) {
+/// A rustls server configuration presenting `pki`'s server certificate,
+/// TLS 1.3 only when `tls13_only`.
+fn server_config(pki: &TestPki, tls13_only: bool) -> Arc<::rustls::ServerConfig> {
     let provider = Arc::new(::rustls::crypto::ring::default_provider());
     let builder = ::rustls::ServerConfig::builder_with_provider(provider);
     let builder = if tls13_only {
@@ -86,12 +79,25 @@ pub(crate) fn serve_trickled(
         builder.with_safe_default_protocol_versions().unwrap()
     };
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.server_key.clone()));
-    let config = Arc::new(
+    Arc::new(
         builder
             .with_no_client_auth()
             .with_single_cert(alloc::vec![pki.server_cert.clone()], key)
             .unwrap(),
-    );
+    )
+}
+
+/// Serves one TLS connection on 127.0.0.1 (TLS 1.3 only when
+/// `tls13_only`): after the handshake it sends each of `messages` as its
+/// own record, the record's bytes one at a time `pause` apart; then it
+/// returns everything the client sent until it closed.
+pub(crate) fn serve_trickled(
+    pki: &TestPki,
+    tls13_only: bool,
+    messages: Vec<Vec<u8>>,
+    pause: Duration,
+) -> (u16, JoinHandle<Vec<u8>>) {
+    let config = server_config(pki, tls13_only);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = std::thread::spawn(move || {
@@ -124,6 +130,37 @@ pub(crate) fn serve_trickled(
             got.extend_from_slice(&buf[..n]);
         }
         got
+    });
+    (port, server)
+}
+
+/// Serves one TLS 1.3 connection on 127.0.0.1 with rustls; after the
+/// handshake, writes to the TCP stream whatever `raw` makes of the
+/// connection (records encrypted by it, cut or altered) and closes. A
+/// **fault injector**: no real server sends a cut or oversized record on
+/// request; everything before the raw bytes is a real rustls server.
+#[cfg(feature = "rustls")]
+pub(crate) fn serve_then_raw(
+    pki: &TestPki,
+    raw: impl FnOnce(&mut ::rustls::ServerConnection) -> Vec<u8> + Send + 'static,
+) -> (u16, JoinHandle<()>) {
+    let config = server_config(pki, true);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().unwrap();
+        let mut conn = ::rustls::ServerConnection::new(config).unwrap();
+        while conn.is_handshaking() {
+            conn.complete_io(&mut tcp).unwrap();
+        }
+        while conn.wants_write() {
+            conn.write_tls(&mut tcp).unwrap();
+        }
+        let bytes = raw(&mut conn);
+        tcp.write_all(&bytes).unwrap();
+        tcp.flush().unwrap();
+        // Give the client time to read before the close.
+        std::thread::sleep(Duration::from_millis(200));
     });
     (port, server)
 }
