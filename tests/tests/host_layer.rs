@@ -413,6 +413,55 @@ async fn tokens_report_refusals_and_the_end_of_the_client() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detached_publishes_at_qos_0_1_2_arrive_in_order_and_share_their_topic() {
+    let broker = Mosquitto::start().unwrap();
+    within(20, async {
+        let url = format!("ws://127.0.0.1:{}/mqtt", broker.ws_port);
+        let (client, mut events) = host::connect(Options::new(&url).unwrap()).unwrap();
+        client
+            .subscribe("detached/#", QoS::ExactlyOnce)
+            .await
+            .unwrap();
+        // One `Topic` for every publish: clones, no new text.
+        let topic = host::Topic::from("detached/t");
+        for (i, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
+            .into_iter()
+            .enumerate()
+        {
+            client
+                .publish_detached(&topic, format!("{i}"), qos)
+                .await
+                .unwrap();
+        }
+        // Refused at once, as a publish with a token is.
+        let err = client
+            .publish_detached("a/+", "x", QoS::AtMostOnce)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, host::Error::Topic(_)), "{err}");
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(events.next_message().await.unwrap());
+        }
+        let payloads: Vec<&[u8]> = got.iter().map(|m| &m.payload[..]).collect();
+        assert_eq!(payloads, [&b"0"[..], b"1", b"2"]);
+        // Messages in a row on one topic share its allocation; no 5.0
+        // property was set, so none is boxed.
+        assert!(got.iter().all(|m| m.topic == "detached/t"));
+        assert!(core::ptr::eq(got[0].topic.as_str(), got[2].topic.as_str()));
+        assert!(got.iter().all(|m| m.properties.is_empty()));
+        client.disconnect().await.unwrap();
+        // After the end, a detached publish says so too.
+        let err = client
+            .publish_detached(&topic, "late", QoS::AtMostOnce)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, host::Error::Stopped), "{err}");
+    })
+    .await;
+}
+
 /// The local-port-independent receive queue of the one TCP socket
 /// connected to `remote_port` on loopback (from /proc/net/tcp), in bytes.
 fn rx_queue_to(remote_port: u16) -> Option<u64> {

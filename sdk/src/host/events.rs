@@ -12,6 +12,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::Error;
+use super::owned::{PropertiesBox, Topic};
 use crate::codec::{Properties, ProtocolVersion, QoS};
 use crate::session::{self, CloseReason};
 
@@ -42,11 +43,11 @@ impl MessageProperties {
         *self == Self::default()
     }
 
-    fn from_wire(p: &Properties<'_>) -> Self {
+    fn from_wire(p: &Properties<'_>) -> PropertiesBox {
         if p.is_empty() {
-            return Self::default();
+            return PropertiesBox::default();
         }
-        Self {
+        PropertiesBox::from(Self {
             payload_is_utf8: p.payload_format_indicator(),
             message_expiry_secs: p.message_expiry_interval(),
             content_type: p.content_type().map(ToOwned::to_owned),
@@ -57,7 +58,7 @@ impl MessageProperties {
                 .map(|u| (u.name.to_owned(), u.value.to_owned()))
                 .collect(),
             subscription_ids: p.subscription_identifiers().collect(),
-        }
+        })
     }
 }
 
@@ -66,8 +67,9 @@ impl MessageProperties {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Message {
-    /// Topic name (a 5.0 topic alias already resolved).
-    pub topic: String,
+    /// Topic name (a 5.0 topic alias already resolved). Messages in a row
+    /// on the same topic share one allocation.
+    pub topic: Topic,
     /// Payload.
     pub payload: Bytes,
     /// The QoS it was delivered with.
@@ -77,8 +79,9 @@ pub struct Message {
     /// DUP flag as received (QoS 1 may repeat; QoS 2 redeliveries are
     /// filtered).
     pub dup: bool,
-    /// 5.0 properties (empty on 3.1.1).
-    pub properties: MessageProperties,
+    /// 5.0 properties (empty on 3.1.1), boxed only when present; read
+    /// them as a [`MessageProperties`].
+    pub properties: PropertiesBox,
 }
 
 impl Message {
@@ -88,9 +91,15 @@ impl Message {
         self.properties.response_topic.is_some()
     }
 
-    pub(crate) fn from_wire(m: &session::Message<'_>) -> Self {
+    /// `last`: the topic of the message before, reused (no allocation)
+    /// when this one has the same; replaced otherwise.
+    pub(crate) fn from_wire(m: &session::Message<'_>, last: &mut Option<Topic>) -> Self {
+        let topic = match last {
+            Some(t) if t.as_str() == m.topic => t.clone(),
+            _ => last.insert(Topic::from(m.topic)).clone(),
+        };
         Self {
-            topic: m.topic.to_owned(),
+            topic,
             payload: Bytes::copy_from_slice(m.payload),
             qos: m.qos,
             retain: m.retain,

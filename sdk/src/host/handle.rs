@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::request::Exchanges;
-use super::{Error, Message, MessageProperties};
+use super::{Error, Message, MessageProperties, PropertiesBox, Topic};
 use crate::codec::{QoS, SubscriptionOptions};
 use crate::session::FilterResults;
 use crate::topic;
@@ -23,8 +23,9 @@ use crate::topic;
 /// A message to publish (or the Will), owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Publish {
-    /// Topic name (no wildcards).
-    pub topic: String,
+    /// Topic name (no wildcards). Keep a [`Topic`] and pass clones of it
+    /// to publish without a fresh allocation per message.
+    pub topic: Topic,
     /// Payload.
     pub payload: Bytes,
     /// QoS.
@@ -34,25 +35,26 @@ pub struct Publish {
     /// 5.0 properties (Response Topic, Correlation Data, User Properties,
     /// Content Type, Message Expiry, Payload Format); dropped on a 3.1.1
     /// link. `subscription_ids` is not sent (a client may not
-    /// [MQTT-3.3.4-6]). Not sent with a Will.
-    pub properties: MessageProperties,
+    /// [MQTT-3.3.4-6]). Not sent with a Will. Boxed only when present;
+    /// read and write them as a [`MessageProperties`].
+    pub properties: PropertiesBox,
 }
 
 impl Publish {
     /// A message for `topic` with `payload` at `qos`, not retained.
-    pub fn new(topic: impl Into<String>, payload: impl Into<Bytes>, qos: QoS) -> Self {
+    pub fn new(topic: impl Into<Topic>, payload: impl Into<Bytes>, qos: QoS) -> Self {
         Self {
             topic: topic.into(),
             payload: payload.into(),
             qos,
             retain: false,
-            properties: MessageProperties::default(),
+            properties: PropertiesBox::default(),
         }
     }
 
     /// The same message with these 5.0 properties.
     pub fn with_properties(mut self, properties: MessageProperties) -> Self {
-        self.properties = properties;
+        self.properties = properties.into();
         self
     }
 
@@ -82,7 +84,9 @@ pub(crate) enum Request {
         msg: Publish,
         /// `true`: never wait for outbox room ([`Client::try_publish`]).
         now: bool,
-        done: oneshot::Sender<Result<(), Error>>,
+        /// `None`: nobody can wait for the outcome
+        /// ([`Client::publish_detached`]), so no channel was made.
+        done: Option<oneshot::Sender<Result<(), Error>>>,
     },
     Subscribe {
         filters: Vec<(String, SubscriptionOptions)>,
@@ -138,7 +142,7 @@ impl Client {
     /// refused at once.
     pub async fn publish(
         &self,
-        topic: impl Into<String>,
+        topic: impl Into<Topic>,
         payload: impl Into<Bytes>,
         qos: QoS,
     ) -> Result<Token, Error> {
@@ -149,6 +153,39 @@ impl Client {
     pub async fn send(&self, msg: Publish) -> Result<Token, Error> {
         self.check(&msg)?;
         let (done, rx) = oneshot::channel();
+        self.queue(msg, Some(done)).await?;
+        Ok(Token { rx })
+    }
+
+    /// Publishes as [`publish`](Self::publish) does, without a [`Token`]:
+    /// for a message whose outcome nobody awaits (rumqttc's `publish`),
+    /// it saves the completion channel a token needs (an allocation and
+    /// its synchronisation per message, most of what a QoS 0 publish costs
+    /// the host layer beyond the core client's). A message refused at once
+    /// (bad topic, too large) is still an error here; what happens to it
+    /// later (PUBACK, overflow policy, the client stopping) is reported to
+    /// no one.
+    pub async fn publish_detached(
+        &self,
+        topic: impl Into<Topic>,
+        payload: impl Into<Bytes>,
+        qos: QoS,
+    ) -> Result<(), Error> {
+        self.send_detached(Publish::new(topic, payload, qos)).await
+    }
+
+    /// [`send`](Self::send) without a [`Token`], as
+    /// [`publish_detached`](Self::publish_detached).
+    pub async fn send_detached(&self, msg: Publish) -> Result<(), Error> {
+        self.check(&msg)?;
+        self.queue(msg, None).await
+    }
+
+    async fn queue(
+        &self,
+        msg: Publish,
+        done: Option<oneshot::Sender<Result<(), Error>>>,
+    ) -> Result<(), Error> {
         let request = Request::Publish {
             msg,
             now: false,
@@ -158,15 +195,14 @@ impl Client {
         // waiter a `send` future sets up, which is most of a QoS 0
         // publish's cost here; `send` only when the buffer is full.
         match self.requests.try_send(request) {
-            Ok(()) => {}
+            Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(request)) => self
                 .requests
                 .send(request)
                 .await
-                .map_err(|_| Error::Stopped)?,
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Error::Stopped),
+                .map_err(|_| Error::Stopped),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Error::Stopped),
         }
-        Ok(Token { rx })
     }
 
     /// Publishes without ever waiting: a full request buffer is
@@ -176,7 +212,7 @@ impl Client {
     /// comes through the token).
     pub fn try_publish(
         &self,
-        topic: impl Into<String>,
+        topic: impl Into<Topic>,
         payload: impl Into<Bytes>,
         qos: QoS,
     ) -> Result<Token, Error> {
@@ -186,7 +222,7 @@ impl Client {
         let request = Request::Publish {
             msg,
             now: true,
-            done,
+            done: Some(done),
         };
         self.requests.try_send(request).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => Error::RequestBufferFull,
@@ -266,7 +302,7 @@ impl Client {
     /// [`request_with`](Self::request_with).
     pub async fn request(
         &self,
-        topic: impl Into<String>,
+        topic: impl Into<Topic>,
         payload: impl Into<Bytes>,
         timeout: Duration,
     ) -> Result<Message, Error> {

@@ -81,6 +81,7 @@ mod events;
 mod handle;
 mod link;
 mod options;
+mod owned;
 mod request;
 mod task;
 mod url;
@@ -100,6 +101,7 @@ pub use options::{
     DEFAULT_EVENT_CAPACITY, DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_PACKET_SIZE, DEFAULT_OUTBOX_BYTES,
     DEFAULT_REQUEST_CAPACITY, MAX_INFLIGHT, Options, Will,
 };
+pub use owned::{PropertiesBox, Topic};
 pub use url::{BrokerUrl, DEFAULT_WS_PATH, Scheme, UrlError, masked};
 
 use crate::client::ClientError;

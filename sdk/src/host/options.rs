@@ -427,7 +427,14 @@ impl Will {
     /// A Will for `topic` with `payload` at `qos`, not retained, no delay,
     /// no properties.
     pub fn new(topic: impl Into<String>, payload: impl Into<Bytes>, qos: QoS) -> Self {
-        Publish::new(topic, payload, qos).into()
+        Self {
+            topic: topic.into(),
+            payload: payload.into(),
+            qos,
+            retain: false,
+            delay: None,
+            properties: MessageProperties::default(),
+        }
     }
 
     /// Published retained.
@@ -492,12 +499,12 @@ impl Will {
 impl From<Publish> for Will {
     fn from(msg: Publish) -> Self {
         Self {
-            topic: msg.topic,
+            topic: msg.topic.into(),
             payload: msg.payload,
             qos: msg.qos,
             retain: msg.retain,
             delay: None,
-            properties: msg.properties,
+            properties: msg.properties.into_inner(),
         }
     }
 }

@@ -150,7 +150,8 @@ mod tests {
             properties: super::super::MessageProperties {
                 correlation_data: key,
                 ..Default::default()
-            },
+            }
+            .into(),
         }
     }
 

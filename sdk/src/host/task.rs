@@ -25,6 +25,7 @@ use rand::rngs::StdRng;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Error;
+use super::Topic;
 use super::events::{Event, Message, MessageProperties};
 use super::handle::{Publish, Request};
 use super::link::LinkConnector;
@@ -194,6 +195,7 @@ async fn drive<St: HostStore>(
         events: events.clone(),
         pending: &pending,
         exchanges,
+        last_topic: None,
     };
     let mut driver = pin!(connection.run(handler));
     let serve = pin!(serve(client, requests, &pending, &events, options.overflow));
@@ -278,7 +280,7 @@ async fn publish<St: HostStore>(
     client: Handle<'_, '_, St>,
     msg: Publish,
     now: bool,
-    done: Done<()>,
+    done: Option<Done<()>>,
     pending: &Mutex<Pending>,
     overflow: session::OverflowPolicy,
 ) {
@@ -295,7 +297,7 @@ async fn publish<St: HostStore>(
         } else {
             Properties::from_fields(&fields)
         },
-        ..OutgoingMessage::new(&msg.topic, &msg.payload, msg.qos)
+        ..OutgoingMessage::new(msg.topic.as_str(), &msg.payload, msg.qos)
     };
     let queued = if now {
         client.try_publish(&out, overflow)
@@ -308,7 +310,7 @@ async fn publish<St: HostStore>(
         // already dropped (the usual fate of a QoS 0 one) waits for
         // nothing: no entry.
         Ok(token) => {
-            if !done.is_closed() {
+            if let Some(done) = done.filter(|d| !d.is_closed()) {
                 lock(pending).publishes.insert(token.0, done);
             }
         }
@@ -317,7 +319,13 @@ async fn publish<St: HostStore>(
                 e.with_connector_error::<core::convert::Infallible>(),
                 St::error,
             );
-            let _ = done.send(Err(e));
+            match done {
+                Some(done) => {
+                    let _ = done.send(Err(e));
+                }
+                // Detached: nobody to tell but the log.
+                None => warn!("detached publish not sent: {}", e),
+            }
         }
     }
 }
@@ -358,6 +366,9 @@ struct Forward<'p> {
     events: mpsc::Sender<Event>,
     pending: &'p Mutex<Pending>,
     exchanges: Arc<Exchanges>,
+    /// The topic of the last message received, shared by the next one
+    /// on the same topic (no allocation).
+    last_topic: Option<Topic>,
 }
 
 impl EventHandler for Forward<'_> {
@@ -367,13 +378,18 @@ impl EventHandler for Forward<'_> {
             // Only a message on the response topic can be a reply; the
             // others are built straight into their event (no extra move).
             client::Event::Message(m) if m.topic == self.exchanges.response_topic => {
-                match self.exchanges.route(Message::from_wire(&m)) {
+                match self
+                    .exchanges
+                    .route(Message::from_wire(&m, &mut self.last_topic))
+                {
                     Some(m) => Event::Message(m),
                     // A reply, handed to the request that waits for it.
                     None => return,
                 }
             }
-            client::Event::Message(m) => Event::Message(Message::from_wire(&m)),
+            client::Event::Message(m) => {
+                Event::Message(Message::from_wire(&m, &mut self.last_topic))
+            }
             client::Event::Connected {
                 session_present,
                 version,
@@ -400,7 +416,13 @@ impl EventHandler for Forward<'_> {
                 qos,
             },
             client::Event::PublishComplete { token, result } => {
-                if let Some(done) = lock(self.pending).publishes.remove(&token.0) {
+                let mut pending = lock(self.pending);
+                // Nobody waits for most completions (detached publishes,
+                // dropped tokens): no key to hash then.
+                if !pending.publishes.is_empty()
+                    && let Some(done) = pending.publishes.remove(&token.0)
+                {
+                    drop(pending);
                     let _ = done.send(result.map_err(Error::Publish));
                 }
                 return;
