@@ -47,12 +47,14 @@
 //! EMBERMQ_BENCH_ROUNDS=1 cargo bench -p embermq-tests --bench
 //! client_throughput`. For profiling, `EMBERMQ_BENCH_CASE=<substring>`
 //! runs only the matching cases and `EMBERMQ_BENCH_CLIENT=embermq` (or
-//! `rumqttc`, `floor`, `host`) only one client (the ratios are then
-//! meaningless).
+//! `rumqttc`, `floor`, `host`, `host-floor`) only one client (the ratios
+//! are then meaningless).
 //!
 //! A second table sets the host layer (`embermq::host`, [`run_host`])
 //! beside the core client of the same run: the same client behind
-//! `connect(url)`, a request channel and owned events.
+//! `connect(url)`, a request channel and owned events; and beside the
+//! floor of that design ([`run_host_floor`]: the core client behind a
+//! spawned task and two bounded channel hops of owned messages).
 //!
 //! Not criterion: criterion times repeated iterations of a closure by wall
 //! clock, while this needs CPU time per message over whole network runs
