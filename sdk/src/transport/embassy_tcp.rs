@@ -577,11 +577,13 @@ mod tests {
     async fn a_connect_waits_for_the_link_and_a_dial_ends_as_soon_as_the_link_goes_down() {
         wired! { wire, client_stack, client_runner, server_stack, server_runner }
         let server = silent_server(server_stack);
+        // The cable is out before the stacks start (tokio's select! polls
+        // its branches in a random order: pulled inside the client, the
+        // runner could have seen the link up first): nothing is dialled
+        // until it is back, then the connect goes through at once.
+        wire.borrow_mut().set_unplugged(0, true);
         let client = async {
             let millis = core::time::Duration::from_millis;
-            // The cable is out before the first connect: nothing is dialled
-            // until it is back, then the connect goes through at once.
-            wire.borrow_mut().set_unplugged(0, true);
             let (mut rx, mut tx) = ([0u8; 1024], [0u8; 1024]);
             let mut connector =
                 EmbassyTcpConnector::new(client_stack, "10.0.0.2", 1883, &mut rx, &mut tx);
