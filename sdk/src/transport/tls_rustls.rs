@@ -1095,11 +1095,10 @@ impl core::error::Error for RustlsConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::tls_test_peer::{pki, serve_trickled};
+    use crate::transport::tls_test_peer::{pki, read_through_dropped_reads, serve_trickled};
     use alloc::string::ToString;
     use alloc::vec;
     use core::time::Duration;
-    use embassy_futures::select::{Either, select};
 
     #[tokio::test]
     async fn read_is_cancel_safe_when_dropped_mid_record() {
@@ -1114,35 +1113,7 @@ mod tests {
         let mut connector = RustlsConnector::tcp("localhost", port, &options).unwrap();
         let mut stream = connector.connect().await.unwrap();
 
-        let (mut got, mut dropped) = (Vec::new(), 0u32);
-        let mut buf = [0u8; 64];
-        // A stream that lost bytes would wait for ever: bounded.
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while got.len() < expected.len() {
-                // A timer about as long as the pause between bytes: most reads are
-                // dropped with part of a record received.
-                match select(
-                    stream.read(&mut buf),
-                    tokio::time::sleep(Duration::from_micros(100)),
-                )
-                .await
-                {
-                    Either::First(n) => {
-                        let n = n.unwrap();
-                        assert!(n > 0, "end of stream before all data");
-                        got.extend_from_slice(&buf[..n]);
-                    }
-                    Either::Second(()) => dropped += 1,
-                }
-            }
-        })
-        .await
-        .expect("every byte arrives within 10 s");
-        assert_eq!(got, expected);
-        assert!(dropped >= 5, "only {dropped} reads were dropped");
-
-        stream.write_all(b"ping").await.unwrap();
-        stream.flush().await.unwrap();
+        read_through_dropped_reads(&mut stream, &expected).await;
         drop(stream);
         assert_eq!(server.join().unwrap(), b"ping");
     }

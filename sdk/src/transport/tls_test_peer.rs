@@ -87,6 +87,44 @@ fn server_config(pki: &TestPki, tls13_only: bool) -> Arc<::rustls::ServerConfig>
     )
 }
 
+/// Reads `expected` from `stream` while a timer about as long as the
+/// server's pause between bytes keeps dropping the read (most reads are
+/// dropped with part of a record received): a cancel-safe read loses and
+/// repeats nothing. Bounded at 10 s (a stream that lost bytes would wait
+/// for ever); at least 5 reads must have been dropped. Then writes `ping`.
+pub(crate) async fn read_through_dropped_reads<S>(stream: &mut S, expected: &[u8])
+where
+    S: embedded_io_async::Read + embedded_io_async::Write,
+    S::Error: core::fmt::Debug,
+{
+    use embassy_futures::select::{Either, select};
+    let (mut got, mut dropped) = (Vec::new(), 0u32);
+    let mut buf = [0u8; 64];
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while got.len() < expected.len() {
+            match select(
+                stream.read(&mut buf),
+                tokio::time::sleep(Duration::from_micros(100)),
+            )
+            .await
+            {
+                Either::First(n) => {
+                    let n = n.unwrap();
+                    assert!(n > 0, "end of stream before all data");
+                    got.extend_from_slice(&buf[..n]);
+                }
+                Either::Second(()) => dropped += 1,
+            }
+        }
+    })
+    .await
+    .expect("every byte arrives within 10 s");
+    assert_eq!(got, expected);
+    assert!(dropped >= 5, "only {dropped} reads were dropped");
+    stream.write_all(b"ping").await.unwrap();
+    stream.flush().await.unwrap();
+}
+
 /// Serves one TLS connection on 127.0.0.1 (TLS 1.3 only when
 /// `tls13_only`): after the handshake it sends each of `messages` as its
 /// own record, the record's bytes one at a time `pause` apart; then it

@@ -542,13 +542,12 @@ mod tests {
     use super::*;
     use crate::transport::TokioTcpConnector;
     use crate::transport::tls_test_peer::{
-        ServerScript, TestPki, pki, serve_scripted, serve_trickled,
+        ServerScript, TestPki, pki, read_through_dropped_reads, serve_scripted, serve_trickled,
     };
     use alloc::string::{String, ToString};
     use alloc::vec;
     use alloc::vec::Vec;
     use core::time::Duration;
-    use embassy_futures::select::{Either, select};
 
     fn buffers() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         (vec![0; 16_640], vec![0; 4096], vec![0; 16_640])
@@ -577,33 +576,7 @@ mod tests {
         );
         let mut stream = connector.connect().await.unwrap();
 
-        let (mut got, mut dropped) = (Vec::new(), 0u32);
-        let mut buf = [0u8; 64];
-        // A stream that lost bytes would wait for ever: bounded.
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while got.len() < expected.len() {
-                match select(
-                    stream.read(&mut buf),
-                    tokio::time::sleep(Duration::from_micros(100)),
-                )
-                .await
-                {
-                    Either::First(n) => {
-                        let n = n.unwrap();
-                        assert!(n > 0, "end of stream before all data");
-                        got.extend_from_slice(&buf[..n]);
-                    }
-                    Either::Second(()) => dropped += 1,
-                }
-            }
-        })
-        .await
-        .expect("every byte arrives within 10 s");
-        assert_eq!(got, expected);
-        assert!(dropped >= 5, "only {dropped} reads were dropped");
-
-        stream.write_all(b"ping").await.unwrap();
-        stream.flush().await.unwrap();
+        read_through_dropped_reads(&mut stream, &expected).await;
         drop(stream);
         assert_eq!(server.join().unwrap(), b"ping");
     }
