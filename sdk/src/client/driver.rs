@@ -9,16 +9,15 @@
 
 use core::future::Future;
 use core::pin::pin;
-use core::task::Poll;
 
 use embassy_futures::select::{Either, Either3, select, select3};
 use embassy_sync::blocking_mutex::raw::RawMutex;
 use embedded_io_async::{Error as _, Read, Write};
 
-use super::state::Outcome;
+use super::pump::{Io, LinkEnd, Pump, ReadEnd, Until, Wrote, next_event};
 use super::{Backoff, ClientError, ClientState, Event, EventHandler, TRACKED_COMPLETIONS};
 use crate::clock::Clock;
-use crate::session::{self, CloseReason, Incoming};
+use crate::session::CloseReason;
 use crate::store::{NoStore, Store};
 use crate::time::Duration;
 use crate::transport::{Connector, Transport as _};
@@ -53,23 +52,6 @@ impl Default for ClientConfig {
     fn default() -> Self {
         Self::DEFAULT
     }
-}
-
-/// How one link ended. Deliberately not generic over the connector's
-/// error, so no type naming `C::Error` is held across the link's awaits
-/// (it only makes rustc's `Send` reasoning harder).
-enum LinkEnd {
-    /// The link closed (by either side, or on an I/O error); the session
-    /// has been told. `accepted`: CONNACK had accepted it.
-    Closed {
-        accepted: bool,
-        failure: ClientError,
-        /// The session closed the link (DISCONNECT sent where there was
-        /// one) and the transport still works: end it politely.
-        polite: bool,
-    },
-    /// Unrecoverable: the lent buffers cannot carry the traffic.
-    Fatal(ClientError),
 }
 
 /// The driver of one client: owns the connector, the clock, the RNG for
@@ -348,30 +330,10 @@ async fn drain_events<
 >(
     state: &ClientState<'_, M, I, S, F, A, St, TK>,
     handler: &mut H,
-) -> Drained {
-    let mut drained = Drained::default();
+) {
     loop {
-        let event = state.with(|sh| {
-            let event = sh.session.poll_event()?;
-            match event {
-                session::Event::PublishComplete { token, result } => {
-                    sh.completions.complete(token.0, Outcome::Publish(result));
-                }
-                session::Event::Subscribed { token, results }
-                | session::Event::Unsubscribed { token, results } => {
-                    sh.completions.complete(token.0, Outcome::Filters(results));
-                }
-                _ => {}
-            }
-            Some(event)
-        });
+        let event = next_event(state);
         let Some(event) = event else { break };
-        drained.events = drained.events.saturating_add(1);
-        match event {
-            session::Event::Connected { .. } => drained.accepted = true,
-            session::Event::Disconnected { reason } => drained.closed = Some(reason),
-            _ => {}
-        }
         handler.on_event(Event::from_session(event)).await;
     }
     state.with(|sh| sh.outbox_waiters.wake());
@@ -379,7 +341,6 @@ async fn drain_events<
         remove_stored(state).await;
         replay_stored(state).await;
     }
-    drained
 }
 
 /// Runs a replay pass if stored records still wait for one (the first, or
@@ -429,120 +390,9 @@ async fn remove_stored<
     }
 }
 
-/// What [`drain_events`] saw.
-#[derive(Default)]
-struct Drained {
-    /// CONNACK accepted the link.
-    accepted: bool,
-    /// The session reported the link over, with this reason.
-    closed: Option<CloseReason>,
-    /// How many events were handed over.
-    events: u32,
-}
-
-/// Writes everything the session has to send: as many packets as fit the
-/// transmit buffer go out in one write, and one flush ends it all. A write
-/// or flush that makes no progress for the session's
-/// [`write_stall_timeout`](crate::session::Session::write_stall_timeout)
-/// gives the link up ([`LinkError::Stalled`]).
-async fn transmit<
-    M: RawMutex,
-    T: Write,
-    K: Clock,
-    const I: usize,
-    const S: usize,
-    const F: usize,
-    const A: usize,
-    St: Store,
-    const TK: usize,
->(
-    state: &ClientState<'_, M, I, S, F, A, St, TK>,
-    transport: &mut T,
-    clock: &K,
-    tx: &mut [u8],
-) -> Result<bool, LinkError> {
-    let mut wrote = false;
-    loop {
-        let (next, stall) = state.with(|sh| {
-            (
-                sh.session.poll_transmit_batch(clock.now(), tx),
-                sh.session.write_stall_timeout(),
-            )
-        });
-        match next {
-            Ok(0) => break,
-            Ok(n) => {
-                let bytes = tx.get(..n).unwrap_or(&[]);
-                write_all_within(transport, clock, bytes, stall).await?;
-                wrote = true;
-            }
-            Err(e) => return Err(LinkError::Fatal(ClientError::Session(e))),
-        }
-    }
-    if wrote {
-        let stall = state.with(|sh| sh.session.write_stall_timeout());
-        match select(transport.flush(), clock.sleep_until(clock.now() + stall)).await {
-            Either::First(result) => result.map_err(|e| LinkError::Io(e.kind()))?,
-            Either::Second(()) => return Err(LinkError::Stalled),
-        }
-        state.with(|sh| sh.session.confirm_transmitted());
-    }
-    Ok(wrote)
-}
-
-/// Writes all of `bytes`, giving up when one write call takes none of
-/// them for `stall` (the peer stopped reading: without a bound, keepalive
-/// and a stop request would wait behind the write for ever). The write
-/// future is dropped then, so the transport may hold part of a frame: the
-/// link is abandoned anyway.
-async fn write_all_within<T: Write, K: Clock>(
-    transport: &mut T,
-    clock: &K,
-    mut bytes: &[u8],
-    stall: Duration,
-) -> Result<(), LinkError> {
-    while !bytes.is_empty() {
-        let deadline = clock.now() + stall;
-        match select(transport.write(bytes), clock.sleep_until(deadline)).await {
-            Either::First(Ok(0)) => {
-                return Err(LinkError::Io(embedded_io_async::ErrorKind::WriteZero));
-            }
-            Either::First(Ok(n)) => bytes = bytes.get(n..).unwrap_or(&[]),
-            Either::First(Err(e)) => return Err(LinkError::Io(e.kind())),
-            Either::Second(()) => return Err(LinkError::Stalled),
-        }
-    }
-    Ok(())
-}
-
-enum LinkError {
-    Io(embedded_io_async::ErrorKind),
-    /// A write made no progress for the write-stall timeout.
-    Stalled,
-    Fatal(ClientError),
-}
-
-/// Takes `n` bytes just read into `rx[filled..]`: the first `skip` of them
-/// belong to a packet being skipped and are dropped (the rest moves down
-/// over them). Returns the new fill level.
-fn absorb(rx: &mut [u8], filled: usize, n: usize, skip: &mut usize) -> usize {
-    let end = filled.saturating_add(n).min(rx.len());
-    let dropped = (*skip).min(end.saturating_sub(filled));
-    *skip -= dropped;
-    if dropped > 0 {
-        rx.copy_within(filled + dropped..end, filled);
-    }
-    end - dropped
-}
-
-/// How many reads [`serve`] makes without waiting, after handling received
-/// packets, before it sends the answers: with the byte bound
-/// ([`session::BATCH_BYTES`] handled), it keeps a flood of incoming
-/// messages from holding back what we have to send, and large messages
-/// from holding back their acknowledgements.
-const EAGER_READS: u32 = 16;
-
-/// Serves one open transport until it closes.
+/// Serves one open transport until it closes: the thin async half of the
+/// serving loop. [`Pump`] decides everything; this performs the I/O it
+/// asks for, one await per kind.
 async fn serve<
     M: RawMutex,
     T: Read + Write,
@@ -562,228 +412,59 @@ async fn serve<
     tx: &mut [u8],
     handler: &mut H,
 ) -> LinkEnd {
-    if let Err(e) = state.with(|sh| sh.session.handle_connected(clock.now())) {
-        return LinkEnd::Fatal(ClientError::Session(e));
-    }
-    let mut accepted = false;
-    // Received bytes are `rx[start..filled]`: handled packets advance
-    // `start`, and the rest moves to the front once, before the next read.
-    let mut filled = 0usize;
-    let mut start = 0usize;
-    // Bytes of a skipped (oversized) packet still to come: read and
-    // dropped, never buffered.
-    let mut skip = 0usize;
-    // Why the link ended: an I/O error, else what the session said.
-    let mut io_failure = None;
-    // The session ended the link, which still works (see `LinkEnd`).
-    let mut polite = false;
-    let mut closed = None;
-    'link: loop {
-        let wrote = match transmit(state, transport, clock, tx).await {
-            Ok(wrote) => wrote,
-            Err(LinkError::Io(kind)) => {
-                io_failure = Some(kind);
-                break;
+    let mut pump = Pump::new();
+    let mut aliased = heapless::String::<F>::new();
+    loop {
+        let now = clock.now();
+        match pump.step(state, &mut *rx, &mut *tx, &mut aliased, now) {
+            Io::Continue => {}
+            // A write or flush that makes no progress for the session's
+            // write-stall timeout gives the link up: without a bound,
+            // keepalive and a stop request would wait behind it for ever.
+            // The write is dropped then, so the transport may hold part
+            // of a frame: the link is abandoned anyway.
+            Io::Write { bytes, stall } => {
+                let until = clock.now() + stall;
+                let wrote = match select(transport.write(bytes), clock.sleep_until(until)).await {
+                    Either::First(Ok(n)) => Wrote::Done(n),
+                    Either::First(Err(e)) => Wrote::Failed(e.kind()),
+                    Either::Second(()) => Wrote::Stalled,
+                };
+                pump.wrote(wrote);
             }
-            Err(LinkError::Stalled) => {
-                warn!("closing the link: the peer stopped reading");
-                state.with(|sh| sh.session.handle_write_stalled());
-                closed = Some(CloseReason::WriteStalled);
-                break;
+            Io::Flush { stall } => {
+                let until = clock.now() + stall;
+                let flushed = match select(transport.flush(), clock.sleep_until(until)).await {
+                    Either::First(Ok(())) => Wrote::Done(0),
+                    Either::First(Err(e)) => Wrote::Failed(e.kind()),
+                    Either::Second(()) => Wrote::Stalled,
+                };
+                pump.flushed(flushed);
             }
-            Err(LinkError::Fatal(e)) => return LinkEnd::Fatal(e),
-        };
-        let drained = drain_events(state, handler).await;
-        accepted |= drained.accepted;
-        closed = drained.closed.or(closed);
-        let (wants_close, stop, up) =
-            state.with(|sh| (sh.session.wants_close(), sh.stop, sh.session.is_connected()));
-        if wants_close {
-            polite = true;
-            break;
-        }
-        if stop {
-            // A polite DISCONNECT (or none before CONNACK), then close.
-            if state.with(|sh| sh.session.disconnect()).is_err() || !up {
-                polite = true;
-                break;
+            Io::Event(event) => handler.on_event(event).await,
+            Io::Store => {
+                remove_stored(state).await;
+                replay_stored(state).await;
             }
-            continue;
-        }
-        // Completions wait in the outbox while the session's event queue
-        // is full: once drained, more may be due without any input or
-        // queued work to wake the wait below.
-        if wrote && drained.events > 0 {
-            continue;
-        }
-        // Handle every complete packet received, reading on while more
-        // bytes are already here, so that the answers to all of them go
-        // out together (one write) before the next wait.
-        let mut handled = false;
-        let mut handled_bytes = 0usize;
-        let mut eager_reads = EAGER_READS;
-        loop {
-            while start < filled {
-                let bytes = rx.get(start..filled).unwrap_or(&[]);
-                match state.with(|sh| sh.session.handle_incoming(bytes, clock.now())) {
-                    Ok(Incoming::Packet { len, message, .. }) => {
-                        if let Some(mut message) = message {
-                            // Events queued before this message (CONNACK's
-                            // Connected, completions) come first.
-                            if state.with(|sh| sh.session.has_events()) {
-                                let drained = drain_events(state, handler).await;
-                                accepted |= drained.accepted;
-                                closed = drained.closed.or(closed);
-                            }
-                            // 5.0 §3.3.2.3.4: a PUBLISH that carries only a
-                            // Topic Alias gets the topic the alias stands for.
-                            let mut aliased = heapless::String::<F>::new();
-                            if message.topic.is_empty()
-                                && let Some(alias) = message.topic_alias
-                            {
-                                state.with(|sh| {
-                                    if let Some(topic) = sh.session.inbound_alias_topic(alias) {
-                                        let _ = aliased.push_str(topic);
-                                    }
-                                });
-                                message.topic = aliased.as_str();
-                            }
-                            handler.on_event(Event::Message(message)).await;
-                        }
-                        start = start.saturating_add(len).min(filled);
-                        handled_bytes = handled_bytes.saturating_add(len);
-                        handled = true;
+            Io::Read { buf, until } => {
+                let timer = async {
+                    match until {
+                        Until::Ready => {}
+                        Until::Deadline(Some(at)) => clock.sleep_until(at).await,
+                        Until::Deadline(None) => core::future::pending().await,
                     }
-                    Ok(Incoming::Skipped {
-                        len,
-                        topic,
-                        qos,
-                        duplicate,
-                    }) => {
-                        if state.with(|sh| sh.session.has_events()) {
-                            let drained = drain_events(state, handler).await;
-                            accepted |= drained.accepted;
-                            closed = drained.closed.or(closed);
-                        }
-                        warn!(
-                            "skipped a message of {} bytes: larger than the receive buffer",
-                            len
-                        );
-                        handler
-                            .on_event(Event::MessageSkipped {
-                                topic,
-                                len,
-                                qos,
-                                duplicate,
-                            })
-                            .await;
-                        // Consume what is here; stream past the rest.
-                        let here = filled.saturating_sub(start);
-                        skip = len.saturating_sub(here);
-                        start = start.saturating_add(len).min(filled);
-                        handled_bytes = handled_bytes.saturating_add(len.min(here));
-                        handled = true;
-                    }
-                    // Transmit and drain, then parse again.
-                    Ok(Incoming::Backpressure) => continue 'link,
-                    Ok(Incoming::Incomplete { needed }) => {
-                        if start == 0 && filled == rx.len() {
-                            let e = ClientError::RxBufferTooSmall {
-                                needed: filled.saturating_add(needed),
-                                capacity: rx.len(),
-                            };
-                            // 5.0: DISCONNECT 0x95 (Packet too large) tells the
-                            // broker why and keeps the will; a normal DISCONNECT
-                            // would make it discard the will.
-                            state.with(|sh| {
-                                sh.session
-                                    .close_with_error(crate::codec::ReasonCode::PACKET_TOO_LARGE)
-                            });
-                            let _ = transmit(state, transport, clock, tx).await;
-                            return LinkEnd::Fatal(e);
-                        }
-                        break;
-                    }
-                    Err(_e) => {
-                        // The session has moved to closing (5.0: a DISCONNECT
-                        // with the reason is queued); the loop sends it and
-                        // closes.
-                        warn!("closing the link: received packet rejected");
-                        continue 'link;
-                    }
-                }
+                };
+                // Polled in this order: the read first, so `Until::Ready`
+                // takes what is ready and drops a pending read.
+                let read = match select3(transport.read(buf), timer, state.work.wait()).await {
+                    Either3::First(Ok(n)) => ReadEnd::Data(n),
+                    Either3::First(Err(e)) => ReadEnd::Failed(e.kind()),
+                    Either3::Second(()) => ReadEnd::Timer,
+                    Either3::Third(()) => ReadEnd::Work,
+                };
+                pump.read(read);
             }
-            if start > 0 {
-                rx.copy_within(start..filled, 0);
-                filled -= start;
-                start = 0;
-            }
-            if !handled || eager_reads == 0 || handled_bytes >= session::BATCH_BYTES {
-                break;
-            }
-            eager_reads -= 1;
-            // Only what is ready now: a pending read is dropped (reads are
-            // cancel-safe, as the wait below needs too).
-            let free = rx.get_mut(filled..).unwrap_or(&mut []);
-            let ended = match embassy_futures::poll_once(transport.read(free)) {
-                Poll::Ready(Ok(0)) => None,
-                Poll::Ready(Ok(n)) => {
-                    filled = absorb(rx, filled, n, &mut skip);
-                    continue;
-                }
-                Poll::Ready(Err(e)) => Some(e.kind()),
-                Poll::Pending => break,
-            };
-            // The link ended behind what was just handled (a refusing
-            // CONNACK, a DISCONNECT): its events say why.
-            io_failure = ended;
-            let drained = drain_events(state, handler).await;
-            accepted |= drained.accepted;
-            closed = drained.closed.or(closed);
-            break 'link;
+            Io::End(end) => return end,
         }
-        if handled {
-            // Answer what was handled before waiting.
-            continue;
-        }
-        // Wait for bytes, the session's deadline, or queued work.
-        let deadline = state.with(|sh| sh.session.poll_timeout());
-        let timer = async {
-            match deadline {
-                Some(at) => clock.sleep_until(at).await,
-                None => core::future::pending().await,
-            }
-        };
-        let free = rx.get_mut(filled..).unwrap_or(&mut []);
-        match select3(transport.read(free), timer, state.work.wait()).await {
-            Either3::First(Ok(0)) => break,
-            Either3::First(Ok(n)) => {
-                filled = absorb(rx, filled, n, &mut skip);
-                // `select3` polls the read first: while input is always
-                // ready (a flood), the timer branch would never win, and
-                // no PINGREQ would go out. A lapsed deadline is handled
-                // here as well.
-                let now = clock.now();
-                if deadline.is_some_and(|at| now >= at) {
-                    state.with(|sh| sh.session.handle_timeout(now));
-                }
-            }
-            Either3::First(Err(e)) => {
-                io_failure = Some(e.kind());
-                break;
-            }
-            Either3::Second(()) => state.with(|sh| sh.session.handle_timeout(clock.now())),
-            Either3::Third(()) => {}
-        }
-    }
-    let failure = match (io_failure, closed) {
-        (Some(kind), _) => ClientError::Io(kind),
-        (None, Some(reason)) => ClientError::Link(reason),
-        (None, None) => ClientError::Link(CloseReason::TransportClosed),
-    };
-    LinkEnd::Closed {
-        accepted,
-        failure,
-        polite: polite && io_failure.is_none(),
     }
 }

@@ -89,6 +89,7 @@
 
 mod backoff;
 mod driver;
+mod pump;
 mod state;
 
 use core::fmt;
