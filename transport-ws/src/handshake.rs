@@ -1,10 +1,11 @@
 //! The client side of the opening handshake (RFC 6455 §4.1, §4.2.2) and
 //! MQTT §6 subprotocol selection.
 //!
-//! The request is written straight to the transport through the lent
-//! transmit buffer, flushed whenever it fills, so a request target of any
-//! length (presigned cloud URLs of several KiB) works with any buffer that
-//! holds one extra header line. The response is read into the lent receive
+//! The request is laid out by synchronous code (`Coalescer`) a bufferful at
+//! a time in the lent transmit buffer and each bufferful written with the
+//! one `write_all` of [`write_request`], so a request target of any length
+//! (presigned cloud URLs of several KiB) works with any buffer that holds
+//! one extra header line. The response is read into the lent receive
 //! buffer across any number of partial reads and parsed with `httparse`;
 //! [`check_response`] is a pure function over those bytes. Bytes after the
 //! header stay in the receive buffer: they are the first frames.
@@ -401,7 +402,7 @@ fn request_part<'p>(i: usize, head: &[&'p [u8]; 8], req: &Request<'p>) -> Option
 /// start of `tx_buf` (each checked by [`HeaderWriter::header`]) before the
 /// first byte is sent. The rest of the request goes through the space left
 /// after those lines, which are sent last. The request is laid out by
-/// synchronous code ([`Coalescer`]); the only awaits are one `write_all`
+/// synchronous code (`Coalescer`); the only awaits are one `write_all`
 /// and the final flush.
 pub async fn write_request<T: Write, H: HandshakeHooks>(
     io: &mut T,

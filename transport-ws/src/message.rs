@@ -139,8 +139,10 @@ pub struct Buffers<'b> {
     /// Receive buffer, at least [`MIN_RX_BUF`] bytes; on a client it also
     /// holds the whole handshake response header.
     pub rx: &'b mut [u8],
-    /// Transmit buffer, at least [`MIN_TX_BUF`] bytes; on a client it also
-    /// holds the extra header lines of the handshake request.
+    /// Transmit buffer, at least [`MIN_TX_BUF`] bytes: data frames are
+    /// staged there (in pieces when larger), and the pongs and Close frames
+    /// we send are built there whole. On a client it also holds the extra
+    /// header lines of the handshake request.
     pub tx: &'b mut [u8],
 }
 
