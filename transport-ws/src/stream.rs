@@ -14,7 +14,8 @@
 //! driver does so whenever a timer wins) without losing data, a pong or a
 //! Close echo, and without leaving half a control frame on the wire; so may
 //! [`close`](WsStream::close). A `write` dropped after its first byte went
-//! out fails the connection (the frame cannot be completed later).
+//! out fails the connection (the frame cannot be completed later); dropped
+//! before, its frame is never sent.
 //!
 //! Deliberately not here: buffering of writes (each `write` is one frame;
 //! the MQTT client writes whole packets).
