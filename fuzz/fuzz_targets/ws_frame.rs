@@ -107,7 +107,7 @@ fuzz_target!(|data: &[u8]| {
         max_message_len: 1000,
         mqtt: control & 1 == 1,
     };
-    let (mut rx, mut tx) = ([0u8; 256], [0u8; 32]);
+    let (mut rx, mut tx) = ([0u8; 256], [0u8; embermq_ws::MIN_TX_BUF]);
     let bufs = Buffers {
         rx: &mut rx,
         tx: &mut tx,

@@ -1,10 +1,11 @@
 //! The client side of the opening handshake (RFC 6455 §4.1, §4.2.2) and
 //! MQTT §6 subprotocol selection.
 //!
-//! The request is written straight to the transport through the lent
-//! transmit buffer, flushed whenever it fills, so a request target of any
-//! length (presigned cloud URLs of several KiB) works with any buffer that
-//! holds one extra header line. The response is read into the lent receive
+//! The request is laid out by synchronous code (`Coalescer`) a bufferful at
+//! a time in the lent transmit buffer and each bufferful written with the
+//! one `write_all` of [`write_request`], so a request target of any length
+//! (presigned cloud URLs of several KiB) works with any buffer that holds
+//! one extra header line. The response is read into the lent receive
 //! buffer across any number of partial reads and parsed with `httparse`;
 //! [`check_response`] is a pure function over those bytes. Bytes after the
 //! header stay in the receive buffer: they are the first frames.
@@ -293,47 +294,103 @@ pub fn accept_for_key(key: &[u8]) -> [u8; 28] {
     out
 }
 
-/// Buffers output in the lent buffer and writes it out whenever it fills.
-pub(crate) struct ChunkWriter<'b> {
-    pub(crate) buf: &'b mut [u8],
-    pub(crate) len: usize,
+/// Which bytes go out next, from [`Coalescer::next_segment`].
+pub(crate) enum Segment<'p> {
+    /// `buf[start..start + n]`: parts copied together into the lent buffer.
+    Buffered(usize),
+    /// A part as it is (no room lent).
+    Part(&'p [u8]),
+    /// Every part went out.
+    Done,
 }
 
-impl ChunkWriter<'_> {
-    pub(crate) async fn put<T: Write>(
-        &mut self,
-        io: &mut T,
-        mut bytes: &[u8],
-    ) -> Result<(), T::Error> {
-        if self.buf.is_empty() {
-            // No room lent (the extra headers took it all): unbuffered.
-            return io.write_all(bytes).await;
-        }
-        while !bytes.is_empty() {
-            let free = self.buf.get_mut(self.len..).unwrap_or_default();
-            if free.is_empty() {
-                self.flush(io).await?;
-                continue;
-            }
-            let n = free.len().min(bytes.len());
-            let (now, later) = bytes.split_at(n);
-            if let Some(dst) = free.get_mut(..n) {
-                dst.copy_from_slice(now);
-            }
-            self.len += n;
-            bytes = later;
-        }
-        Ok(())
-    }
+/// Coalesces a sequence of byte parts (the lines of an HTTP header) into
+/// the lent buffer, a bufferful at a time, so that the async layer writes
+/// each with its one `write_all`. The parts come from a function of their
+/// index (`None` past the last), so nothing is held across the writes but
+/// this cursor.
+#[derive(Default)]
+pub(crate) struct Coalescer {
+    part: usize,
+    offset: usize,
+}
 
-    pub(crate) async fn flush<T: Write>(&mut self, io: &mut T) -> Result<(), T::Error> {
-        if self.len > 0 {
-            io.write_all(self.buf.get(..self.len).unwrap_or_default())
-                .await?;
-            self.len = 0;
+impl Coalescer {
+    /// Copies parts from the cursor into `area` until it is full or the
+    /// parts end; with no `area`, hands out the next part itself.
+    pub(crate) fn next_segment<'p>(
+        &mut self,
+        area: &mut [u8],
+        part: impl Fn(usize) -> Option<&'p [u8]>,
+    ) -> Segment<'p> {
+        if area.is_empty() {
+            return match part(self.part) {
+                Some(p) => {
+                    self.part += 1;
+                    Segment::Part(p)
+                }
+                None => Segment::Done,
+            };
         }
-        Ok(())
+        let mut n = 0;
+        while let Some(p) = part(self.part) {
+            let rest = p.get(self.offset..).unwrap_or_default();
+            let Some(free) = area.get_mut(n..).filter(|f| !f.is_empty()) else {
+                break;
+            };
+            let k = rest.len().min(free.len());
+            if let (Some(dst), Some(src)) = (free.get_mut(..k), rest.get(..k)) {
+                dst.copy_from_slice(src);
+            }
+            n += k;
+            self.offset += k;
+            if self.offset >= p.len() {
+                self.part += 1;
+                self.offset = 0;
+            }
+        }
+        if n == 0 {
+            Segment::Done
+        } else {
+            Segment::Buffered(n)
+        }
     }
+}
+
+/// Part `i` of the upgrade request after the hooks' lines: the request
+/// line and fixed fields (`head`), the offered subprotocols, the origin and
+/// the request's extra headers. `None` past the last.
+fn request_part<'p>(i: usize, head: &[&'p [u8]; 8], req: &Request<'p>) -> Option<&'p [u8]> {
+    if let Some(p) = head.get(i) {
+        return Some(p);
+    }
+    let mut i = i - head.len();
+    let offered = req.protocols.len();
+    if i < 2 * offered {
+        let proto = req.protocols.get(i / 2)?;
+        return Some(match (i % 2, i / 2) {
+            (0, 0) => b"Sec-WebSocket-Protocol: ",
+            (0, _) => b", ",
+            _ => proto.as_bytes(),
+        });
+    }
+    i -= 2 * offered;
+    if offered > 0 {
+        if i == 0 {
+            return Some(b"\r\n");
+        }
+        i -= 1;
+    }
+    if let Some(origin) = req.origin {
+        if i < 3 {
+            return [b"Origin: ", origin.as_bytes(), b"\r\n"].get(i).copied();
+        }
+        i -= 3;
+    }
+    let (name, value) = req.headers.get(i / 4)?;
+    [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"]
+        .get(i % 4)
+        .copied()
 }
 
 /// Writes the upgrade request for `req` with `key` to `io`, using `tx_buf`
@@ -344,7 +401,9 @@ impl ChunkWriter<'_> {
 /// ([`Request::check`]) and the hooks write their header lines into the
 /// start of `tx_buf` (each checked by [`HeaderWriter::header`]) before the
 /// first byte is sent. The rest of the request goes through the space left
-/// after those lines, which are sent last.
+/// after those lines, which are sent last. The request is laid out by
+/// synchronous code (`Coalescer`); the only awaits are one `write_all`
+/// and the final flush.
 pub async fn write_request<T: Write, H: HandshakeHooks>(
     io: &mut T,
     tx_buf: &mut [u8],
@@ -370,10 +429,6 @@ pub async fn write_request<T: Write, H: HandshakeHooks>(
         }
         None => req.target(),
     };
-    let mut w = ChunkWriter {
-        buf: tx_buf.get_mut(extra_len..).unwrap_or_default(),
-        len: 0,
-    };
     let mut port_buf = [0u8; 6];
     let port = match req.port {
         Some(p) => format_port(p, &mut port_buf),
@@ -389,44 +444,35 @@ pub async fn write_request<T: Write, H: HandshakeHooks>(
         key,
         b"\r\nSec-WebSocket-Version: 13\r\n",
     ];
-    for part in head {
-        w.put(io, part).await.map_err(Error::Io)?;
-    }
-    for (i, proto) in req.protocols.iter().enumerate() {
-        let lead: &[u8] = if i == 0 {
-            b"Sec-WebSocket-Protocol: "
-        } else {
-            b", "
+    let mut parts = Coalescer::default();
+    // After the parts: the hooks' lines and the empty line that ends the
+    // header (0: not yet, 1: the empty line alone, 2: done).
+    let mut tail = 0u8;
+    loop {
+        let area = tx_buf.get_mut(extra_len..).unwrap_or_default();
+        let bytes = match parts.next_segment(area, |i| request_part(i, &head, req)) {
+            Segment::Buffered(n) => tx_buf.get(extra_len..extra_len + n),
+            Segment::Part(p) => Some(p),
+            Segment::Done if tail == 0 => {
+                let end = extra_len + 2;
+                if let Some(crlf) = tx_buf.get_mut(extra_len..end) {
+                    crlf.copy_from_slice(b"\r\n");
+                    tail = 2;
+                    tx_buf.get(..end)
+                } else {
+                    tail = 1;
+                    tx_buf.get(..extra_len)
+                }
+            }
+            Segment::Done if tail == 1 => {
+                tail = 2;
+                Some(&b"\r\n"[..])
+            }
+            Segment::Done => break,
         };
-        w.put(io, lead).await.map_err(Error::Io)?;
-        w.put(io, proto.as_bytes()).await.map_err(Error::Io)?;
-    }
-    if !req.protocols.is_empty() {
-        w.put(io, b"\r\n").await.map_err(Error::Io)?;
-    }
-    if let Some(origin) = req.origin {
-        for part in [b"Origin: ", origin.as_bytes(), b"\r\n"] {
-            w.put(io, part).await.map_err(Error::Io)?;
-        }
-    }
-    for (name, value) in req.headers {
-        for part in [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
-            w.put(io, part).await.map_err(Error::Io)?;
-        }
-    }
-    w.flush(io).await.map_err(Error::Io)?;
-    // The hooks' lines, then the empty line that ends the header.
-    let end = extra_len + 2;
-    if let Some(crlf) = tx_buf.get_mut(extra_len..end) {
-        crlf.copy_from_slice(b"\r\n");
-        io.write_all(tx_buf.get(..end).unwrap_or_default())
+        io.write_all(bytes.unwrap_or_default())
             .await
             .map_err(Error::Io)?;
-    } else {
-        io.write_all(tx_buf.get(..extra_len).unwrap_or_default())
-            .await
-            .map_err(Error::Io)?;
-        io.write_all(b"\r\n").await.map_err(Error::Io)?;
     }
     io.flush().await.map_err(Error::Io)
 }
@@ -816,6 +862,42 @@ mod tests {
         embassy_futures::block_on(write_request(&mut sink, &mut buf, &req, KEY, &mut ())).unwrap();
         let text = alloc::string::String::from_utf8(sink.0).unwrap();
         assert!(text.starts_with("GET / HTTP/1.1\r\nHost: h\r\n"), "{text}");
+    }
+
+    #[test]
+    fn rfc6455_4_1_request_same_bytes_through_any_transmit_buffer() {
+        let req = Request {
+            host: "broker.example",
+            port: Some(443),
+            path: "/mqtt?x=1",
+            protocols: &["mqtt", "mqttv3.1"],
+            origin: Some("https://o.example"),
+            headers: &[("X-One", "1"), ("X-Two", "22")],
+        };
+        let request = |len: usize, hook: bool| {
+            let mut sink = Sink(alloc::vec::Vec::new(), 0);
+            let mut buf = alloc::vec![0u8; len];
+            let mut hooks = OneHeader("Authorization", "Bearer t");
+            let written = if hook {
+                embassy_futures::block_on(write_request(&mut sink, &mut buf, &req, KEY, &mut hooks))
+            } else {
+                embassy_futures::block_on(write_request(&mut sink, &mut buf, &req, KEY, &mut ()))
+            };
+            written.map(|()| sink.0)
+        };
+        let plain = request(4096, false).unwrap();
+        let hooked = request(4096, true).unwrap();
+        assert!(hooked.ends_with(b"Authorization: Bearer t\r\n\r\n"));
+        for len in 1..plain.len() + 8 {
+            assert_eq!(request(len, false).unwrap(), plain, "buffer of {len}");
+            // The hook's line must fit; then the rest goes through the
+            // space after it, or part by part when there is none.
+            if let Ok(bytes) = request(len, true) {
+                assert_eq!(bytes, hooked, "buffer of {len} with a hook");
+            } else {
+                assert!(len < 25, "buffer of {len} refused the hook");
+            }
+        }
     }
 
     /// Hooks that add one header through the `HeaderWriter`.

@@ -5,7 +5,10 @@
 //! - [`handshake`]: the client's upgrade request and response check.
 //! - [`WsConnection`]: the message API (`send_msg`, `recv_msg`, `close`)
 //!   for either role; [`WsClient`] is the client, [`server`] the server
-//!   role (the seed's `websocket_register` / `unregister`).
+//!   role (the seed's `websocket_register` / `unregister`). Every operation
+//!   is one small loop with one await per kind of I/O around synchronous
+//!   steps that parse and build frames over the lent buffers (quinn's
+//!   shape): few await points, little code per caller on a device.
 //! - [`WsStream`]: `embedded_io_async::{Read, Write}` over the connection,
 //!   the MQTT transport (MQTT §6).
 //! - The embermq client's connector over this crate is
@@ -15,7 +18,10 @@
 //! # Buffers, randomness, time
 //!
 //! The caller lends a receive and a transmit buffer ([`Buffers`]) and a
-//! `rand_core::CryptoRng` for keys and masks. Timeouts take a deadline
+//! `rand_core::CryptoRng` for keys and masks; the connection keeps no
+//! frame buffer of its own (pongs and Close frames are built in the
+//! transmit buffer, which is why it holds at least [`MIN_TX_BUF`] = 131
+//! bytes, a whole masked control frame). Timeouts take a deadline
 //! future (`embassy_time::Timer::after(..)` on devices,
 //! `tokio::time::sleep(..)` on hosts); nothing here reads a clock.
 //!

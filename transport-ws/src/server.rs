@@ -16,7 +16,7 @@ use core::future::Future;
 use embedded_io_async::{Read, Write};
 
 use crate::error::{Error, HandshakeError};
-use crate::handshake::{ChunkWriter, accept_for_key, has_token};
+use crate::handshake::{Coalescer, Segment, accept_for_key, has_token};
 use crate::message::{Buffers, Config, MIN_RX_BUF, ServerRole, WsConnection};
 
 /// How many request header fields are parsed at most.
@@ -110,25 +110,31 @@ pub async fn write_accept<T: Write>(
     key: &[u8; 24],
     protocol: Option<&str>,
 ) -> Result<(), T::Error> {
-    let mut w = ChunkWriter {
-        buf: tx_buf,
-        len: 0,
-    };
     let accept = accept_for_key(key);
-    w.put(
-        io,
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
-    )
-    .await?;
-    w.put(io, &accept).await?;
-    if let Some(p) = protocol {
-        w.put(io, b"\r\nSec-WebSocket-Protocol: ").await?;
-        w.put(io, p.as_bytes()).await?;
+    let parts: [&[u8]; 5] = match protocol {
+        Some(p) => [
+            ACCEPT_HEAD,
+            &accept,
+            b"\r\nSec-WebSocket-Protocol: ",
+            p.as_bytes(),
+            b"\r\n\r\n",
+        ],
+        None => [ACCEPT_HEAD, &accept, b"\r\n\r\n", b"", b""],
+    };
+    let mut out = Coalescer::default();
+    loop {
+        let bytes = match out.next_segment(tx_buf, |i| parts.get(i).copied()) {
+            Segment::Buffered(n) => tx_buf.get(..n).unwrap_or_default(),
+            Segment::Part(p) => p,
+            Segment::Done => break,
+        };
+        io.write_all(bytes).await?;
     }
-    w.put(io, b"\r\n\r\n").await?;
-    w.flush(io).await?;
     io.flush().await
 }
+
+/// The start of the `101` answer, up to the accept value.
+const ACCEPT_HEAD: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ";
 
 impl<'b, T: Read + Write> WsConnection<'b, T, ServerRole> {
     /// Reads a client's upgrade request, answers 101 and returns the

@@ -14,7 +14,8 @@
 //! driver does so whenever a timer wins) without losing data, a pong or a
 //! Close echo, and without leaving half a control frame on the wire; so may
 //! [`close`](WsStream::close). A `write` dropped after its first byte went
-//! out fails the connection (the frame cannot be completed later).
+//! out fails the connection (the frame cannot be completed later); dropped
+//! before, its frame is never sent.
 //!
 //! Deliberately not here: buffering of writes (each `write` is one frame;
 //! the MQTT client writes whole packets).
@@ -23,7 +24,7 @@ use embedded_io_async::{ErrorType, Read, Write};
 
 use crate::error::Error;
 use crate::frame::Opcode;
-use crate::message::{Role, WsConnection};
+use crate::message::{Job, Role, WsConnection};
 
 /// A WebSocket connection seen as a byte stream.
 pub struct WsStream<'b, T, M> {
@@ -86,14 +87,15 @@ impl<T: Read + Write, M: Role> Read for WsStream<'_, T, M> {
         if buf.is_empty() {
             return Ok(0);
         }
-        loop {
-            match self.conn.recv_msg(buf).await {
-                Ok(info) if info.opcode == Opcode::Close => return Ok(0),
-                Ok(info) if info.len == 0 => continue,
-                Ok(info) => return Ok(info.len),
-                Err(Error::NotConnected) if self.conn.at_clean_end() => return Ok(0),
-                Err(e) => return Err(e),
-            }
+        let mut job = Job::Recv {
+            buf,
+            skip_empty: true,
+        };
+        match self.conn.drive(&mut job).await {
+            Ok(info) if info.opcode == Opcode::Close => Ok(0),
+            Ok(info) => Ok(info.len),
+            Err(Error::NotConnected) if self.conn.at_clean_end() => Ok(0),
+            Err(e) => Err(e),
         }
     }
 }

@@ -17,7 +17,7 @@ use core::task::{Context, Poll, Waker};
 use rand::SeedableRng;
 
 use super::*;
-use crate::frame::FrameHeader;
+use crate::frame::{FrameHeader, apply_mask};
 
 /// Scripted reads and recorded writes that stall: each read and each write
 /// is `Pending` on its first poll; a write then takes one byte.
@@ -123,6 +123,12 @@ fn poll_at_most<F: Future>(fut: F, polls: usize) -> Option<F::Output> {
     None
 }
 
+/// Poll budgets for futures dropped part-way: `polls`, then a single
+/// poll (usually a stalled read), by turns, up to a bound.
+fn alternating(polls: usize) -> impl Iterator<Item = usize> {
+    (0..100_000).map(move |attempt| if attempt % 2 == 0 { polls } else { 1 })
+}
+
 type Conn<'b> = WsConnection<'b, Stalling, ClientRole<rand::rngs::StdRng>>;
 
 fn conn<'b>(rx: &'b mut [u8], tx: &'b mut [u8], reads: Vec<Vec<u8>>) -> Conn<'b> {
@@ -198,7 +204,7 @@ fn rfc6455_5_5_2_ping_answered_with_same_payload_when_read_is_dropped() {
     for polls in 2..60 {
         for writes in [false, true] {
             let (reads, expect_data, pings) = ping_script();
-            let (mut rx, mut tx) = ([0u8; MIN_RX_BUF], [0u8; 16]);
+            let (mut rx, mut tx) = ([0u8; MIN_RX_BUF], [0u8; MIN_TX_BUF]);
             let mut c = conn(&mut rx, &mut tx, reads);
             let (data, end) = receive_dropping(&mut c, polls, writes);
             assert_eq!(data, expect_data, "polls {polls}: data lost");
@@ -229,6 +235,19 @@ fn rfc6455_5_5_2_ping_answered_with_same_payload_when_read_is_dropped() {
     }
 }
 
+/// The client wrote the pong for `p` and the echo of a Close 1001, whole.
+fn assert_pong_then_echo_1001(c: &mut Conn<'_>, polls: usize) {
+    let sent = whole_frames(&c.inner_mut().written);
+    assert_eq!(
+        sent,
+        alloc::vec![
+            (Opcode::Pong, b"p".to_vec()),
+            (Opcode::Close, 1001u16.to_be_bytes().to_vec())
+        ],
+        "polls {polls}"
+    );
+}
+
 #[test]
 fn rfc6455_5_5_1_close_echoed_whole_when_read_is_dropped() {
     let mut close = 1001u16.to_be_bytes().to_vec();
@@ -238,28 +257,20 @@ fn rfc6455_5_5_1_close_echoed_whole_when_read_is_dropped() {
             frame(Opcode::Binary, b"abcd"),
             [frame(Opcode::Ping, b"p"), frame(Opcode::Close, &close)].concat(),
         ];
-        let (mut rx, mut tx) = ([0u8; MIN_RX_BUF], [0u8; 16]);
+        let (mut rx, mut tx) = ([0u8; MIN_RX_BUF], [0u8; MIN_TX_BUF]);
         let mut c = conn(&mut rx, &mut tx, reads);
         let (data, end) = receive_dropping(&mut c, polls, false);
         assert_eq!(data, b"abcd", "polls {polls}");
         assert!(matches!(end, Error::NotConnected), "polls {polls}: {end:?}");
         assert!(c.is_closed(), "polls {polls}");
-        let sent = whole_frames(&c.inner_mut().written);
-        assert_eq!(
-            sent,
-            alloc::vec![
-                (Opcode::Pong, b"p".to_vec()),
-                (Opcode::Close, 1001u16.to_be_bytes().to_vec())
-            ],
-            "polls {polls}"
-        );
+        assert_pong_then_echo_1001(&mut c, polls);
     }
 }
 
 #[test]
 fn dropped_data_write_mid_frame_fails_the_connection_without_a_pong_inside() {
     let reads = alloc::vec![frame(Opcode::Ping, b"p")];
-    let (mut rx, mut tx) = ([0u8; MIN_RX_BUF], [0u8; 16]);
+    let (mut rx, mut tx) = ([0u8; MIN_RX_BUF], [0u8; MIN_TX_BUF]);
     let mut c = conn(&mut rx, &mut tx, reads);
     // Dropped before a byte went out: nothing is torn.
     assert!(poll_at_most(c.send_msg(b"abcdef", Opcode::Binary, true), 1).is_none());
@@ -287,11 +298,10 @@ fn rfc6455_7_1_1_close_dropped_at_every_await_sends_one_whole_close() {
             frame(Opcode::Binary, b"late"),
             [frame(Opcode::Ping, b"p"), frame(Opcode::Close, &echo)].concat(),
         ];
-        let (mut rx, mut tx) = ([0u8; MIN_RX_BUF], [0u8; 16]);
+        let (mut rx, mut tx) = ([0u8; MIN_RX_BUF], [0u8; MIN_TX_BUF]);
         let mut c = conn(&mut rx, &mut tx, reads);
         let mut done = None;
-        for attempt in 0..100_000 {
-            let budget = if attempt % 2 == 0 { polls } else { 1 };
+        for budget in alternating(polls) {
             let close = c.close(1000, "bye", core::future::pending());
             if let Some(r) = poll_at_most(close, budget) {
                 done = Some(r);
@@ -308,5 +318,45 @@ fn rfc6455_7_1_1_close_dropped_at_every_await_sends_one_whole_close() {
             alloc::vec![(Opcode::Close, close)],
             "polls {polls}: one Close, no pong after it"
         );
+    }
+}
+
+#[test]
+fn rfc6455_5_5_2_pong_replaces_a_data_frame_dropped_before_its_first_byte() {
+    let reads = alloc::vec![frame(Opcode::Ping, &[0x5A; 125])];
+    let (mut rx, mut tx) = ([0u8; MIN_RX_BUF], [0u8; MIN_TX_BUF]);
+    let mut c = conn(&mut rx, &mut tx, reads);
+    // Staged in the transmit buffer, dropped at the stalled first write.
+    assert!(poll_at_most(c.send_msg(&[1; 100], Opcode::Binary, true), 1).is_none());
+    assert!(c.inner_mut().written.is_empty());
+    // The pong is built where the data frame was; the data never goes out.
+    let e = embassy_futures::block_on(c.recv_msg(&mut [0u8; 4])).unwrap_err();
+    assert!(matches!(e, Error::UnexpectedEof), "{e:?}");
+    let sent = whole_frames(&c.inner_mut().written);
+    assert_eq!(sent, alloc::vec![(Opcode::Pong, alloc::vec![0x5A; 125])]);
+}
+
+#[test]
+fn rfc6455_7_1_6_close_code_and_reason_reported_whole_after_dropped_reads() {
+    let mut close = 1001u16.to_be_bytes().to_vec();
+    close.extend_from_slice(b"going away, for a while");
+    for polls in 2..40 {
+        let reads = alloc::vec![[frame(Opcode::Ping, b"p"), frame(Opcode::Close, &close)].concat()];
+        let (mut rx, mut tx) = ([0u8; MIN_RX_BUF], [0u8; MIN_TX_BUF]);
+        let mut c = conn(&mut rx, &mut tx, reads);
+        let mut buf = [0u8; 64];
+        let mut reported = None;
+        for budget in alternating(polls) {
+            if let Some(r) = poll_at_most(c.recv_msg(&mut buf), budget) {
+                reported = Some(r.unwrap());
+                break;
+            }
+        }
+        let info = reported.expect("the Close was reported");
+        assert_eq!(info.opcode, Opcode::Close, "polls {polls}");
+        assert_eq!(&buf[..info.len], &close[..], "polls {polls}");
+        let e = embassy_futures::block_on(c.recv_msg(&mut buf)).unwrap_err();
+        assert!(matches!(e, Error::NotConnected), "polls {polls}: {e:?}");
+        assert_pong_then_echo_1001(&mut c, polls);
     }
 }
