@@ -88,8 +88,9 @@ pub struct Connection<
     const ALIASES: usize = 0,
     St: Store = NoStore,
     const TOKENS: usize = TRACKED_COMPLETIONS,
+    const EVENTS: usize = { session::EVENT_QUEUE_LEN },
 > {
-    state: &'s ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS>,
+    state: &'s ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS, EVENTS>,
     connector: C,
     clock: K,
     rng: R,
@@ -111,7 +112,8 @@ impl<
     const ALIASES: usize,
     St: Store,
     const TOKENS: usize,
-> Connection<'s, 'b, M, C, K, R, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS>
+    const EVENTS: usize,
+> Connection<'s, 'b, M, C, K, R, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS, EVENTS>
 {
     /// A driver for `state` over `connector`.
     ///
@@ -123,7 +125,7 @@ impl<
     /// is refused when queued, and a queued one that does not fit fails
     /// alone ([`PublishFailure::TransmitBufferTooSmall`](crate::session::PublishFailure::TransmitBufferTooSmall)).
     pub fn new(
-        state: &'s ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS>,
+        state: &'s ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS, EVENTS>,
         connector: C,
         clock: K,
         rng: R,
@@ -345,8 +347,9 @@ async fn drain_events<
     const A: usize,
     St: Store,
     const TK: usize,
+    const EV: usize,
 >(
-    state: &ClientState<'_, M, I, S, F, A, St, TK>,
+    state: &ClientState<'_, M, I, S, F, A, St, TK, EV>,
     handler: &mut H,
 ) -> Drained {
     let mut drained = Drained::default();
@@ -394,8 +397,9 @@ async fn replay_stored<
     const A: usize,
     St: Store,
     const TK: usize,
+    const EV: usize,
 >(
-    state: &ClientState<'_, M, I, S, F, A, St, TK>,
+    state: &ClientState<'_, M, I, S, F, A, St, TK, EV>,
 ) {
     if !state.with(|sh| sh.replay_pending) {
         return;
@@ -417,8 +421,9 @@ async fn remove_stored<
     const A: usize,
     St: Store,
     const TK: usize,
+    const EV: usize,
 >(
-    state: &ClientState<'_, M, I, S, F, A, St, TK>,
+    state: &ClientState<'_, M, I, S, F, A, St, TK, EV>,
 ) {
     while let Some(key) = state.with(|sh| sh.session.poll_store_removal()) {
         let mut slot = state.store.lock().await;
@@ -455,8 +460,9 @@ async fn transmit<
     const A: usize,
     St: Store,
     const TK: usize,
+    const EV: usize,
 >(
-    state: &ClientState<'_, M, I, S, F, A, St, TK>,
+    state: &ClientState<'_, M, I, S, F, A, St, TK, EV>,
     transport: &mut T,
     clock: &K,
     tx: &mut [u8],
@@ -554,8 +560,9 @@ async fn serve<
     const A: usize,
     St: Store,
     const TK: usize,
+    const EV: usize,
 >(
-    state: &ClientState<'_, M, I, S, F, A, St, TK>,
+    state: &ClientState<'_, M, I, S, F, A, St, TK, EV>,
     transport: &mut T,
     clock: &K,
     rx: &mut [u8],
