@@ -64,6 +64,18 @@ const CONNECT_TIMEOUT_SECS: u64 = 20;
 /// (480 bytes less per device).
 const DEVICE_TOKENS: usize = 4;
 
+/// The capacity of a device's event queue: the session's minimum, one slot
+/// beyond its headroom (`embermq::session::EVENT_HEADROOM`), instead of the
+/// default 16. The driver hands every event to the device's handler right
+/// after the input that raised it, so the queue holds one input's events;
+/// a burst of acknowledgements (at most `DEVICE_INFLIGHT` publishes are
+/// outstanding) waits in the outbox for the next round, losing nothing.
+/// 12 events of 24 bytes less per device.
+const DEVICE_EVENTS: usize = embermq::session::EVENT_HEADROOM + 1;
+
+/// The size of a device's client state, for the report.
+pub(crate) const CLIENT_STATE_BYTES: usize = core::mem::size_of::<DeviceState<'static>>();
+
 /// A device's client state.
 type DeviceState<'b> = ClientState<
     'b,
@@ -74,6 +86,7 @@ type DeviceState<'b> = ClientState<
     0,
     embermq::store::NoStore,
     DEVICE_TOKENS,
+    DEVICE_EVENTS,
 >;
 
 /// Counters for the whole fleet of this process (one runtime thread, so
@@ -638,12 +651,13 @@ async fn publish_loop<
     const F: usize,
     const A: usize,
     const T: usize,
+    const E: usize,
 >(
     fleet: &'static Fleet,
     local: usize,
     n: u32,
     id: &str,
-    client: &embermq::client::Client<'_, '_, M, I, S, F, A, embermq::store::NoStore, T>,
+    client: &embermq::client::Client<'_, '_, M, I, S, F, A, embermq::store::NoStore, T, E>,
     cells: &DeviceCells,
 ) where
     M: embermq::client::RawMutex,
@@ -803,10 +817,11 @@ fn answer_command<
     const F: usize,
     const A: usize,
     const T: usize,
+    const E: usize,
 >(
     fleet: &'static Fleet,
     id: &str,
-    client: &embermq::client::Client<'_, '_, M, I, S, F, A, embermq::store::NoStore, T>,
+    client: &embermq::client::Client<'_, '_, M, I, S, F, A, embermq::store::NoStore, T, E>,
     m: &session::Message<'_>,
     cells: &DeviceCells,
 ) where
