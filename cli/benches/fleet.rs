@@ -56,6 +56,10 @@ struct Figures {
     baseline_kib: u64,
     /// embermq over TLS: the resident bytes of the devices' TLS buffers.
     tls_resident: u64,
+    /// embermq: the size of a device's task future and of its client
+    /// state (part of the future), bytes.
+    future_bytes: u64,
+    client_state_bytes: u64,
 }
 
 impl Figures {
@@ -202,6 +206,8 @@ fn figures(v: &Value, peer: bool) -> Figures {
             peak_kib: u("/peak_kib"),
             baseline_kib: u("/baseline_kib"),
             tls_resident: 0,
+            future_bytes: 0,
+            client_state_bytes: 0,
         }
     } else {
         Figures {
@@ -211,6 +217,8 @@ fn figures(v: &Value, peer: bool) -> Figures {
             peak_kib: u("/host/peak_rss_kib"),
             baseline_kib: u("/host/baseline_rss_kib"),
             tls_resident: u("/host/tls_buffers_resident_bytes"),
+            future_bytes: u("/host/device_future_bytes"),
+            client_state_bytes: u("/host/client_state_bytes"),
         }
     }
 }
@@ -294,6 +302,12 @@ fn print(name: &str, f: &Figures) {
         f.cpu_per_message_us(),
         f.cpu_secs
     );
+    if f.future_bytes > 0 {
+        println!(
+            "  {name:<8} device future {} B, of which client state {} B",
+            f.future_bytes, f.client_state_bytes
+        );
+    }
     if f.tls_resident > 0 {
         println!(
             "  {name:<8} TLS buffers resident {:>8.0} B/device",

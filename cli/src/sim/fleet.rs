@@ -64,6 +64,18 @@ const CONNECT_TIMEOUT_SECS: u64 = 20;
 /// (480 bytes less per device).
 const DEVICE_TOKENS: usize = 4;
 
+/// The capacity of a device's event queue: the session's minimum, one slot
+/// beyond its headroom (`embermq::session::EVENT_HEADROOM`), instead of the
+/// default 16. The driver hands every event to the device's handler right
+/// after the input that raised it, so the queue holds one input's events;
+/// a burst of acknowledgements (at most `DEVICE_INFLIGHT` publishes are
+/// outstanding) waits in the outbox for the next round, losing nothing.
+/// 12 events of 24 bytes less per device.
+const DEVICE_EVENTS: usize = embermq::session::EVENT_HEADROOM + 1;
+
+/// The size of a device's client state, for the report.
+pub(crate) const CLIENT_STATE_BYTES: usize = core::mem::size_of::<DeviceState<'static>>();
+
 /// A device's client state.
 type DeviceState<'b> = ClientState<
     'b,
@@ -74,6 +86,7 @@ type DeviceState<'b> = ClientState<
     0,
     embermq::store::NoStore,
     DEVICE_TOKENS,
+    DEVICE_EVENTS,
 >;
 
 /// Counters for the whole fleet of this process (one runtime thread, so
@@ -491,106 +504,117 @@ fn drive<'a, 's: 'a, C: Connector + 'a>(
     rx: &'a mut [u8],
     tx: &'a mut [u8],
 ) -> impl Future<Output = (Result<(), impl Sized>, ())> + 'a {
-    let s = &fleet.settings;
-    let stats = &fleet.stats;
-    let slot = &fleet.slots[local];
     let started = Instant::now();
     let client = state.client();
-    let cells = &slot.cells;
-    let handler = move |event: Event<'_>| match event {
-        Event::Connected { .. } => {
-            if !cells.connected.replace(true) {
-                let c = stats.connected.get() + 1;
-                stats.connected.set(c);
-                if c > stats.connected_peak.get() {
-                    stats.connected_peak.set(c);
-                }
-            }
-            bump(&stats.connects);
-            if cells.ever_connected.replace(true) {
-                bump(&stats.reconnects);
-            } else {
-                let took = started.elapsed();
-                if let Some(h) = stats.connect_us.borrow_mut().as_mut() {
-                    let _ = h.record(took.as_micros().max(1) as u64);
-                }
-                if let Some(m) = &fleet.metrics {
-                    m.connect.record(took.as_secs_f64());
-                }
-            }
-            if s.retain_state {
-                let mut topic = heapless::String::<160>::new();
-                let _ = write!(topic, "{}/{}/{}/state", s.prefix, s.shard.index, id);
-                let mut msg =
-                    OutgoingMessage::new(topic.as_str(), b"{\"online\":true}", QoS::AtLeastOnce);
-                msg.retain = true;
-                match client.try_publish(&msg, OverflowPolicy::RejectNew) {
-                    Ok(token) => cells.set_kind(token.0, KIND_OTHER),
-                    Err(_) => stats.error("state_not_queued"),
-                }
-            }
-        }
-        Event::Disconnected { reason } => {
-            if cells.connected.replace(false) {
-                stats.connected.set(stats.connected.get().saturating_sub(1));
-            }
-            cells.link_ended.set(true);
-            if cells.cut_pending.replace(false) {
-                return;
-            }
-            let kind = match reason {
-                CloseReason::ClientRequested => return,
-                CloseReason::TransportClosed => "link_lost",
-                CloseReason::KeepaliveTimeout => "keepalive_timeout",
-                CloseReason::WriteStalled => "write_stalled",
-                CloseReason::ConnackTimeout => "connack_timeout",
-                CloseReason::ConnectRefused(_) => "connect_refused",
-                CloseReason::ServerDisconnect(_) => "server_disconnect",
-                CloseReason::ProtocolError(_) => "protocol_error",
-                _ => "link_closed_other",
-            };
-            stats.error_with(kind, id, fleet.t0.elapsed(), &CloseText(reason));
-        }
-        // A connect failure the connector saw was counted there, with its
-        // cause; what is left is the connect timeout abandoning the attempt.
-        Event::Reconnecting { .. }
-            if !cells.link_ended.replace(false) && !slot.connect_failure_counted.replace(false) =>
-        {
-            stats.error_with(
-                "connect_timeout",
-                id,
-                fleet.t0.elapsed(),
-                &format_args!(
-                    "no link (TCP, TLS, WebSocket upgrade) within {CONNECT_TIMEOUT_SECS} s"
-                ),
-            );
-        }
-        Event::PublishComplete { token, result } => {
-            let kind = cells.kind(token.0);
-            match result {
-                Ok(()) => {
-                    if let Some(c) = stats.acknowledged.get(kind as usize) {
-                        bump(c);
-                        slot.acknowledged
-                            .set(slot.acknowledged.get().saturating_add(1));
+    // The handler captures the fleet and the device's index, not the
+    // references derived from them: it lives in the client's future.
+    let handler = move |event: Event<'_>| {
+        let s = &fleet.settings;
+        let stats = &fleet.stats;
+        let slot = &fleet.slots[local];
+        let cells = &slot.cells;
+        match event {
+            Event::Connected { .. } => {
+                if !cells.connected.replace(true) {
+                    let c = stats.connected.get() + 1;
+                    stats.connected.set(c);
+                    if c > stats.connected_peak.get() {
+                        stats.connected_peak.set(c);
                     }
                 }
-                Err(e) => stats.error_with(
-                    "publish_failed",
+                bump(&stats.connects);
+                if cells.ever_connected.replace(true) {
+                    bump(&stats.reconnects);
+                } else {
+                    let took = started.elapsed();
+                    if let Some(h) = stats.connect_us.borrow_mut().as_mut() {
+                        let _ = h.record(took.as_micros().max(1) as u64);
+                    }
+                    if let Some(m) = &fleet.metrics {
+                        m.connect.record(took.as_secs_f64());
+                    }
+                }
+                if s.retain_state {
+                    let mut topic = heapless::String::<160>::new();
+                    let _ = write!(topic, "{}/{}/{}/state", s.prefix, s.shard.index, id);
+                    let mut msg = OutgoingMessage::new(
+                        topic.as_str(),
+                        b"{\"online\":true}",
+                        QoS::AtLeastOnce,
+                    );
+                    msg.retain = true;
+                    match client.try_publish(&msg, OverflowPolicy::RejectNew) {
+                        Ok(token) => cells.set_kind(token.0, KIND_OTHER),
+                        Err(_) => stats.error("state_not_queued"),
+                    }
+                }
+            }
+            Event::Disconnected { reason } => {
+                if cells.connected.replace(false) {
+                    stats.connected.set(stats.connected.get().saturating_sub(1));
+                }
+                cells.link_ended.set(true);
+                if cells.cut_pending.replace(false) {
+                    return;
+                }
+                let kind = match reason {
+                    CloseReason::ClientRequested => return,
+                    CloseReason::TransportClosed => "link_lost",
+                    CloseReason::KeepaliveTimeout => "keepalive_timeout",
+                    CloseReason::WriteStalled => "write_stalled",
+                    CloseReason::ConnackTimeout => "connack_timeout",
+                    CloseReason::ConnectRefused(_) => "connect_refused",
+                    CloseReason::ServerDisconnect(_) => "server_disconnect",
+                    CloseReason::ProtocolError(_) => "protocol_error",
+                    _ => "link_closed_other",
+                };
+                stats.error_with(kind, id, fleet.t0.elapsed(), &CloseText(reason));
+            }
+            // A connect failure the connector saw was counted there, with its
+            // cause; what is left is the connect timeout abandoning the attempt.
+            Event::Reconnecting { .. }
+                if !cells.link_ended.replace(false)
+                    && !slot.connect_failure_counted.replace(false) =>
+            {
+                stats.error_with(
+                    "connect_timeout",
                     id,
                     fleet.t0.elapsed(),
-                    &format_args!("{e:?}"),
-                ),
+                    &format_args!(
+                        "no link (TCP, TLS, WebSocket upgrade) within {CONNECT_TIMEOUT_SECS} s"
+                    ),
+                );
             }
+            Event::PublishComplete { token, result } => {
+                let kind = cells.kind(token.0);
+                match result {
+                    Ok(()) => {
+                        if let Some(c) = stats.acknowledged.get(kind as usize) {
+                            bump(c);
+                            slot.acknowledged
+                                .set(slot.acknowledged.get().saturating_add(1));
+                        }
+                    }
+                    Err(e) => stats.error_with(
+                        "publish_failed",
+                        id,
+                        fleet.t0.elapsed(),
+                        &format_args!("{e:?}"),
+                    ),
+                }
+            }
+            Event::Message(m) if m.topic.ends_with("/cmd") => {
+                answer_command(fleet, id, &client, &m, cells);
+            }
+            Event::Session(session::Event::Subscribed { results, .. })
+                if !results.all_succeeded() =>
+            {
+                stats.error("subscribe_refused");
+            }
+            _ => {}
         }
-        Event::Message(m) if m.topic.ends_with("/cmd") => {
-            answer_command(fleet, id, &client, &m, cells);
-        }
-        Event::Session(session::Event::Subscribed { results, .. }) if !results.all_succeeded() => {
-            stats.error("subscribe_refused");
-        }
-        _ => {}
     };
+    let s = &fleet.settings;
     let backoff = Backoff {
         base: embermq::time::Duration::from_millis(100),
         cap: embermq::time::Duration::from_secs(5),
@@ -622,15 +646,23 @@ fn drive<'a, 's: 'a, C: Connector + 'a>(
         // The first poll queues the request; the result comes as an event.
         let _ = subscribe.poll(&mut Context::from_waker(Waker::noop()));
     }
-    let publisher = async move {
-        publish_loop(fleet, local, n, id, &client, cells).await;
-        client.stop();
-    };
-    join(run, publisher)
+    // The loop itself, not an `async move` block around it: the block would
+    // keep its own copies of the arguments besides the loop's.
+    join(run, publish_loop(fleet, local, n, id, client))
+}
+
+/// Cuts the device's link, if it is up (`--cut-every`, `--storm-at`).
+fn cut_link(fleet: &Fleet, slot: &DeviceSlot) {
+    if slot.cells.connected.get() {
+        slot.cells.cut_pending.set(true);
+        bump(&fleet.stats.cuts);
+        slot.cut.signal(());
+    }
 }
 
 /// Publishes the device's telemetry until the end of the run, cutting its
-/// link when the fault knobs say so, then waits for the outbox to drain.
+/// link when the fault knobs say so, then waits for the outbox to drain and
+/// stops the client.
 async fn publish_loop<
     M,
     const I: usize,
@@ -638,24 +670,25 @@ async fn publish_loop<
     const F: usize,
     const A: usize,
     const T: usize,
+    const E: usize,
 >(
     fleet: &'static Fleet,
     local: usize,
     n: u32,
     id: &str,
-    client: &embermq::client::Client<'_, '_, M, I, S, F, A, embermq::store::NoStore, T>,
-    cells: &DeviceCells,
+    client: embermq::client::Client<'_, '_, M, I, S, F, A, embermq::store::NoStore, T, E>,
 ) where
     M: embermq::client::RawMutex,
 {
-    let s = &fleet.settings;
-    let stats = &fleet.stats;
+    // `fleet.settings`, `fleet.stats` and the slot's cells are named where
+    // they are used rather than kept in locals: each such reference would
+    // be a field of every device's future.
     let slot = &fleet.slots[local];
     let mut rng = Xorshift::new(u64::from(n) ^ fleet.t0.elapsed().as_nanos() as u64);
     let mut walks = [0f64; super::profile::MAX_WALKS];
     {
         let mut w = walks.iter_mut();
-        for f in &s.fields {
+        for f in &fleet.settings.fields {
             if let super::profile::FieldKind::Walk { start, .. } = f.kind
                 && let Some(slot) = w.next()
             {
@@ -665,16 +698,12 @@ async fn publish_loop<
     }
     let mut seq: u32 = 0;
     let now = Instant::now();
-    let mut next = now + s.interval.mul_f64(rng.unit());
-    let mut next_cut = s.cut_every.map(|c| now + c.mul_f64(0.5 + rng.unit()));
-    let mut storm = s.storm_at.map(|at| fleet.t0 + at);
-    let cut = |cells: &DeviceCells| {
-        if cells.connected.get() {
-            cells.cut_pending.set(true);
-            bump(&stats.cuts);
-            slot.cut.signal(());
-        }
-    };
+    let mut next = now + fleet.settings.interval.mul_f64(rng.unit());
+    let mut next_cut = fleet
+        .settings
+        .cut_every
+        .map(|c| now + c.mul_f64(0.5 + rng.unit()));
+    let mut storm = fleet.settings.storm_at.map(|at| fleet.t0 + at);
     loop {
         let mut wake = next.min(fleet.end);
         if let Some(c) = next_cut {
@@ -685,28 +714,29 @@ async fn publish_loop<
         }
         tokio::time::sleep_until(wake).await;
         let now = Instant::now();
-        if now >= fleet.end || s.messages.is_some_and(|m| seq >= m) {
+        if now >= fleet.end || fleet.settings.messages.is_some_and(|m| seq >= m) {
             break;
         }
         if storm.is_some_and(|at| now >= at) {
             storm = None;
-            cut(cells);
+            cut_link(fleet, slot);
         }
         if let Some(c) = next_cut
             && now >= c
         {
-            cut(cells);
-            next_cut = s.cut_every.map(|every| c + every);
+            cut_link(fleet, slot);
+            next_cut = fleet.settings.cut_every.map(|every| c + every);
         }
         if now >= next {
-            let paused = s
+            let paused = fleet
+                .settings
                 .pause
                 .is_some_and(|(at, len)| now >= fleet.t0 + at && now < fleet.t0 + at + len);
             if !paused {
-                let qos = s.qos.pick(rng.next_u32());
+                let qos = fleet.settings.qos.pick(rng.next_u32());
                 let queued = SCRATCH.with(|scratch| {
                     let scratch = &mut *scratch.borrow_mut();
-                    build_telemetry(s, id, seq, qos, &mut walks, &mut rng, scratch);
+                    build_telemetry(&fleet.settings, id, seq, qos, &mut walks, &mut rng, scratch);
                     let msg = OutgoingMessage::new(scratch.topic.as_str(), &scratch.payload, qos);
                     client.try_publish(&msg, OverflowPolicy::RejectNew)
                 });
@@ -714,32 +744,33 @@ async fn publish_loop<
                     Ok(token) => {
                         seq = seq.wrapping_add(1);
                         slot.published.set(seq);
-                        cells.set_kind(token.0, qos as u64);
-                        bump(&stats.published[qos as usize]);
+                        slot.cells.set_kind(token.0, qos as u64);
+                        bump(&fleet.stats.published[qos as usize]);
                     }
-                    Err(_) => bump(&stats.not_queued),
+                    Err(_) => bump(&fleet.stats.not_queued),
                 }
             }
-            let jitter = if s.jitter.is_zero() {
+            let jitter = if fleet.settings.jitter.is_zero() {
                 Duration::ZERO
             } else {
-                s.jitter.mul_f64(rng.unit() * 2.0)
+                fleet.settings.jitter.mul_f64(rng.unit() * 2.0)
             };
-            next = (next + s.interval + jitter)
-                .checked_sub(s.jitter)
-                .unwrap_or(next + s.interval)
+            next = (next + fleet.settings.interval + jitter)
+                .checked_sub(fleet.settings.jitter)
+                .unwrap_or(next + fleet.settings.interval)
                 .max(now + Duration::from_millis(1));
         }
     }
     // Let the outbox drain (QoS 1/2 acknowledgements), bounded.
-    let until = Instant::now().min(fleet.end) + s.drain;
+    let until = Instant::now().min(fleet.end) + fleet.settings.drain;
     while client.outbox_len() > 0 && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let left = client.outbox_len() as u64;
     if left > 0 {
-        stats.errors_of("undelivered_at_end", left);
+        fleet.stats.errors_of("undelivered_at_end", left);
     }
+    client.stop();
 }
 
 /// Writes the telemetry topic and JSON payload into `scratch`.
@@ -803,10 +834,11 @@ fn answer_command<
     const F: usize,
     const A: usize,
     const T: usize,
+    const E: usize,
 >(
     fleet: &'static Fleet,
     id: &str,
-    client: &embermq::client::Client<'_, '_, M, I, S, F, A, embermq::store::NoStore, T>,
+    client: &embermq::client::Client<'_, '_, M, I, S, F, A, embermq::store::NoStore, T, E>,
     m: &session::Message<'_>,
     cells: &DeviceCells,
 ) where

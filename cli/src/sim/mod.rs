@@ -357,6 +357,7 @@ async fn simulate_async(
     let wall = t0.elapsed();
     let mut report = build_report(fleet, findings, baseline_kib, wall);
     report.host.device_future_bytes = future_bytes as u64;
+    report.host.client_state_bytes = fleet::CLIENT_STATE_BYTES as u64;
     report.host.tls_buffers_resident_bytes = fleet
         .tls_slots
         .as_ref()
@@ -481,6 +482,7 @@ fn build_report(
                 0.0
             },
             device_future_bytes: 0,
+            client_state_bytes: 0,
             tls_buffers_resident_bytes: 0,
         },
         clean: false,

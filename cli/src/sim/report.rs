@@ -189,6 +189,10 @@ pub(crate) struct HostReport {
     /// publisher), bytes; its lent buffers are on the heap besides.
     #[serde(default)]
     pub(crate) device_future_bytes: u64,
+    /// The size of a device's client state (session, completion table),
+    /// bytes: part of `device_future_bytes`.
+    #[serde(default)]
+    pub(crate) client_state_bytes: u64,
     /// Resident bytes of the devices' TLS buffers at the end of the run
     /// (`mqtts://`, `wss://`; 0 otherwise): the pages records reached, out
     /// of a full-record slot reserved per device.
@@ -333,6 +337,7 @@ impl Report {
             m.host.peak_rss_kib += r.host.peak_rss_kib;
             m.host.baseline_rss_kib += r.host.baseline_rss_kib;
             m.host.device_future_bytes = m.host.device_future_bytes.max(r.host.device_future_bytes);
+            m.host.client_state_bytes = m.host.client_state_bytes.max(r.host.client_state_bytes);
             m.host.tls_buffers_resident_bytes += r.host.tls_buffers_resident_bytes;
         }
         m.shards.sort_by_key(|s| s.index);

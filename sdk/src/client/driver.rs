@@ -17,7 +17,7 @@ use embedded_io_async::{Error as _, Read, Write};
 use super::pump::{Io, LinkEnd, Pump, ReadEnd, Until, Wrote, next_event};
 use super::{Backoff, ClientError, ClientState, Event, EventHandler, TRACKED_COMPLETIONS};
 use crate::clock::Clock;
-use crate::session::CloseReason;
+use crate::session::{self, CloseReason};
 use crate::store::{NoStore, Store};
 use crate::time::Duration;
 use crate::transport::{Connector, Transport as _};
@@ -70,8 +70,9 @@ pub struct Connection<
     const ALIASES: usize = 0,
     St: Store = NoStore,
     const TOKENS: usize = TRACKED_COMPLETIONS,
+    const EVENTS: usize = { session::EVENT_QUEUE_LEN },
 > {
-    state: &'s ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS>,
+    state: &'s ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS, EVENTS>,
     connector: C,
     clock: K,
     rng: R,
@@ -93,7 +94,8 @@ impl<
     const ALIASES: usize,
     St: Store,
     const TOKENS: usize,
-> Connection<'s, 'b, M, C, K, R, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS>
+    const EVENTS: usize,
+> Connection<'s, 'b, M, C, K, R, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS, EVENTS>
 {
     /// A driver for `state` over `connector`.
     ///
@@ -105,7 +107,7 @@ impl<
     /// is refused when queued, and a queued one that does not fit fails
     /// alone ([`PublishFailure::TransmitBufferTooSmall`](crate::session::PublishFailure::TransmitBufferTooSmall)).
     pub fn new(
-        state: &'s ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS>,
+        state: &'s ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS, EVENTS>,
         connector: C,
         clock: K,
         rng: R,
@@ -327,8 +329,9 @@ async fn drain_events<
     const A: usize,
     St: Store,
     const TK: usize,
+    const EV: usize,
 >(
-    state: &ClientState<'_, M, I, S, F, A, St, TK>,
+    state: &ClientState<'_, M, I, S, F, A, St, TK, EV>,
     handler: &mut H,
 ) {
     loop {
@@ -355,8 +358,9 @@ async fn replay_stored<
     const A: usize,
     St: Store,
     const TK: usize,
+    const EV: usize,
 >(
-    state: &ClientState<'_, M, I, S, F, A, St, TK>,
+    state: &ClientState<'_, M, I, S, F, A, St, TK, EV>,
 ) {
     if !state.with(|sh| sh.replay_pending) {
         return;
@@ -378,8 +382,9 @@ async fn remove_stored<
     const A: usize,
     St: Store,
     const TK: usize,
+    const EV: usize,
 >(
-    state: &ClientState<'_, M, I, S, F, A, St, TK>,
+    state: &ClientState<'_, M, I, S, F, A, St, TK, EV>,
 ) {
     while let Some(key) = state.with(|sh| sh.session.poll_store_removal()) {
         let mut slot = state.store.lock().await;
@@ -404,8 +409,9 @@ async fn serve<
     const A: usize,
     St: Store,
     const TK: usize,
+    const EV: usize,
 >(
-    state: &ClientState<'_, M, I, S, F, A, St, TK>,
+    state: &ClientState<'_, M, I, S, F, A, St, TK, EV>,
     transport: &mut T,
     clock: &K,
     rx: &mut [u8],

@@ -352,22 +352,28 @@ mod tests {
             (
                 "Session<16, 8>",
                 size_of::<Session<'static, 16, 8>>(),
-                2_900,
+                2_700,
             ),
             (
                 "Session<4, 2, 64>",
                 size_of::<Session<'static, 4, 2, 64>>(),
-                1_650,
+                1_500,
             ),
             (
                 "ClientState<Cs, 16, 8>",
                 size_of::<ClientState<'static, Cs, 16, 8>>(),
-                3_700,
+                3_500,
             ),
             (
                 "ClientState<Cs, 4, 2, 64>",
                 size_of::<ClientState<'static, Cs, 4, 2, 64>>(),
-                2_450,
+                2_300,
+            ),
+            // The fleet simulator's device: 4 completions, 4 events.
+            (
+                "ClientState<Cs, 4, 1, 64, 0, NoStore, 4, 4>",
+                size_of::<ClientState<'static, Cs, 4, 1, 64, 0, crate::store::NoStore, 4, 4>>(),
+                1_400,
             ),
             (
                 "Client<Cs, 16, 8> (handle)",

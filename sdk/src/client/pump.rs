@@ -271,9 +271,10 @@ impl Pump {
         const A: usize,
         St: Store,
         const TK: usize,
+        const EV: usize,
     >(
         &mut self,
-        state: &ClientState<'_, M, I, S, F, A, St, TK>,
+        state: &ClientState<'_, M, I, S, F, A, St, TK, EV>,
         rx: &'a mut [u8],
         tx: &'a mut [u8],
         aliased: &'a mut heapless::String<F>,
@@ -426,9 +427,10 @@ impl Pump {
         const A: usize,
         St: Store,
         const TK: usize,
+        const EV: usize,
     >(
         &mut self,
-        state: &ClientState<'_, M, I, S, F, A, St, TK>,
+        state: &ClientState<'_, M, I, S, F, A, St, TK, EV>,
         rx: &'a [u8],
         aliased: &'a mut heapless::String<F>,
         now: Instant,
@@ -532,9 +534,10 @@ impl Pump {
         const A: usize,
         St: Store,
         const TK: usize,
+        const EV: usize,
     >(
         &mut self,
-        state: &ClientState<'_, M, I, S, F, A, St, TK>,
+        state: &ClientState<'_, M, I, S, F, A, St, TK, EV>,
         rx: &mut [u8],
         eager: bool,
         now: Instant,
@@ -624,8 +627,9 @@ pub(super) fn next_event<
     const A: usize,
     St: Store,
     const TK: usize,
+    const EV: usize,
 >(
-    state: &ClientState<'_, M, I, S, F, A, St, TK>,
+    state: &ClientState<'_, M, I, S, F, A, St, TK, EV>,
 ) -> Option<session::Event> {
     state.with(|sh| {
         let event = sh.session.poll_event()?;

@@ -26,8 +26,9 @@ use embassy_sync::waitqueue::{MultiWakerRegistration, WakerRegistration};
 use super::ClientError;
 use crate::codec::{QoS, Subscription};
 use crate::session::{
-    Authenticator, FilterResults, OutgoingMessage, OverflowPolicy, PublishFailure, PublishState,
-    PublishToken, Session, SessionConfig, SessionError,
+    Authenticator, DEFAULT_V311_QOS2_RUNS, EVENT_QUEUE_LEN, FilterResults, OutgoingMessage,
+    OverflowPolicy, PublishFailure, PublishState, PublishToken, Session, SessionConfig,
+    SessionError,
 };
 use crate::store::{NoStore, Store};
 
@@ -216,8 +217,10 @@ pub(crate) struct Shared<
     const FILTER_LEN: usize,
     const ALIASES: usize,
     const TOKENS: usize,
+    const EVENTS: usize,
 > {
-    pub(crate) session: Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES>,
+    pub(crate) session:
+        Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, DEFAULT_V311_QOS2_RUNS, EVENTS>,
     pub(crate) completions: Completions<TOKENS>,
     pub(crate) outbox_waiters: MultiWakerRegistration<OUTBOX_WAITERS>,
     /// The application asked the client to stop.
@@ -263,6 +266,13 @@ pub(crate) struct Shared<
 ///   [`Event::PublishComplete`](super::Event::PublishComplete), but
 ///   [`Client::completion`] answers [`ClientError::TokenNotTracked`];
 /// - a QoS 0 publish never takes a slot from a QoS 1/2 token.
+///
+/// `EVENTS` is the capacity of the session's event queue
+/// ([`EVENT_QUEUE_LEN`] by default, more than
+/// [`EVENT_HEADROOM`](crate::session::EVENT_HEADROOM)): the driver hands
+/// the events to its handler after every input, so a full queue only makes
+/// it drain more often (see [`Session`]'s `EVENTS`); an event is 24 bytes
+/// on 64-bit targets.
 pub struct ClientState<
     'b,
     M: RawMutex,
@@ -272,8 +282,10 @@ pub struct ClientState<
     const ALIASES: usize = 0,
     St: Store = NoStore,
     const TOKENS: usize = TRACKED_COMPLETIONS,
+    const EVENTS: usize = EVENT_QUEUE_LEN,
 > {
-    pub(crate) shared: Mutex<M, RefCell<Shared<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, TOKENS>>>,
+    pub(crate) shared:
+        Mutex<M, RefCell<Shared<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, TOKENS, EVENTS>>>,
     /// Work was queued (or stop requested): the driver should look.
     pub(crate) work: Signal<M, ()>,
     pub(crate) store: AsyncMutex<M, StoreSlot<St>>,
@@ -333,7 +345,8 @@ impl<
     const FILTER_LEN: usize,
     const ALIASES: usize,
     const TOKENS: usize,
-> ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, NoStore, TOKENS>
+    const EVENTS: usize,
+> ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, NoStore, TOKENS, EVENTS>
 {
     /// A client state for `config`, queuing publishes in the lent `outbox`
     /// (its size bounds the bytes of queued and in-flight messages). The
@@ -352,7 +365,8 @@ impl<
     const ALIASES: usize,
     St: Store,
     const TOKENS: usize,
-> ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS>
+    const EVENTS: usize,
+> ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS, EVENTS>
 {
     /// A client state whose QoS 1/2 messages are also kept in `store`, so
     /// that a restarted process (or a reset device) resumes sending what
@@ -382,11 +396,16 @@ impl<
     }
 
     /// Lends a 5.0 enhanced-authentication [`Authenticator`] to the
-    /// session (see [`Session::set_authenticator`]): the next CONNECT
-    /// carries its method and data, and the broker's AUTH challenges are
-    /// answered with its steps.
-    pub fn set_authenticator(&self, authenticator: &'b mut (dyn Authenticator + Send)) {
-        self.with(|sh| sh.session.set_authenticator(authenticator));
+    /// session, with the buffer its steps write into (see
+    /// [`Session::set_authenticator`]): the next CONNECT carries its
+    /// method and data, and the broker's AUTH challenges are answered with
+    /// its steps.
+    pub fn set_authenticator(
+        &self,
+        authenticator: &'b mut (dyn Authenticator + Send),
+        step: &'b mut [u8],
+    ) {
+        self.with(|sh| sh.session.set_authenticator(authenticator, step));
     }
 
     /// Lends the [`Credentials`](crate::session::Credentials) every CONNECT
@@ -398,7 +417,9 @@ impl<
     }
 
     /// A handle for publishing, subscribing and stopping; copy it freely.
-    pub fn client(&self) -> Client<'_, 'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS> {
+    pub fn client(
+        &self,
+    ) -> Client<'_, 'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS, EVENTS> {
         Client { state: self }
     }
 
@@ -486,7 +507,7 @@ impl<
     /// Runs `f` on the shared state under the lock (never across an await).
     pub(crate) fn with<R>(
         &self,
-        f: impl FnOnce(&mut Shared<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, TOKENS>) -> R,
+        f: impl FnOnce(&mut Shared<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, TOKENS, EVENTS>) -> R,
     ) -> R {
         self.shared.lock(|cell| f(&mut cell.borrow_mut()))
     }
@@ -509,8 +530,9 @@ pub struct Client<
     const ALIASES: usize = 0,
     St: Store = NoStore,
     const TOKENS: usize = TRACKED_COMPLETIONS,
+    const EVENTS: usize = EVENT_QUEUE_LEN,
 > {
-    state: &'s ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS>,
+    state: &'s ClientState<'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS, EVENTS>,
 }
 
 impl<
@@ -521,7 +543,8 @@ impl<
     const A: usize,
     St: Store,
     const T: usize,
-> Clone for Client<'_, '_, M, I, S, F, A, St, T>
+    const E: usize,
+> Clone for Client<'_, '_, M, I, S, F, A, St, T, E>
 {
     fn clone(&self) -> Self {
         *self
@@ -536,7 +559,8 @@ impl<
     const A: usize,
     St: Store,
     const T: usize,
-> Copy for Client<'_, '_, M, I, S, F, A, St, T>
+    const E: usize,
+> Copy for Client<'_, '_, M, I, S, F, A, St, T, E>
 {
 }
 
@@ -575,7 +599,8 @@ impl<
     const ALIASES: usize,
     St: Store,
     const TOKENS: usize,
-> Client<'s, 'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS>
+    const EVENTS: usize,
+> Client<'s, 'b, M, INFLIGHT, SUBS, FILTER_LEN, ALIASES, St, TOKENS, EVENTS>
 {
     /// Queues `msg`, waiting while the outbox has no room for it, and
     /// returns its token once queued (not once sent: await
@@ -665,7 +690,9 @@ impl<
     async fn publish_via(
         &self,
         qos: QoS,
-        mut queue: impl FnMut(&mut Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES>) -> Queued,
+        mut queue: impl FnMut(
+            &mut Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, DEFAULT_V311_QOS2_RUNS, EVENTS>,
+        ) -> Queued,
     ) -> Result<PublishToken, ClientError<Infallible, St::Error>> {
         // QoS 1/2 needs a completion slot (it is never evicted while
         // unfinished), so wait for one before queuing; QoS 0 takes a slot
@@ -713,7 +740,9 @@ impl<
         cx: &mut Context<'_>,
         hold: Hold,
         durable: bool,
-        queue: &mut impl FnMut(&mut Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES>) -> Queued,
+        queue: &mut impl FnMut(
+            &mut Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, DEFAULT_V311_QOS2_RUNS, EVENTS>,
+        ) -> Queued,
     ) -> Poll<Result<PublishToken, ClientError<Infallible, St::Error>>> {
         self.state.with(|sh| {
             if hold == Hold::Firm && !sh.completions.has_room() {
@@ -919,7 +948,7 @@ impl<
     async fn request(
         &self,
         mut queue: impl FnMut(
-            &mut Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES>,
+            &mut Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, DEFAULT_V311_QOS2_RUNS, EVENTS>,
         ) -> Result<crate::session::RequestToken, SessionError>,
     ) -> Result<FilterResults, ClientError> {
         let token = poll_fn(|cx| {
@@ -1035,8 +1064,9 @@ struct HeldGuard<
     const A: usize,
     St: Store,
     const T: usize,
+    const E: usize,
 > {
-    state: &'s ClientState<'b, M, I, S, F, A, St, T>,
+    state: &'s ClientState<'b, M, I, S, F, A, St, T, E>,
     token: PublishToken,
 }
 
@@ -1048,7 +1078,8 @@ impl<
     const A: usize,
     St: Store,
     const T: usize,
-> Drop for HeldGuard<'_, '_, M, I, S, F, A, St, T>
+    const E: usize,
+> Drop for HeldGuard<'_, '_, M, I, S, F, A, St, T, E>
 {
     fn drop(&mut self) {
         let token = self.token;
@@ -1075,8 +1106,9 @@ struct AwaitGuard<
     const A: usize,
     St: Store,
     const T: usize,
+    const E: usize,
 > {
-    state: &'s ClientState<'b, M, I, S, F, A, St, T>,
+    state: &'s ClientState<'b, M, I, S, F, A, St, T, E>,
     token: u32,
 }
 
@@ -1088,7 +1120,8 @@ impl<
     const A: usize,
     St: Store,
     const T: usize,
-> Drop for AwaitGuard<'_, '_, M, I, S, F, A, St, T>
+    const E: usize,
+> Drop for AwaitGuard<'_, '_, M, I, S, F, A, St, T, E>
 {
     fn drop(&mut self) {
         let token = self.token;

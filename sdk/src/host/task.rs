@@ -176,9 +176,12 @@ async fn drive<St: HostStore>(
         alloc::vec![0u8; packet],
         alloc::vec![0u8; packet],
     );
+    // The authenticator's step buffer, only with an authenticator.
+    let mut auth_step =
+        alloc::vec![0u8; if authenticator.is_some() { session::MAX_AUTH_DATA } else { 0 }];
     let state: State<'_, St> = ClientState::with_store(config, &mut outbox, store);
     if let Some(authenticator) = authenticator.as_deref_mut() {
-        state.set_authenticator(authenticator);
+        state.set_authenticator(authenticator, &mut auth_step);
     }
     let client = state.client();
     let pending = Mutex::new(Pending::default());

@@ -10,16 +10,20 @@
 //! renews before every CONNECT (an Azure IoT Hub SAS token, a signed or
 //! one-time password), for credentials that expire while the client runs.
 
-/// The largest Authentication Data one step may carry (the session keeps
-/// one step's answer until it is sent).
+/// A step buffer size that fits the common methods' Authentication Data
+/// (SCRAM's messages, a short token): the size of the buffer the host
+/// layer lends with its authenticator. A device lends its own with
+/// [`Session::set_authenticator`](super::Session::set_authenticator),
+/// sized for its method; a device without an authenticator lends none.
 pub const MAX_AUTH_DATA: usize = 256;
 
 /// One side of an enhanced authentication exchange (MQTT 5.0 §4.12).
 ///
-/// Steps write their Authentication Data into `out` (at most
-/// [`MAX_AUTH_DATA`] bytes) and return its length, `Some(0)` for empty
-/// data; `None` gives up, and the session closes the link with reason
-/// 0x87 (Not authorized).
+/// Steps write their Authentication Data into `out` (the step buffer lent
+/// with the authenticator, whose length bounds one step's data) and return
+/// its length, `Some(0)` for empty data; `None` gives up, and the session
+/// closes the link with reason 0x87 (Not authorized). A length beyond
+/// `out` counts as giving up.
 pub trait Authenticator {
     /// The Authentication Method, sent in CONNECT and every AUTH.
     fn method(&self) -> &str;

@@ -22,7 +22,7 @@ pub(crate) use outbound::stored_packet_id;
 use heapless::{Deque, String, Vec};
 
 use self::held::{HeldQos2, HeldRuns};
-use super::auth::{Authenticator, Credentials, MAX_AUTH_DATA};
+use super::auth::{Authenticator, Credentials};
 use super::config::SessionConfig;
 use super::error::{ProtocolViolation, SessionError};
 use super::event::{
@@ -39,9 +39,10 @@ use crate::time::{Duration, Instant};
 /// messages, PINGREQ). `handle_incoming` answers
 /// [`Incoming::Backpressure`] rather than overflow it.
 pub const CONTROL_QUEUE_LEN: usize = 16;
-/// Capacity of the event queue. `handle_incoming` answers
-/// [`Incoming::Backpressure`] while fewer than [`EVENT_HEADROOM`] slots are
-/// free; publish completions wait in the outbox while it is full.
+/// The default capacity of the event queue (the `EVENTS` parameter of
+/// [`Session`]). `handle_incoming` answers [`Incoming::Backpressure`] while
+/// fewer than [`EVENT_HEADROOM`] slots are free; publish completions wait
+/// in the outbox while it is full.
 pub const EVENT_QUEUE_LEN: usize = 16;
 /// Event slots kept free for the events one input can raise.
 pub const EVENT_HEADROOM: usize = 3;
@@ -131,6 +132,15 @@ struct SubEntry<const FILTER_LEN: usize> {
     pending: Option<(u16, RequestKind)>,
 }
 
+/// The lent [`Authenticator`] and the buffer its steps write into.
+struct EnhancedAuth<'b> {
+    authenticator: &'b mut (dyn Authenticator + Send),
+    step: &'b mut [u8],
+    /// The length of the data in `step` for the next CONNECT or AUTH;
+    /// `None`: no data.
+    len: Option<u16>,
+}
+
 /// What the broker told us in CONNACK (defaults for 3.1.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BrokerLimits {
@@ -181,6 +191,15 @@ pub const BATCH_BYTES: usize = 16 * 1024;
 ///   with a stored backlog may send all of it before the first PUBREL; it
 ///   numbers the messages one after the other, so one run holds any such
 ///   burst. See docs/session.md, "Inbound QoS 2 under 3.1.1".
+/// - `EVENTS`: capacity of the event queue, more than [`EVENT_HEADROOM`]
+///   (checked when the session is built; default [`EVENT_QUEUE_LEN`]).
+///   A full queue loses nothing: `handle_incoming` answers
+///   [`Incoming::Backpressure`] until [`poll_event`](Self::poll_event)
+///   makes room, and finished publishes wait in the outbox for their
+///   completion's slot. A smaller queue costs one `poll_event` round more
+///   per burst; a driver that drains the queue after every input, as the
+///   client's does, needs little more than the headroom (a simulated
+///   device runs with 4; an event is 24 bytes on 64-bit targets).
 pub struct Session<
     'b,
     const INFLIGHT: usize,
@@ -188,6 +207,7 @@ pub struct Session<
     const FILTER_LEN: usize = 128,
     const ALIASES: usize = 0,
     const V311_QOS2_RUNS: usize = DEFAULT_V311_QOS2_RUNS,
+    const EVENTS: usize = EVENT_QUEUE_LEN,
 > {
     config: SessionConfig<'b>,
     outbox: Outbox<'b>,
@@ -201,7 +221,7 @@ pub struct Session<
     deferred_close: Option<Event>,
     pending_disconnect: Option<ReasonCode>,
     control: Deque<Control, CONTROL_QUEUE_LEN>,
-    events: Deque<Event, EVENT_QUEUE_LEN>,
+    events: Deque<Event, EVENTS>,
     /// Inbound QoS 2 messages delivered and awaiting PUBREL: the packet id
     /// and a fingerprint of the message (see `inbound::message_fingerprint`).
     inbound_qos2: Vec<HeldQos2, INFLIGHT>,
@@ -255,12 +275,11 @@ pub struct Session<
     retry_backoff: Duration,
     /// The `now` of the last `handle_incoming`.
     rx_at: Instant,
-    /// 5.0 enhanced authentication, if the application lent one.
-    authenticator: Option<&'b mut (dyn Authenticator + Send)>,
+    /// 5.0 enhanced authentication, if the application lent an
+    /// authenticator (with its step buffer).
+    auth: Option<EnhancedAuth<'b>>,
     /// Renewed user name and password, replacing the configuration's.
     credentials: Option<&'b mut (dyn Credentials + Send)>,
-    /// Authentication Data of the next CONNECT or AUTH.
-    auth_data: Option<Vec<u8, MAX_AUTH_DATA>>,
     /// An AUTH to send, with this reason code.
     auth_pending: Option<ReasonCode>,
     /// A re-authentication is under way.
@@ -274,10 +293,20 @@ impl<
     const FILTER_LEN: usize,
     const ALIASES: usize,
     const V311_QOS2_RUNS: usize,
-> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_RUNS>
+    const EVENTS: usize,
+> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_RUNS, EVENTS>
 {
     /// A session that has never connected, queuing publishes in `outbox`.
+    ///
+    /// `EVENTS` must exceed [`EVENT_HEADROOM`]: a smaller queue is a
+    /// compile-time error where the session is built.
     pub fn new(config: SessionConfig<'b>, outbox: &'b mut [u8]) -> Self {
+        const {
+            assert!(
+                EVENTS > EVENT_HEADROOM,
+                "Session's EVENTS must exceed EVENT_HEADROOM"
+            );
+        }
         Self {
             version: config.protocol.first(),
             config,
@@ -315,9 +344,8 @@ impl<
             retry_at: None,
             retry_backoff: outbound::RETRY_BASE,
             rx_at: Instant::ZERO,
-            authenticator: None,
+            auth: None,
             credentials: None,
-            auth_data: None,
             auth_pending: None,
             reauthenticating: false,
         }
@@ -521,7 +549,7 @@ impl<
     }
 
     fn events_free(&self) -> usize {
-        EVENT_QUEUE_LEN
+        EVENTS
             .saturating_sub(self.events.len())
             .saturating_sub(usize::from(self.unconfirmed))
     }
@@ -636,11 +664,10 @@ impl<
         self.in_aliases.clear();
         self.auth_pending = None;
         self.reauthenticating = false;
-        self.auth_data = if self.is_v5() {
-            self.auth_step(None, true)
-        } else {
-            None
-        };
+        self.clear_auth_data();
+        if self.is_v5() {
+            self.auth_step(None, true);
+        }
         Ok(())
     }
 
@@ -854,7 +881,7 @@ impl<
             }
             Packet::Auth(a)
                 if self.is_v5()
-                    && self.authenticator.is_some()
+                    && self.auth.is_some()
                     && (matches!(self.link, Link::AwaitConnack(_)) || self.reauthenticating) =>
             {
                 self.handle_auth(&a)?;

@@ -4,14 +4,12 @@
 //! resubscribing after a lost one, falling back to 3.1.1) and 5.0 enhanced
 //! authentication (§4.12). Sending before CONNACK is deliberately not done.
 
-use heapless::Vec;
-
-use super::{BrokerLimits, Link, Ping, Request, RequestKind, Session};
+use super::{BrokerLimits, EnhancedAuth, Link, Ping, Request, RequestKind, Session};
 use crate::codec::{
     self, Auth, Connack, Connect, PacketType, Properties, Property, PropertyFields,
     ProtocolVersion, QoS, ReasonCode, Will,
 };
-use crate::session::auth::{Authenticator, MAX_AUTH_DATA};
+use crate::session::auth::Authenticator;
 use crate::session::error::{ProtocolViolation, SessionError};
 use crate::session::event::{CloseReason, Event, MAX_FILTERS_PER_REQUEST};
 use crate::session::outbox::RecordState;
@@ -24,55 +22,81 @@ impl<
     const FILTER_LEN: usize,
     const ALIASES: usize,
     const V311_QOS2_RUNS: usize,
-> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_RUNS>
+    const EVENTS: usize,
+> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_RUNS, EVENTS>
 {
-    /// Lends an [`Authenticator`]: CONNECT (5.0 only) then carries its
-    /// Authentication Method and first data, and the broker's AUTH
-    /// Continue packets are answered with its steps until CONNACK
-    /// (MQTT 5.0 §4.12). [`reauthenticate`](Self::reauthenticate) starts
-    /// a re-authentication on a connected link.
-    pub fn set_authenticator(&mut self, authenticator: &'b mut (dyn Authenticator + Send)) {
-        self.authenticator = Some(authenticator);
+    /// Lends an [`Authenticator`] and the buffer its steps write their
+    /// Authentication Data into (`step`: the largest data one step sends;
+    /// [`MAX_AUTH_DATA`](crate::session::MAX_AUTH_DATA) fits the common
+    /// methods). CONNECT (5.0 only) then carries its Authentication Method
+    /// and first data, and the broker's AUTH Continue packets are answered
+    /// with its steps until CONNACK (MQTT 5.0 §4.12).
+    /// [`reauthenticate`](Self::reauthenticate) starts a re-authentication
+    /// on a connected link.
+    ///
+    /// The buffer is lent rather than kept in the session, so that a
+    /// session without enhanced authentication does not carry it.
+    pub fn set_authenticator(
+        &mut self,
+        authenticator: &'b mut (dyn Authenticator + Send),
+        step: &'b mut [u8],
+    ) {
+        self.auth = Some(EnhancedAuth {
+            authenticator,
+            step,
+            len: None,
+        });
     }
 
     /// Starts a 5.0 re-authentication (AUTH 0x19 with the authenticator's
     /// first step, §4.12.1); [`Event::Reauthenticated`] reports its
     /// success, a failed one ends with the broker's DISCONNECT.
     pub fn reauthenticate(&mut self) -> Result<(), SessionError> {
-        if self.link != Link::Up
-            || !self.is_v5()
-            || self.authenticator.is_none()
-            || self.reauthenticating
-        {
+        if self.link != Link::Up || !self.is_v5() || self.auth.is_none() || self.reauthenticating {
             return Err(SessionError::InvalidState {
                 state: "not a 5.0 link with an authenticator and no exchange under way",
             });
         }
-        self.auth_data = self.auth_step(None, true);
+        self.auth_step(None, true);
         self.auth_pending = Some(ReasonCode::RE_AUTHENTICATE);
         self.reauthenticating = true;
         Ok(())
     }
 
-    /// Runs one authenticator step into a fresh buffer. `None` when there
-    /// is no data (a `start`) or the authenticator gave up (`respond`).
-    pub(super) fn auth_step(
-        &mut self,
-        data: Option<&[u8]>,
-        start: bool,
-    ) -> Option<Vec<u8, MAX_AUTH_DATA>> {
-        let auth = self.authenticator.as_mut()?;
-        let mut out = [0u8; MAX_AUTH_DATA];
+    /// Runs one authenticator step into the lent step buffer: its data is
+    /// what the next CONNECT or AUTH carries. False when there is none: a
+    /// `start` without data, or a `respond` that gave up (or claimed more
+    /// than the buffer holds).
+    pub(super) fn auth_step(&mut self, data: Option<&[u8]>, start: bool) -> bool {
+        let Some(a) = self.auth.as_mut() else {
+            return false;
+        };
         let n = if start {
-            auth.start(&mut out)
+            a.authenticator.start(a.step)
         } else {
-            auth.respond(data, &mut out)
-        }?;
-        Vec::from_slice(out.get(..n)?).ok()
+            a.authenticator.respond(data, a.step)
+        };
+        a.len = n
+            .filter(|&n| n <= a.step.len())
+            .and_then(|n| u16::try_from(n).ok());
+        a.len.is_some()
+    }
+
+    /// The Authentication Data of the next CONNECT or AUTH, if any.
+    fn auth_data(&self) -> Option<&[u8]> {
+        let a = self.auth.as_ref()?;
+        a.step.get(..usize::from(a.len?))
+    }
+
+    /// Forgets the last step's data (a new link, or a 3.1.1 one).
+    pub(super) fn clear_auth_data(&mut self) {
+        if let Some(a) = self.auth.as_mut() {
+            a.len = None;
+        }
     }
 
     pub(super) fn auth_method(&self) -> Option<&str> {
-        self.authenticator.as_ref().map(|a| a.method())
+        self.auth.as_ref().map(|a| a.authenticator.method())
     }
 
     /// 5.0 §4.12: the broker's AUTH during the CONNECT exchange or a
@@ -87,15 +111,11 @@ impl<
         }
         match a.reason_code {
             ReasonCode::CONTINUE_AUTHENTICATION => {
-                match self.auth_step(a.properties.authentication_data(), false) {
-                    Some(answer) => {
-                        self.auth_data = Some(answer);
-                        self.auth_pending = Some(ReasonCode::CONTINUE_AUTHENTICATION);
-                    }
-                    None => {
-                        self.reauthenticating = false;
-                        self.fail(ReasonCode::NOT_AUTHORIZED);
-                    }
+                if self.auth_step(a.properties.authentication_data(), false) {
+                    self.auth_pending = Some(ReasonCode::CONTINUE_AUTHENTICATION);
+                } else {
+                    self.reauthenticating = false;
+                    self.fail(ReasonCode::NOT_AUTHORIZED);
                 }
                 Ok(())
             }
@@ -245,7 +265,7 @@ impl<
             maximum_packet_size: Some(self.max_incoming_packet_size()),
             topic_alias_maximum: u16::try_from(ALIASES).ok().filter(|&n| n > 0),
             authentication_method: self.auth_method(),
-            authentication_data: self.auth_data.as_deref(),
+            authentication_data: self.auth_data(),
             ..PropertyFields::NONE
         };
         let will = self.config.will.map(|w| {
@@ -288,7 +308,7 @@ impl<
         };
         let fields = PropertyFields {
             authentication_method: self.auth_method(),
-            authentication_data: self.auth_data.as_deref(),
+            authentication_data: self.auth_data(),
             ..PropertyFields::NONE
         };
         let auth = Auth {

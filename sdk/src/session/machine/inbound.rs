@@ -18,7 +18,8 @@ impl<
     const FILTER_LEN: usize,
     const ALIASES: usize,
     const V311_QOS2_RUNS: usize,
-> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_RUNS>
+    const EVENTS: usize,
+> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_RUNS, EVENTS>
 {
     pub(super) fn handle_publish<'a>(
         &mut self,

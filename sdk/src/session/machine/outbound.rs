@@ -32,7 +32,8 @@ impl<
     const FILTER_LEN: usize,
     const ALIASES: usize,
     const V311_QOS2_RUNS: usize,
-> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_RUNS>
+    const EVENTS: usize,
+> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_RUNS, EVENTS>
 {
     pub(super) fn complete(&mut self, off: usize, m: RecordMeta, code: ReasonCode) {
         if m.key != 0 && is_transient(code) {

@@ -23,7 +23,8 @@ impl<
     const FILTER_LEN: usize,
     const ALIASES: usize,
     const V311_QOS2_RUNS: usize,
-> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_RUNS>
+    const EVENTS: usize,
+> Session<'b, INFLIGHT, SUBS, FILTER_LEN, ALIASES, V311_QOS2_RUNS, EVENTS>
 {
     /// `bytes` starts with a 3.1.1 packet of `size` bytes, more than the
     /// session accepts. A PUBLISH whose identifier (QoS 1/2) is in `bytes`

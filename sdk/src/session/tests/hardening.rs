@@ -294,9 +294,14 @@ fn mqtt_4_3_3_session_lost_past_pubrec_abandoned_with_session_lost() {
 
 #[test]
 fn session_lost_reports_wait_for_room_in_the_event_queue() {
+    session_lost_reports_wait_at::<EVENT_QUEUE_LEN>();
+    session_lost_reports_wait_at::<SMALL_EVENTS>();
+}
+
+fn session_lost_reports_wait_at<const EVENTS: usize>() {
     // More affected publishes than the event queue has room for: each is
     // still reported once, and nothing is republished before its report.
-    let mut p = Pair::new(persistent(ProtocolChoice::V5), None);
+    let mut p = Pair::<EVENTS>::build(persistent(ProtocolChoice::V5), None, 4096);
     p.connect();
     p.b.hold_acks = true;
     let tokens: Vec<_> = (0..4u8)
@@ -317,7 +322,7 @@ fn session_lost_reports_wait_for_room_in_the_event_queue() {
     p.b.accept();
     let n = p.s.poll_transmit(p.now, &mut tx).unwrap().unwrap();
     p.b.receive(&tx[..n]);
-    for _ in 0..EVENT_QUEUE_LEN - EVENT_HEADROOM {
+    for _ in 0..EVENTS - EVENT_HEADROOM {
         p.s.push_event(Event::Reauthenticated);
     }
     let connack = p.b.out.pop_front().unwrap();
