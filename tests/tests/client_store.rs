@@ -23,11 +23,12 @@ use embermq::client::{ClientError, ClientState, Connection, CriticalSectionRawMu
 use embermq::clock::TokioClock;
 use embermq::codec::{Properties, PropertyFields, QoS};
 use embermq::session::{
-    OutgoingMessage, PublishFailure, PublishState, SessionConfig, SessionError, SizeLimit,
+    OutgoingMessage, ProtocolChoice, PublishFailure, PublishState, SessionConfig, SessionError,
+    SizeLimit,
 };
 use embermq::store::{FileStore, FileStoreError, Store};
 use embermq_board_app::model::Readings;
-use embermq_tests::peers::{Mosquitto, free_port};
+use embermq_tests::peers::{Mosquitto, RestartableMosquitto, free_port};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
@@ -571,4 +572,169 @@ async fn file_store_killed_mid_stream_loses_no_persisted_message() {
     })
     .await;
     remove_store(&path);
+}
+
+/// Subscribes `client` to `filter` at QoS 1.
+async fn subscribe(client: Handle, filter: &str) {
+    let results = client.subscribe(&[sub(filter, QoS::AtLeastOnce)]).await;
+    assert!(results.unwrap().all_succeeded());
+}
+
+/// What the observer of [`outage_on_the_board_scenario`] saw.
+#[derive(Debug, PartialEq, Eq)]
+struct OutageSeen {
+    /// The device's reconnect after the restart found its session.
+    device_session_present: bool,
+    /// The observer's reconnect after the restart found its session.
+    observer_session_present: bool,
+    /// The readings the observer received after the restart, up to and
+    /// including the first one published after it was back (5).
+    readings: Vec<u32>,
+}
+
+/// The broker outage of `tests/tests/qemu_boards.rs` on the host, with its
+/// order fixed: a "device" as `boards/app` builds it (MQTT 5.0, its first
+/// connect clean, then resuming with a session expiry of an hour, the
+/// outbox in a durable store) publishes reading 0 at QoS 1 to an observer
+/// (session expiry 600 s; its first connect with Clean Start
+/// `observer_clean_start`). Mosquitto (persistence on, saving on every
+/// change) is killed with SIGKILL; readings 1..=4 are queued on the device
+/// over failed connect attempts; the broker restarts and the device
+/// reconnects, and the broker acknowledges 1..=4, before the observer is
+/// back (the order of the failed run on a loaded machine). Then the
+/// observer reconnects (Clean Start 0, resubscribing if its session was
+/// lost, as the embermq client does), and the device publishes reading 5.
+async fn outage_on_the_board_scenario(observer_clean_start: bool) -> OutageSeen {
+    let mut broker = RestartableMosquitto::start().unwrap();
+    let topic = leak_str(format!("devices/outage-{observer_clean_start}/telemetry"));
+    let observer_id = leak_str(format!(
+        "observer-{observer_clean_start}-{}",
+        std::process::id()
+    ));
+    let observer_config = |clean_start| {
+        let mut c = config("unused");
+        c.client_id = observer_id;
+        c.protocol = ProtocolChoice::V5;
+        c.clean_start = clean_start;
+        c.resume_on_reconnect = true;
+        c.session_expiry_secs = Some(600);
+        c
+    };
+    let path = store_path(&format!("outage-{observer_clean_start}"));
+    let result = within(60, async {
+        let observer = state(observer_config(observer_clean_start), 4096);
+        let (observer_driver, mut seen) = spawn_driver!(observer, broker.tcp_port, 4096);
+        subscribe(observer.client(), topic).await;
+
+        let mut device_config = config(&format!("device-{observer_clean_start}"));
+        device_config.protocol = ProtocolChoice::V5;
+        device_config.clean_start = true;
+        device_config.resume_on_reconnect = true;
+        device_config.session_expiry_secs = Some(3600);
+        let device: &'static StoreState = Box::leak(Box::new(ClientState::with_store(
+            device_config,
+            leak(4096),
+            FileStore::open(&path).unwrap(),
+        )));
+        let (device_driver, mut device_events) = spawn_driver!(device, broker.tcp_port, 4096);
+        let reading = |i: u32| {
+            let payload = leak_str(i.to_string());
+            OutgoingMessage::new(topic, payload.as_bytes(), QoS::AtLeastOnce)
+        };
+        let first = device.client().publish(&reading(0)).await.unwrap();
+        device.client().completion(first).await.unwrap();
+        assert_eq!(
+            next_message(&mut seen).await,
+            (topic.to_owned(), b"0".to_vec())
+        );
+
+        tokio::task::block_in_place(|| broker.kill().unwrap());
+        // The observer stays away until the device is done (its driver
+        // dropped without DISCONNECT: the broker died under both).
+        abort(observer_driver).await;
+        next_matching(&mut device_events, |s| {
+            matches!(s, Seen::Disconnected(_)).then_some(())
+        })
+        .await;
+        let mut queued = Vec::new();
+        for i in 1..=4 {
+            // One failed connect attempt before each reading.
+            next_matching(&mut device_events, |s| {
+                matches!(s, Seen::Reconnecting(_)).then_some(())
+            })
+            .await;
+            queued.push(device.client().publish(&reading(i)).await.unwrap());
+        }
+        tokio::task::block_in_place(|| broker.restart().unwrap());
+        let (device_session_present, _) = connected(&mut device_events).await;
+        for token in queued {
+            device.client().completion(token).await.unwrap();
+        }
+
+        // The observer back: Clean Start 0, as its driver reconnects.
+        let observer = state(observer_config(false), 4096);
+        let (observer_driver, mut seen) = spawn_driver!(observer, broker.tcp_port, 4096);
+        let (observer_session_present, _) = connected(&mut seen).await;
+        if !observer_session_present {
+            subscribe(observer.client(), topic).await;
+        }
+        let last = device.client().publish(&reading(5)).await.unwrap();
+        device.client().completion(last).await.unwrap();
+        let mut readings = Vec::new();
+        while readings.last() != Some(&5) {
+            let (_, payload) = next_message(&mut seen).await;
+            readings.push(String::from_utf8(payload).unwrap().parse().unwrap());
+        }
+        stop(observer.client(), observer_driver).await;
+        stop(device.client(), device_driver).await;
+        OutageSeen {
+            device_session_present,
+            observer_session_present,
+            readings,
+        }
+    })
+    .await;
+    remove_store(&path);
+    result
+}
+
+/// [MQTT-3.2.2-5] with a durable outbox: mosquitto restarted after a
+/// SIGKILL has no session for the device (its first connect was clean, see
+/// below), so the device discards its session state; the readings queued
+/// over the failed connect attempts are application messages, sent again
+/// as new publishes, and every one reaches a subscriber whose session the
+/// broker kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_3_2_2_5_readings_queued_over_failed_connects_are_sent_anew_to_a_restarted_broker() {
+    let seen = outage_on_the_board_scenario(false).await;
+    assert_eq!(
+        seen,
+        OutageSeen {
+            device_session_present: false,
+            observer_session_present: true,
+            readings: vec![1, 2, 3, 4, 5],
+        }
+    );
+}
+
+/// [MQTT-3.1.2-23] says the broker keeps a session with an expiry after
+/// the network connection closes; across a crash that is the broker's
+/// persistence, and mosquitto (2.0) writes to its database only the
+/// sessions whose connect had Clean Start 0. A client that started clean
+/// and resumes later (`resume_on_reconnect`) has its session, subscriptions
+/// and queued messages in memory only until it next reconnects: a SIGKILL
+/// before then loses them, and what was published before the client
+/// resubscribed is gone. This is why the QEMU test's observer connects with
+/// Clean Start 0 from the first connect (tests/tests/qemu_boards.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_3_1_2_23_mosquitto_loses_on_sigkill_a_session_begun_with_clean_start() {
+    let seen = outage_on_the_board_scenario(true).await;
+    assert_eq!(
+        seen,
+        OutageSeen {
+            device_session_present: false,
+            observer_session_present: false,
+            readings: vec![5],
+        }
+    );
 }

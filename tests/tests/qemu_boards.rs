@@ -267,6 +267,15 @@ fn leak(len: usize) -> &'static mut [u8] {
 /// The host's observer: an embermq client (MQTT 5.0, TCP) whose session
 /// outlives a broker restart (persistence on, expiry 10 min), so what the
 /// device publishes before the observer is back is kept for it.
+///
+/// Clean Start 0 from the first connect (the broker is new, so there is
+/// nothing stale to resume): mosquitto writes to its database only the
+/// sessions of clients that connected with Clean Start 0. Begun clean, the
+/// session and its subscriptions were lost with the first SIGKILL, and
+/// when the device reconnected before the observer had resubscribed, the
+/// outage readings it sent went to no one (see
+/// `mqtt_3_1_2_23_mosquitto_loses_on_sigkill_a_session_begun_with_clean_start`
+/// in tests/tests/client_store.rs).
 fn observer(
     name: &'static str,
     tcp_port: u16,
@@ -276,6 +285,7 @@ fn observer(
     impl core::future::Future<Output = Result<(), impl core::fmt::Debug>>,
 ) {
     let config = SessionConfig {
+        clean_start: false,
         resume_on_reconnect: true,
         session_expiry_secs: Some(600),
         ..SessionConfig::new(name)
