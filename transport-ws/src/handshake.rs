@@ -29,6 +29,7 @@ use embedded_io_async::Write;
 use crate::error::{
     Error, FieldFault, HandshakeError, HeaderLabel, InvalidRequestField, ReasonPhrase, RequestField,
 };
+use crate::frame::copy_prefix;
 
 /// The GUID of RFC 6455 §1.3, appended to the key for the accept digest.
 const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -338,10 +339,7 @@ impl Coalescer {
             let Some(free) = area.get_mut(n..).filter(|f| !f.is_empty()) else {
                 break;
             };
-            let k = rest.len().min(free.len());
-            if let (Some(dst), Some(src)) = (free.get_mut(..k), rest.get(..k)) {
-                dst.copy_from_slice(src);
-            }
+            let k = copy_prefix(free, rest);
             n += k;
             self.offset += k;
             if self.offset >= p.len() {
