@@ -52,7 +52,9 @@ impl Instant {
         Duration(self.0.saturating_sub(earlier.0))
     }
 
-    /// `self + d`, saturating at the end of time.
+    /// `self + d`, saturating at the end of time. Out of line on devices:
+    /// the 64-bit saturating add was repeated at each deadline.
+    #[cfg_attr(target_os = "none", inline(never))]
     pub const fn saturating_add(self, d: Duration) -> Instant {
         Instant(self.0.saturating_add(d.0))
     }

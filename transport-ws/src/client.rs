@@ -12,6 +12,7 @@ use embassy_futures::select::{Either, select};
 use embedded_io_async::{Read, Write};
 
 use crate::error::Error;
+use crate::frame::move_within;
 use crate::handshake::{
     HandshakeHooks, Request, accept_for_key, generate_key, read_response, write_request,
 };
@@ -55,7 +56,7 @@ impl<'b, T: Read + Write, R: rand_core::RngCore + rand_core::CryptoRng>
             read_response(&mut io, buffers.rx, &accept, req.protocols, cfg.mqtt, hooks).await?;
         hooks.on_connected(accepted.protocol);
         // Move the bytes after the header to the front: they are frames.
-        buffers.rx.copy_within(accepted.header_len..filled, 0);
+        move_within(buffers.rx, accepted.header_len..filled, 0);
         let leftover = filled - accepted.header_len;
         let conn = Self::from_upgraded(io, ClientRole(rng), buffers, leftover, cfg)?;
         Ok((conn, accepted.protocol))

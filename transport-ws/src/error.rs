@@ -7,6 +7,8 @@
 
 use core::fmt;
 
+use crate::frame::copy_prefix;
+
 /// A frame or message the peer must not send (RFC 6455 §5, §7, §8 and
 /// MQTT §6). The connection answers it with a Close frame carrying
 /// [`close_code`](Self::close_code) and then fails.
@@ -101,9 +103,7 @@ impl ReasonPhrase {
         }
         let mut bytes = [0u8; REASON_CAPACITY];
         let src = s.as_bytes().get(..end).unwrap_or_default();
-        if let Some(dst) = bytes.get_mut(..end) {
-            dst.copy_from_slice(src);
-        }
+        copy_prefix(&mut bytes, src);
         Self {
             bytes,
             len: end as u8,

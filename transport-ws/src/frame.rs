@@ -18,6 +18,8 @@
 //! Deliberately not here: extensions (permessage-deflate is never offered, so
 //! RSV bits are always an error), I/O, and message reassembly.
 
+use core::ops::Range;
+
 use crate::error::ProtocolError;
 
 /// The largest encoded frame header: 2 bytes, 8 bytes of length, 4 of key.
@@ -246,9 +248,9 @@ pub fn mask_copy(src: &[u8], dst: &mut [u8], key: [u8; 4], offset: u64) -> usize
     let mut s = src.chunks_exact(8);
     let mut d = dst.chunks_exact_mut(8);
     for (sc, dc) in (&mut s).zip(&mut d) {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(sc);
-        dc.copy_from_slice(&(u64::from_ne_bytes(w) ^ word).to_ne_bytes());
+        if let (Some(w), Some(dc)) = (sc.first_chunk::<8>(), dc.first_chunk_mut::<8>()) {
+            *dc = (u64::from_ne_bytes(*w) ^ word).to_ne_bytes();
+        }
     }
     for ((db, sb), m) in d
         .into_remainder()
@@ -259,6 +261,32 @@ pub fn mask_copy(src: &[u8], dst: &mut [u8], key: [u8; 4], offset: u64) -> usize
         *db = sb ^ m;
     }
     n
+}
+
+/// Copies `min(dst.len(), src.len())` bytes from the start of `src` to the
+/// start of `dst` (with `memcpy`) and returns that count. One out-of-line
+/// copy: `copy_from_slice` inlined at each call site brings its own
+/// length-mismatch panic path (a branch, a panic location and its file name
+/// in flash) where the optimizer for size does not prove it dead.
+#[inline(never)]
+pub(crate) fn copy_prefix(dst: &mut [u8], src: &[u8]) -> usize {
+    let n = dst.len().min(src.len());
+    if let (Some(d), Some(s)) = (dst.get_mut(..n), src.get(..n)) {
+        d.copy_from_slice(s);
+    }
+    n
+}
+
+/// Moves `buf[src]` to `buf[dest..]` (the ranges may overlap); does nothing
+/// when either range is out of `buf`. One out-of-line copy of the checks
+/// `copy_within` would otherwise inline, with a panic location, into each
+/// caller.
+#[inline(never)]
+pub(crate) fn move_within(buf: &mut [u8], src: Range<usize>, dest: usize) {
+    let len = buf.len();
+    if src.start <= src.end && src.end <= len && dest <= len - (src.end - src.start) {
+        buf.copy_within(src, dest);
+    }
 }
 
 #[cfg(test)]

@@ -22,13 +22,12 @@
 //! selects one is refused), and I/O timeouts (the caller's deadline bounds
 //! the whole connect).
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use embedded_io_async::Write;
 
 use crate::error::{
     Error, FieldFault, HandshakeError, HeaderLabel, InvalidRequestField, ReasonPhrase, RequestField,
 };
+use crate::frame::copy_prefix;
 
 /// The GUID of RFC 6455 §1.3, appended to the key for the accept digest.
 const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -275,11 +274,37 @@ impl<H: HandshakeHooks + ?Sized> HandshakeHooks for &mut H {
 /// A fresh `Sec-WebSocket-Key`: base64 of 16 random bytes (§4.1).
 pub fn generate_key<R: rand_core::RngCore + rand_core::CryptoRng>(rng: &mut R) -> [u8; 24] {
     let mut nonce = [0u8; 16];
-    rng.fill_bytes(&mut nonce);
+    // Word by word: the generic `fill_bytes` of a block RNG brings its
+    // own copy loops and panic paths, `next_u32` is there for the masks.
+    for word in nonce.as_chunks_mut::<4>().0 {
+        *word = rng.next_u32().to_le_bytes();
+    }
     let mut key = [0u8; 24];
     // 16 bytes encode to exactly 24 base64 characters.
-    let _ = STANDARD.encode_slice(nonce, &mut key);
+    base64_into(&nonce, &mut key);
     key
+}
+
+/// The base64 alphabet (RFC 4648 §4).
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Base64 (RFC 4648 §4, with `=` padding) of `src` into `dst`, which holds
+/// `4 * ceil(src.len() / 3)` bytes (a shorter one gets a prefix). The
+/// handshake encodes two fixed sizes (16 and 20 bytes); a general-purpose
+/// engine costs a few hundred bytes of flash more.
+fn base64_into(src: &[u8], dst: &mut [u8]) {
+    for (chunk, out) in src.chunks(3).zip(dst.chunks_mut(4)) {
+        let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+        let bits = (byte(0) << 16) | (byte(1) << 8) | byte(2);
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = if i <= chunk.len() {
+                let at = (bits >> (18 - 6 * i)) & 63;
+                BASE64.get(at as usize).copied().unwrap_or(b'=')
+            } else {
+                b'='
+            };
+        }
+    }
 }
 
 /// The `Sec-WebSocket-Accept` value for a key: base64(SHA-1(key + GUID))
@@ -290,7 +315,7 @@ pub fn accept_for_key(key: &[u8]) -> [u8; 28] {
     sha.update(GUID);
     let mut out = [0u8; 28];
     // 20 digest bytes encode to exactly 28 base64 characters.
-    let _ = STANDARD.encode_slice(sha.digest().bytes(), &mut out);
+    base64_into(&sha.digest().bytes(), &mut out);
     out
 }
 
@@ -338,10 +363,7 @@ impl Coalescer {
             let Some(free) = area.get_mut(n..).filter(|f| !f.is_empty()) else {
                 break;
             };
-            let k = rest.len().min(free.len());
-            if let (Some(dst), Some(src)) = (free.get_mut(..k), rest.get(..k)) {
-                dst.copy_from_slice(src);
-            }
+            let k = copy_prefix(free, rest);
             n += k;
             self.offset += k;
             if self.offset >= p.len() {
@@ -667,6 +689,21 @@ mod tests {
     }
 
     #[test]
+    fn rfc4648_4_base64_with_padding_matches_the_reference_encoder() {
+        use base64::Engine as _;
+        let src: alloc::vec::Vec<u8> = (0u8..21).map(|i| i.wrapping_mul(97) ^ 0xA5).collect();
+        for len in 0..=src.len() {
+            let mut want = [0u8; 28];
+            let n = base64::engine::general_purpose::STANDARD
+                .encode_slice(&src[..len], &mut want)
+                .unwrap();
+            let mut got = [0u8; 28];
+            base64_into(&src[..len], &mut got[..n]);
+            assert_eq!(got[..n], want[..n], "{len} bytes");
+        }
+    }
+
+    #[test]
     fn rfc6455_4_1_key_is_base64_of_16_random_bytes() {
         use rand::SeedableRng;
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -674,7 +711,13 @@ mod tests {
         let b = generate_key(&mut rng);
         assert_ne!(a, b);
         let mut decoded = [0u8; 18];
-        assert_eq!(STANDARD.decode_slice(a, &mut decoded).unwrap(), 16);
+        use base64::Engine as _;
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode_slice(a, &mut decoded)
+                .unwrap(),
+            16
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! defers to `core::str::from_utf8` for everything else. Does not decode or
 //! copy the text.
 
+use crate::frame::copy_prefix;
+
 /// Incremental UTF-8 validator state.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Utf8Stream {
@@ -55,9 +57,7 @@ impl Utf8Stream {
             Err(e) if e.error_len().is_none() => {
                 let tail = data.get(e.valid_up_to()..).unwrap_or_default();
                 self.pending_len = tail.len();
-                if let Some(dst) = self.pending.get_mut(..tail.len()) {
-                    dst.copy_from_slice(tail);
-                }
+                copy_prefix(&mut self.pending, tail);
                 prefix_may_complete(Some(tail))
             }
             Err(_) => false,

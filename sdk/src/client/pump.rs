@@ -19,6 +19,7 @@ use embedded_io_async::ErrorKind;
 
 use super::state::Outcome;
 use super::{ClientError, ClientState, Event};
+use crate::codec::wire::move_within;
 use crate::session::{self, CloseReason, Incoming};
 use crate::store::Store;
 use crate::time::{Duration, Instant};
@@ -379,7 +380,7 @@ impl Pump {
             Phase::Parse => return self.parse(state, rx, aliased, now),
             Phase::Compact => {
                 if self.start > 0 {
-                    rx.copy_within(self.start..self.filled, 0);
+                    move_within(rx, self.start..self.filled, 0);
                     self.filled -= self.start;
                     self.start = 0;
                 }
@@ -550,7 +551,7 @@ impl Pump {
                 let dropped = self.skip.min(end.saturating_sub(self.filled));
                 self.skip -= dropped;
                 if dropped > 0 {
-                    rx.copy_within(self.filled + dropped..end, self.filled);
+                    move_within(rx, self.filled + dropped..end, self.filled);
                 }
                 self.filled = end - dropped;
                 if eager {

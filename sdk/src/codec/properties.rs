@@ -883,6 +883,9 @@ impl<'a> Properties<'a> {
     /// Every property, lazily, in wire order (for received properties) or
     /// identifier order followed by user properties and subscription
     /// identifiers (for [`PropertyFields`]).
+    // Out of line on devices: inlined, its two-way construction was
+    // repeated at each of nine callers.
+    #[cfg_attr(target_os = "none", inline(never))]
     pub fn iter(&self) -> PropertyIter<'a> {
         PropertyIter {
             inner: match self.0 {

@@ -291,8 +291,32 @@ pub(crate) fn copy_into(dst: &mut [u8], src: &[u8]) {
 #[cfg(any(target_os = "none", test))]
 #[inline(always)]
 fn copy_into_plain(dst: &mut [u8], src: &[u8]) {
-    if let Some(dst) = dst.get_mut(..src.len()) {
-        dst.copy_from_slice(src);
+    copy_prefix(dst, src);
+}
+
+/// Copies `min(dst.len(), src.len())` bytes from the start of `src` to the
+/// start of `dst` (with `memcpy`) and returns that count. One out-of-line
+/// copy: `copy_from_slice` inlined at each call site brings its own
+/// length-mismatch panic path (a branch, a panic location and its file name
+/// in flash) where the optimizer for size does not prove it dead.
+#[inline(never)]
+pub(crate) fn copy_prefix(dst: &mut [u8], src: &[u8]) -> usize {
+    let n = dst.len().min(src.len());
+    if let (Some(d), Some(s)) = (dst.get_mut(..n), src.get(..n)) {
+        d.copy_from_slice(s);
+    }
+    n
+}
+
+/// Moves `buf[src]` to `buf[dest..]` (the ranges may overlap); does nothing
+/// when either range is out of `buf`. One out-of-line copy of the checks
+/// `copy_within` would otherwise inline, with a panic location, into each
+/// caller.
+#[inline(never)]
+pub(crate) fn move_within(buf: &mut [u8], src: core::ops::Range<usize>, dest: usize) {
+    let len = buf.len();
+    if src.start <= src.end && src.end <= len && dest <= len - (src.end - src.start) {
+        buf.copy_within(src, dest);
     }
 }
 

@@ -27,6 +27,7 @@
 //! token of older records (status queries) still walk.
 
 use crate::codec::QoS;
+use crate::codec::wire::{copy_prefix, move_within};
 
 pub(crate) const HEADER_LEN: usize = 20;
 /// [`RecordMeta::expires`] of a message with an expiry interval that has
@@ -259,8 +260,8 @@ impl<'b> Outbox<'b> {
             m.qos as u8,
         ];
         let at = self.head.saturating_add(off);
-        if let Some(dst) = self.buf.get_mut(at..at.saturating_add(HEADER_LEN)) {
-            dst.copy_from_slice(&h);
+        if let Some(dst) = self.buf.get_mut(at..) {
+            copy_prefix(dst, &h);
         }
     }
 
@@ -445,7 +446,7 @@ impl<'b> Outbox<'b> {
             {
                 self.moved += (end - self.head) as u64;
             }
-            self.buf.copy_within(self.head..end, 0);
+            move_within(self.buf, self.head..end, 0);
             self.head = 0;
         }
     }
@@ -484,14 +485,14 @@ impl<'b> Outbox<'b> {
             {
                 self.moved += off as u64;
             }
-            self.buf.copy_within(self.head..at, self.head + m.len);
+            move_within(self.buf, self.head..at, self.head + m.len);
             self.head += m.len;
         } else {
             #[cfg(test)]
             {
                 self.moved += (live_end - end) as u64;
             }
-            self.buf.copy_within(end..live_end, at);
+            move_within(self.buf, end..live_end, at);
         }
         self.used -= m.len;
         if self.used == 0 {

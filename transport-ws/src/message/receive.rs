@@ -19,7 +19,7 @@ use embedded_io_async::{Read, Write};
 
 use super::{Error, FrameState, RecvInfo, Role, State, Step, WsConnection};
 use crate::error::ProtocolError;
-use crate::frame::{FrameHeader, Opcode, apply_mask};
+use crate::frame::{FrameHeader, Opcode, apply_mask, copy_prefix, move_within};
 use crate::message::{Job, MIN_RX_BUF, is_sendable_close_code};
 use crate::utf8::Utf8Stream;
 
@@ -100,9 +100,7 @@ impl<T: Read + Write, M: Role> WsConnection<'_, T, M> {
         let mut n = 0;
         if let Sink::Buf(buf, _) = sink {
             n = len.min(buf.len());
-            if let (Some(dst), Some(src)) = (buf.get_mut(..n), self.rx.get(start..start + n)) {
-                dst.copy_from_slice(src);
-            }
+            copy_prefix(buf, self.rx.get(start..start + n).unwrap_or_default());
         }
         self.rx_pos = start + len;
         RecvInfo {
@@ -116,7 +114,7 @@ impl<T: Read + Write, M: Role> WsConnection<'_, T, M> {
     /// Moves unread bytes to the front and asks for a read into the rest.
     fn fill(&mut self) -> Step<T::Error> {
         if self.rx_pos > 0 {
-            self.rx.copy_within(self.rx_pos..self.rx_end, 0);
+            move_within(self.rx, self.rx_pos..self.rx_end, 0);
             self.rx_end -= self.rx_pos;
             self.rx_pos = 0;
         }
@@ -326,10 +324,7 @@ impl<T: Read + Write, M: Role> WsConnection<'_, T, M> {
         if want > 0 && buffered.is_empty() {
             return Step::ReadDirect(want);
         }
-        let n = want.min(buffered.len());
-        if let (Some(dst), Some(src)) = (buf.get_mut(..n), buffered.get(..n)) {
-            dst.copy_from_slice(src);
-        }
+        let n = copy_prefix(buf, buffered.get(..want).unwrap_or(buffered));
         self.rx_pos += n;
         self.delivered(Delivered::Caller(buf.get_mut(..n).unwrap_or_default()))
     }

@@ -24,7 +24,7 @@ use embedded_io_async::{Read, Write};
 
 use super::receive::Sink;
 use super::{Error, RecvInfo, Role, State, Step, WsConnection};
-use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, Opcode, mask_copy};
+use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, Opcode, copy_prefix, mask_copy};
 
 /// The largest control frame: 2 header bytes, a 4-byte mask, 125 bytes of
 /// payload.
@@ -67,13 +67,7 @@ impl<'a> Send<'a> {
 fn copy_payload(src: &[u8], dst: &mut [u8], mask: Option<[u8; 4]>, offset: u64) -> usize {
     match mask {
         Some(key) => mask_copy(src, dst, key, offset),
-        None => {
-            let n = src.len().min(dst.len());
-            if let (Some(d), Some(s)) = (dst.get_mut(..n), src.get(..n)) {
-                d.copy_from_slice(s);
-            }
-            n
-        }
+        None => copy_prefix(dst, src),
     }
 }
 
@@ -272,10 +266,12 @@ impl<T: Read + Write, M: Role> WsConnection<'_, T, M> {
             State::Open => {
                 let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
                 let len = 2 + reason.len();
-                if let Some(dst) = payload.get_mut(..len) {
-                    let (c, r) = dst.split_at_mut(2);
-                    c.copy_from_slice(&code.to_be_bytes());
-                    r.copy_from_slice(reason.as_bytes());
+                if let Some((c, r)) = payload
+                    .get_mut(..len)
+                    .and_then(|dst| dst.split_at_mut_checked(2))
+                {
+                    copy_prefix(c, &code.to_be_bytes());
+                    copy_prefix(r, reason.as_bytes());
                 }
                 self.queue_control(Opcode::Close, payload.get(..len).unwrap_or_default());
                 self.state = State::CloseSent;
