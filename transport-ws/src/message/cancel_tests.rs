@@ -48,15 +48,7 @@ async fn stall() {
 impl Read for Stalling {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
         stall().await;
-        let Some(mut chunk) = self.reads.pop_front() else {
-            return Ok(0);
-        };
-        let n = chunk.len().min(buf.len());
-        buf[..n].copy_from_slice(&chunk[..n]);
-        if n < chunk.len() {
-            self.reads.push_front(chunk.split_off(n));
-        }
-        Ok(n)
+        Ok(super::tests::read_chunk(&mut self.reads, buf))
     }
 }
 

@@ -6,6 +6,20 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use rand::SeedableRng;
 
+/// Takes the next scripted chunk (or as much of it as fits `buf`; the
+/// rest stays first in line) into `buf`: 0 once the script is over.
+pub(super) fn read_chunk(reads: &mut VecDeque<Vec<u8>>, buf: &mut [u8]) -> usize {
+    let Some(mut chunk) = reads.pop_front() else {
+        return 0;
+    };
+    let n = chunk.len().min(buf.len());
+    buf[..n].copy_from_slice(&chunk[..n]);
+    if n < chunk.len() {
+        reads.push_front(chunk.split_off(n));
+    }
+    n
+}
+
 /// Reads come from scripted chunks (one chunk per read, EOF after);
 /// writes are recorded.
 struct Script {
@@ -17,15 +31,7 @@ impl embedded_io_async::ErrorType for Script {
 }
 impl Read for Script {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
-        let Some(mut chunk) = self.reads.pop_front() else {
-            return Ok(0);
-        };
-        let n = chunk.len().min(buf.len());
-        buf[..n].copy_from_slice(&chunk[..n]);
-        if n < chunk.len() {
-            self.reads.push_front(chunk.split_off(n));
-        }
-        Ok(n)
+        Ok(read_chunk(&mut self.reads, buf))
     }
 }
 impl Write for Script {
