@@ -1040,6 +1040,20 @@ fn main() {
                 row("floor", &|t| run_floor(case, Some(t)).is_some());
             }
         }
+        if std::env::var_os("EMBERMQ_BENCH_ROUNDS_SHOWN").is_some() {
+            let each = |s: &[Sample]| {
+                s.iter()
+                    .map(|s| format!("{:.0}", s.msgs_per_sec()))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            eprintln!(
+                "{}: msg/s by round: embermq [{}] rumqttc [{}]",
+                case.name,
+                each(&e),
+                each(&r)
+            );
+        }
         let (er, rr, ec, rc) = (rate(&e), rate(&r), cpu(&e), cpu(&r));
         host_rows.push((case.name, case.n, er, rate(&h), ec, cpu(&h), cpu(&hf)));
         let fc = cpu(&f);
