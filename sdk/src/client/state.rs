@@ -108,21 +108,36 @@ impl<const N: usize> Completions<N> {
     /// oldest finished one nobody awaits, else the oldest unfinished QoS 0
     /// one, else (for QoS 1/2) the oldest unfinished QoS 1/2 one nobody
     /// awaits.
+    ///
+    /// One pass (issue 13: this runs for every publish, over a full table
+    /// once finished tokens fill it): a free slot ends it at once.
     fn room(&self, hold: Hold) -> Option<usize> {
-        self.slots.iter().position(|s| !s.used).or_else(|| {
-            self.slots
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| s.evictable_for(hold))
-                .min_by_key(|(_, s)| (s.done.is_none(), s.hold == Hold::Firm, s.token))
-                .map(|(i, _)| i)
-        })
+        // The key orders finished before unfinished, QoS 0 before QoS 1/2,
+        // then older tokens first, in one integer.
+        let mut best: Option<(usize, u64)> = None;
+        for (i, s) in self.slots.iter().enumerate() {
+            if !s.used {
+                return Some(i);
+            }
+            if s.evictable_for(hold) {
+                let key = (u64::from(s.done.is_none()) << 33)
+                    | (u64::from(s.hold == Hold::Firm) << 32)
+                    | u64::from(s.token);
+                if best.is_none_or(|(_, k)| key < k) {
+                    best = Some((i, key));
+                }
+            }
+        }
+        best.map(|(i, _)| i)
     }
 
     /// Whether a QoS 1/2 publish, a subscribe or an unsubscribe would find
-    /// a slot now: `false` only while every slot is awaited.
+    /// a slot now: `false` only while every slot is awaited. Stops at the
+    /// first slot that would do.
     pub(crate) fn has_room(&self) -> bool {
-        self.room(Hold::Firm).is_some()
+        self.slots
+            .iter()
+            .any(|s| !s.used || s.evictable_for(Hold::Firm))
     }
 
     /// Starts tracking `token`; `false` when no slot can be had for it.

@@ -1106,6 +1106,11 @@ impl<'a> Properties<'a> {
             }
             return w.varint(0);
         }
+        if self.is_none() {
+            // Nothing to check (issue 13: most publishes carry no
+            // properties, and the walk below cost ~180 instructions each).
+            return w.varint(0);
+        }
         let mut seen = 0u64;
         for p in self.iter() {
             let id = p.id();
