@@ -606,8 +606,19 @@ impl<
         let version = self.version();
         let mut inflight = self.inflight();
         let window = self.window();
-        let mut off = 0;
+        // Records before the prefix have nothing to send; those passed
+        // from there that have nothing to send either join it.
+        let mut off = self.outbox.sent_prefix();
+        let mut in_prefix = true;
         while let Some(m) = self.outbox.meta(off) {
+            if m.state.nothing_to_send() {
+                off += m.len;
+                if in_prefix {
+                    self.outbox.pass_sent(off);
+                }
+                continue;
+            }
+            in_prefix = false;
             match m.state {
                 RecordState::PubrelQueued => {
                     let ack = PubAck::new(m.packet_id);
