@@ -82,6 +82,39 @@ fn wait_accepting(child: &mut Child, ports: &[u16], limit: Duration) -> io::Resu
     Ok(())
 }
 
+/// Waits until mosquitto's `log` says it runs: it writes that line only
+/// once every listener is open. An exit before it is
+/// [`io::ErrorKind::AddrInUse`] when the log says a listener could not be
+/// opened (a port taken since it was picked), else an error with the log.
+fn wait_running(child: &mut Child, log: &Path, limit: Duration) -> io::Result<()> {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(" running") {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let kind = if text.contains("Unable to create") || text.contains("in use") {
+                io::ErrorKind::AddrInUse
+            } else {
+                io::ErrorKind::Other
+            };
+            return Err(io::Error::new(
+                kind,
+                format!("mosquitto exited at start ({status}): {}", text.trim()),
+            ));
+        }
+        if start.elapsed() > limit {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("mosquitto did not report running: {}", text.trim()),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// A running peer process; killed and cleaned up on drop.
 #[derive(Debug)]
 struct PeerProcess {
@@ -118,16 +151,39 @@ impl Mosquitto {
     /// of global configuration (e.g. `max_inflight_messages 20\n`).
     pub fn start_with(extra: &str) -> io::Result<Self> {
         let binary = find_binary("mosquitto", "/usr/sbin/mosquitto")?;
+        // A port picked free can be taken by another test's peer before
+        // mosquitto binds it: mosquitto then exits, and the other peer
+        // would answer on that port. Such a start is retried on new ports.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::start_once(&binary, extra) {
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse && attempt < 5 => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once(binary: &Path, extra: &str) -> io::Result<Self> {
         let dir = temp_dir("mosquitto")?;
+        // mosquitto started as root drops to its own user: let it write
+        // its log here.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
+        }
         let (tcp_port, ws_port) = (free_port()?, free_port()?);
         let config = dir.join("mosquitto.conf");
+        let log = dir.join("mosquitto.log");
         std::fs::write(
             &config,
             format!(
                 "per_listener_settings false\nallow_anonymous true\npersistence false\n\
-                 log_dest stderr\n{extra}\
+                 log_dest file {}\n{extra}\
                  listener {tcp_port} 127.0.0.1\nprotocol mqtt\n\
-                 listener {ws_port} 127.0.0.1\nprotocol websockets\n"
+                 listener {ws_port} 127.0.0.1\nprotocol websockets\n",
+                log.display()
             ),
         )?;
         let child = Command::new(binary)
@@ -138,6 +194,7 @@ impl Mosquitto {
             .stderr(Stdio::null())
             .spawn()?;
         let mut process = PeerProcess { child, dir };
+        wait_running(&mut process.child, &log, Duration::from_secs(10))?;
         wait_accepting(
             &mut process.child,
             &[tcp_port, ws_port],
@@ -479,5 +536,56 @@ impl Drop for Aedes {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port picked free and taken by another peer before mosquitto binds
+    /// it: the start is reported as `AddrInUse` (which `start_with`
+    /// retries on new ports), not handed out while the other peer answers
+    /// on that port.
+    #[test]
+    fn mosquitto_on_a_taken_port_is_addr_in_use() {
+        let Ok(binary) = find_binary("mosquitto", "/usr/sbin/mosquitto") else {
+            panic!("mosquitto is needed (scripts/test installs it)");
+        };
+        let taken = TcpListener::bind("127.0.0.1:0").expect("a listener");
+        let port = taken.local_addr().expect("its address").port();
+        let dir = temp_dir("mosquitto-taken").expect("a temp dir");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+                .expect("permissions");
+        }
+        let (config, log) = (dir.join("mosquitto.conf"), dir.join("mosquitto.log"));
+        let tcp_port = free_port().expect("a free port");
+        std::fs::write(
+            &config,
+            format!(
+                "allow_anonymous true\nlog_dest file {}\n\
+                 listener {tcp_port} 127.0.0.1\nlistener {port} 127.0.0.1\nprotocol websockets\n",
+                log.display()
+            ),
+        )
+        .expect("config");
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto spawns");
+        let mut process = PeerProcess { child, dir };
+        let err = wait_running(&mut process.child, &log, Duration::from_secs(10))
+            .expect_err("the taken port stops mosquitto");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+        // And a normal start still works.
+        let broker = Mosquitto::start().expect("mosquitto starts");
+        assert_ne!(broker.tcp_port, 0);
     }
 }
