@@ -294,3 +294,37 @@ fn sim_commands_are_all_answered_but_for_the_last_round_and_every_reply_arrives(
     assert_eq!(r["clean"], Value::Bool(true), "{t}");
     assert!(out.status.success(), "{t}");
 }
+
+/// A broker that accepts the connection and never answers: the run stops
+/// after the checker's 20 s with an error that says what was missing, not
+/// only that the checker could not subscribe.
+#[test]
+fn sim_checker_without_an_answer_says_so_after_its_timeout() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let port = silent.local_addr().expect("its address").port();
+    // Accept and hold every connection, reading nothing back.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming() {
+            held.push(conn);
+        }
+    });
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_embermq"))
+        .args(["sim", "--devices", "1", "--duration", "2", "--quiet"])
+        .arg("--broker")
+        .arg(format!("mqtt://127.0.0.1:{port}"))
+        .output()
+        .expect("embermq runs");
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("the checker could not subscribe")
+            && t.contains("no acknowledgement within 20 s"),
+        "{t}"
+    );
+    assert!(
+        started.elapsed() < core::time::Duration::from_secs(60),
+        "{t}"
+    );
+}

@@ -154,8 +154,9 @@ struct Probe {
 
 /// Signals between the run and the checker task.
 pub(crate) struct CheckerControl {
-    /// Raised by the checker once its subscriptions are acknowledged.
-    pub(crate) ready: Signal<NoopRawMutex, bool>,
+    /// Raised by the checker once its subscriptions are acknowledged
+    /// (`Ok`), or with why they are not.
+    pub(crate) ready: Signal<NoopRawMutex, Result<(), String>>,
     /// Raised by the run when the checker should disconnect.
     pub(crate) stop: Signal<NoopRawMutex, ()>,
 }
@@ -283,8 +284,12 @@ pub(crate) async fn run(
                 options: SubscriptionOptions::qos(QoS::AtLeastOnce),
             },
         ];
-        let ok = matches!(client.subscribe(&subs).await, Ok(r) if r.all_succeeded());
-        control.ready.signal(ok);
+        let outcome = match client.subscribe(&subs).await {
+            Ok(r) if r.all_succeeded() => Ok(()),
+            Ok(r) => Err(format!("the broker refused a filter: {:?}", r.codes())),
+            Err(e) => Err(e.to_string()),
+        };
+        control.ready.signal(outcome);
         if let Some(every) = s.command_every.filter(|_| index == 0) {
             let commands = send_commands(fleet, &client, every);
             let _ = select(commands, control.stop.wait()).await;
@@ -339,7 +344,9 @@ pub(crate) async fn run(
     };
     if result.is_err() {
         stats.error("checker_failed");
-        control.ready.signal(false);
+        control
+            .ready
+            .signal(Err("its connection ended with an error".to_owned()));
     }
 }
 

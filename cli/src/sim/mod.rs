@@ -232,13 +232,17 @@ async fn simulate_async(
         )));
     }
     for control in controls {
-        let ready = tokio::time::timeout(Duration::from_secs(20), control.ready.wait()).await;
-        if ready != Ok(true) {
-            return Err(format!(
-                "the checker could not subscribe at {}",
-                s.checker_broker
-            ));
-        }
+        let why = match tokio::time::timeout(Duration::from_secs(20), control.ready.wait()).await {
+            Ok(Ok(())) => continue,
+            Ok(Err(why)) => why,
+            Err(_) => "no acknowledgement within 20 s (the broker did not answer, or the \
+                       connection did not come up)"
+                .to_owned(),
+        };
+        return Err(format!(
+            "the checker could not subscribe at {}: {why}",
+            s.checker_broker
+        ));
     }
     let baseline_kib = status_kib("VmRSS:").unwrap_or(0);
     let series: &'static RefCell<series::Series> =
