@@ -82,6 +82,30 @@ fn wait_accepting(child: &mut Child, ports: &[u16], limit: Duration) -> io::Resu
     Ok(())
 }
 
+/// A fresh temporary directory mosquitto can write to: started as root,
+/// it drops to its own user.
+fn mosquitto_dir(tag: &str) -> io::Result<PathBuf> {
+    let dir = temp_dir(tag)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
+    }
+    Ok(dir)
+}
+
+/// mosquitto `binary` run on `config`, its output discarded (it logs to
+/// the file its configuration names).
+pub(crate) fn spawn_mosquitto(binary: &Path, config: &Path) -> io::Result<Child> {
+    Command::new(binary)
+        .arg("-c")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+}
+
 /// Waits until mosquitto's `log` says it runs: it writes that line only
 /// once every listener is open. An exit before it is
 /// [`io::ErrorKind::AddrInUse`] when the log says a listener could not be
@@ -165,14 +189,7 @@ impl Mosquitto {
     }
 
     fn start_once(binary: &Path, extra: &str) -> io::Result<Self> {
-        let dir = temp_dir("mosquitto")?;
-        // mosquitto started as root drops to its own user: let it write
-        // its log here.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
-        }
+        let dir = mosquitto_dir("mosquitto")?;
         let (tcp_port, ws_port) = (free_port()?, free_port()?);
         let config = dir.join("mosquitto.conf");
         let log = dir.join("mosquitto.log");
@@ -186,13 +203,7 @@ impl Mosquitto {
                 log.display()
             ),
         )?;
-        let child = Command::new(binary)
-            .arg("-c")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
+        let child = spawn_mosquitto(binary, &config)?;
         let mut process = PeerProcess { child, dir };
         wait_running(&mut process.child, &log, Duration::from_secs(10))?;
         wait_accepting(
@@ -320,13 +331,9 @@ impl RestartableMosquitto {
     /// every session and subscription).
     pub fn start_with(persistence: bool) -> io::Result<Self> {
         let binary = find_binary("mosquitto", "/usr/sbin/mosquitto")?;
-        let dir = temp_dir("mosquitto-persist")?;
         // Started as root, mosquitto drops to user `mosquitto`: it must be
         // able to write its database here.
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
-        }
+        let dir = mosquitto_dir("mosquitto-persist")?;
         let (tcp_port, ws_port) = (free_port()?, free_port()?);
         let config = dir.join("mosquitto.conf");
         std::fs::write(
@@ -554,13 +561,7 @@ mod tests {
         };
         let taken = TcpListener::bind("127.0.0.1:0").expect("a listener");
         let port = taken.local_addr().expect("its address").port();
-        let dir = temp_dir("mosquitto-taken").expect("a temp dir");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
-                .expect("permissions");
-        }
+        let dir = mosquitto_dir("mosquitto-taken").expect("a temp dir");
         let (config, log) = (dir.join("mosquitto.conf"), dir.join("mosquitto.log"));
         let tcp_port = free_port().expect("a free port");
         std::fs::write(
@@ -572,14 +573,7 @@ mod tests {
             ),
         )
         .expect("config");
-        let child = Command::new(binary)
-            .arg("-c")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto spawns");
+        let child = spawn_mosquitto(&binary, &config).expect("mosquitto spawns");
         let mut process = PeerProcess { child, dir };
         let err = wait_running(&mut process.child, &log, Duration::from_secs(10))
             .expect_err("the taken port stops mosquitto");

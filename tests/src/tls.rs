@@ -24,7 +24,7 @@ use core::time::Duration;
 use std::io;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Instant;
 
 use embermq::transport::RustlsOptions;
@@ -378,13 +378,7 @@ impl TlsMosquitto {
                  listener {wss_port} 127.0.0.1\nprotocol websockets\n{tls}"
             ),
         )?;
-        let child = Command::new(binary)
-            .arg("-c")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
+        let child = crate::peers::spawn_mosquitto(&binary, &config)?;
         let mut broker = Self {
             mqtts_port,
             wss_port,
