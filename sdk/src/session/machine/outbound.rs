@@ -611,14 +611,6 @@ impl<
         let mut off = self.outbox.sent_prefix();
         let mut in_prefix = true;
         while let Some(m) = self.outbox.meta(off) {
-            if m.state.nothing_to_send() {
-                off += m.len;
-                if in_prefix {
-                    self.outbox.pass_sent(off);
-                }
-                continue;
-            }
-            in_prefix = false;
             match m.state {
                 RecordState::PubrelQueued => {
                     let ack = PubAck::new(m.packet_id);
@@ -628,6 +620,9 @@ impl<
                 }
                 RecordState::AwaitAck | RecordState::AwaitPubcomp | RecordState::Written => {
                     off += m.len;
+                    if in_prefix {
+                        self.outbox.pass_sent(off);
+                    }
                     continue;
                 }
                 // A held record (its durable copy being written) keeps
@@ -644,6 +639,8 @@ impl<
                 }
                 RecordState::Queued => {}
             }
+            // A record to send ends the prefix.
+            in_prefix = false;
             if !self.can_finish() {
                 // Completions need an event slot: wait for poll_event.
                 return Ok(None);
